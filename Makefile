@@ -1,0 +1,47 @@
+# scEmbed dashboard: the two commands a new machine needs are `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+export PYTHONPATH := $(CURDIR)
+export PYTHONHASHSEED := 0
+
+.PHONY: run test lint reference bench bench-peers bench-scale clean venv
+
+venv: $(STAMP)
+
+# (Re)create the environment whenever a requirements file is newer than the last install.
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m ruff check scembed_core scembed_app pages app.py tests benchmarks
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+lint: $(STAMP)
+	$(PY) -m ruff format --check scembed_core scembed_app pages app.py tests benchmarks
+	$(PY) -m ruff check scembed_core scembed_app pages app.py tests benchmarks
+
+# Rebuild the built-in default reference and the demo query from ../shared/data (fixed seeds).
+reference: $(STAMP)
+	$(PY) scripts/build_default_reference.py
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+bench-peers: $(STAMP)
+	$(PY) -m benchmarks.peers
+
+bench-scale: $(STAMP)
+	$(PY) -m benchmarks.scale
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,266 @@
+"""kNN label transfer from labelled reference cells, and per-cluster majority vote.
+
+Each query cell gets the majority label among its ``k`` nearest reference cells (cosine
+similarity, hnswlib index built once with the reference and saved in the bundle), a
+confidence (the winning vote fraction) and the mean similarity of its neighbours. Cells
+whose confidence is too low, that are too far from the reference, or that have no
+embedding are reported as ``"Unassigned"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ParameterError
+
+if TYPE_CHECKING:
+    from .reference import Reference
+
+__all__ = [
+    "UNASSIGNED",
+    "build_cell_index",
+    "load_cell_index",
+    "query_reference_neighbors",
+    "knn_query",
+    "transfer_labels",
+    "annotate_clusters",
+]
+
+UNASSIGNED = "Unassigned"
+HNSW_EF_CONSTRUCTION = 200
+HNSW_M = 16
+HNSW_EF_QUERY = 100
+
+
+def _hnswlib():
+    try:
+        import hnswlib
+    except ImportError:  # exact search below stands in
+        return None
+    return hnswlib
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1)
+
+
+class ExactCosineIndex:
+    """Exact cosine kNN with scikit-learn: the fallback when hnswlib is not importable."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        self.n = len(data)
+        self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(_unit_rows(data))
+
+    def knn_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine distances of the ``k`` nearest cells, hnswlib style."""
+        distances, indices = self._nn.kneighbors(_unit_rows(queries), n_neighbors=k)
+        return indices, distances.astype(np.float32)
+
+    def get_current_count(self) -> int:
+        """Number of indexed cells."""
+        return self.n
+
+
+def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 2) -> Any:
+    """Build a cosine kNN index over reference cell embeddings.
+
+    Uses hnswlib (approximate, fast); falls back to exact scikit-learn search when hnswlib
+    is not importable. Rows must be finite.
+    """
+    embedding = np.asarray(embedding, dtype=np.float32)
+    if not np.isfinite(embedding).all():
+        raise ParameterError("Reference cell embeddings contain NaN or inf; drop those cells.")
+    hnswlib = _hnswlib()
+    if hnswlib is None:
+        return ExactCosineIndex(embedding)
+    index = hnswlib.Index(space="cosine", dim=embedding.shape[1])
+    index.init_index(
+        max_elements=max(len(embedding), 1),
+        ef_construction=HNSW_EF_CONSTRUCTION,
+        M=HNSW_M,
+        random_seed=seed,
+    )
+    index.set_num_threads(threads)
+    index.add_items(embedding, np.arange(len(embedding)))
+    index.set_ef(HNSW_EF_QUERY)
+    return index
+
+
+def load_cell_index(path: str | Path, dim: int, n_cells: int) -> Any:
+    """Load a saved hnswlib index (None when hnswlib is unavailable: rebuilt on demand)."""
+    hnswlib = _hnswlib()
+    if hnswlib is None:
+        return None
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.load_index(str(path), max_elements=n_cells)
+    index.set_ef(HNSW_EF_QUERY)
+    return index
+
+
+def knn_query(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query ``k`` neighbours for finite rows; NaN rows get index -1 and distance NaN."""
+    queries = np.asarray(queries, dtype=np.float32)
+    n_index = index.get_current_count()
+    k = int(min(k, n_index))
+    if k < 1:
+        raise ParameterError(f"k must be >= 1 and the index non-empty (k={k}, cells={n_index}).")
+    indices = np.full((len(queries), k), -1, dtype=np.int64)
+    distances = np.full((len(queries), k), np.nan, dtype=np.float32)
+    valid = np.isfinite(queries).all(axis=1)
+    if valid.any():
+        if hasattr(index, "set_ef"):
+            index.set_ef(max(HNSW_EF_QUERY, k))
+        found, dist = index.knn_query(queries[valid], k=k)
+        indices[valid] = found
+        distances[valid] = dist
+    return indices, distances
+
+
+def query_reference_neighbors(
+    reference: Reference, embedding: np.ndarray, *, k: int = 15
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest reference cells of each query cell (indices, cosine distances)."""
+    if reference.cells is None:
+        raise ParameterError("This reference has no cells to search.")
+    if reference.index is None:
+        reference.index = build_cell_index(np.asarray(reference.cells.obsm["X_scembed"]))
+    return knn_query(reference.index, embedding, k)
+
+
+def vote(neighbor_labels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Majority label per row of a (cells x k) label-code matrix, and its vote fraction.
+
+    Codes are integers >= 0; ``valid`` marks usable neighbours. Ties go to the smallest
+    code (deterministic). Vectorized with one bincount over (row, code) pairs.
+    """
+    n_rows, _ = neighbor_labels.shape
+    n_codes = int(neighbor_labels[valid].max()) + 1 if valid.any() else 1
+    rows = np.broadcast_to(np.arange(n_rows)[:, None], neighbor_labels.shape)
+    flat = rows[valid] * n_codes + neighbor_labels[valid]
+    counts = np.bincount(flat, minlength=n_rows * n_codes).reshape(n_rows, n_codes)
+    winner = counts.argmax(axis=1)
+    totals = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = counts[np.arange(n_rows), winner] / totals
+    return winner, np.where(totals > 0, fraction, np.nan)
+
+
+def transfer_labels(
+    embedding: np.ndarray,
+    reference: Reference,
+    *,
+    label_key: str | None = None,
+    k: int = 15,
+    min_confidence: float = 0.0,
+    max_mapping_distance: float | None = None,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Transfer labels from reference cells to query cells by kNN majority vote.
+
+    Parameters
+    ----------
+    embedding
+        ``(n_cells, dim)`` query embeddings (NaN rows: no embedding).
+    reference
+        Reference with labelled cells.
+    label_key
+        Reference obs column to transfer (default: the reference's first label key).
+    k
+        Neighbours that vote; capped at the number of reference cells.
+    min_confidence
+        Cells whose winning vote fraction is below this become ``"Unassigned"``.
+    max_mapping_distance
+        Cells whose mean cosine distance to their neighbours exceeds this become
+        ``"Unassigned"`` (None: no limit).
+    neighbors
+        Precomputed ``(indices, distances)`` from :func:`query_reference_neighbors` with at
+        least ``k`` columns, to avoid a second search.
+
+    Returns
+    -------
+    DataFrame with one row per query cell: ``predicted`` (majority label before
+    thresholds), ``label`` (after thresholds), ``confidence`` (vote fraction),
+    ``mean_similarity`` (mean cosine similarity of the neighbours) and
+    ``mapping_distance`` (mean cosine distance).
+    """
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ParameterError(f"min_confidence must be in [0, 1], got {min_confidence}.")
+    if k < 1:
+        raise ParameterError(f"k must be >= 1, got {k}.")
+    if not reference.can_transfer_labels:
+        raise ParameterError(
+            "This reference has no labelled cells, so labels cannot be transferred. "
+            "Build a full reference from a labelled dataset first."
+        )
+    label_key = label_key or reference.default_label_key
+    if label_key not in reference.cells.obs:
+        raise ParameterError(
+            f"Label column {label_key!r} is not in the reference; choose one of "
+            f"{reference.label_keys}."
+        )
+    k = min(k, reference.n_cells)
+    if neighbors is not None and neighbors[0].shape[1] >= k:
+        indices, distances = neighbors[0][:, :k], neighbors[1][:, :k]
+    else:
+        indices, distances = query_reference_neighbors(reference, embedding, k=k)
+    categories = pd.Categorical(reference.cells.obs[label_key].astype(str))
+    codes = np.asarray(categories.codes)
+    valid = indices >= 0
+    neighbor_codes = np.where(valid, codes[np.clip(indices, 0, None)], 0)
+    winner, confidence = vote(neighbor_codes, valid)
+    has_vote = valid.any(axis=1)
+    names = np.asarray(categories.categories, dtype=object)
+    predicted = np.where(has_vote, names[winner], UNASSIGNED)
+    with np.errstate(invalid="ignore"):
+        mapping_distance = np.where(
+            has_vote, np.nanmean(np.where(valid, distances, np.nan), axis=1), np.nan
+        )
+    keep = has_vote & (confidence >= min_confidence)
+    if max_mapping_distance is not None:
+        keep &= mapping_distance <= max_mapping_distance
+    return pd.DataFrame(
+        {
+            "predicted": predicted,
+            "label": np.where(keep, predicted, UNASSIGNED),
+            "confidence": confidence,
+            "mean_similarity": 1.0 - mapping_distance,
+            "mapping_distance": mapping_distance,
+        }
+    )
+
+
+def annotate_clusters(
+    clusters: np.ndarray | pd.Series, labels: np.ndarray | pd.Series
+) -> pd.DataFrame:
+    """Majority label of each cluster and the fraction of its cells that agree.
+
+    ``"Unassigned"`` cells do not vote; a cluster with only unassigned cells stays
+    ``"Unassigned"`` with agreement 0.
+    """
+    frame = pd.DataFrame(
+        {"cluster": np.asarray(clusters).astype(str), "label": np.asarray(labels).astype(str)}
+    )
+    rows = []
+    for cluster, group in frame.groupby("cluster", sort=False):
+        voters = group["label"][group["label"] != UNASSIGNED]
+        if voters.empty:
+            rows.append((cluster, UNASSIGNED, 0.0, len(group)))
+            continue
+        counts = voters.value_counts()
+        rows.append((cluster, counts.index[0], counts.iloc[0] / len(group), len(group)))
+    table = pd.DataFrame(rows, columns=["cluster", "label", "agreement", "n_cells"])
+    order = pd.to_numeric(table["cluster"], errors="coerce")
+    return (
+        table.assign(_o=order)
+        .sort_values(["_o", "cluster"])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )

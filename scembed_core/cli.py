@@ -1,0 +1,214 @@
+"""Command line: ``python -m scembed_core {train,project,info,push}``.
+
+Errors of the engine print as one line (``error: ...``) with exit status 2; progress goes
+to stderr as a terminal bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import ScEmbedError
+
+__all__ = ["main"]
+
+
+class _Bar:
+    """Progress callback drawing a tqdm bar on stderr."""
+
+    def __init__(self, description: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=description, file=sys.stderr, leave=False)
+        self._done = 0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        target = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        self._bar.set_postfix_str(message[:50])
+        if target > self._done:
+            self._bar.update(target - self._done)
+            self._done = target
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scembed_core",
+        description="scEmbed: region embeddings for scATAC-seq, projection and annotation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a reference bundle from a labelled dataset")
+    train.add_argument("input", help="dataset: .h5ad, 10x h5/folder, csv, archive")
+    train.add_argument(
+        "--labels-key", action="append", default=None, help="obs label column (repeatable)"
+    )
+    train.add_argument("--out", required=True, help="output bundle folder")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--window", type=int, default=5)
+    train.add_argument("--dim", type=int, default=100)
+    train.add_argument("--min-count", type=int, default=5)
+    train.add_argument("--workers", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--genome", default="unknown")
+    train.add_argument("--name", default=None)
+
+    project = sub.add_parser("project", help="project a dataset onto a reference and annotate it")
+    project.add_argument("input")
+    project.add_argument(
+        "--reference", default="default", help="'default', a folder, or hf:OWNER/NAME[@REV]"
+    )
+    project.add_argument("--out", required=True, help="output .h5ad")
+    project.add_argument(
+        "--trust", action="store_true", help="allow pickled parts of this reference"
+    )
+    project.add_argument("--layer", default=None, help="h5ad layer holding the counts")
+    group = project.add_mutually_exclusive_group()
+    group.add_argument("--resolution", type=float, default=None)
+    group.add_argument("--n-clusters", type=int, default=None)
+    project.add_argument("--method", choices=["louvain", "leiden"], default="louvain")
+    project.add_argument("--k-neighbors", type=int, default=15)
+    project.add_argument("--min-confidence", type=float, default=0.0)
+    project.add_argument("--max-mapping-distance", type=float, default=None)
+    project.add_argument("--label-key", default=None, help="reference label column to transfer")
+    project.add_argument("--truth-key", default=None, help="query obs column to evaluate against")
+    project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
+    project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
+    project.add_argument("--seed", type=int, default=0)
+
+    info = sub.add_parser("info", help="describe a reference")
+    info.add_argument("reference", help="'default', a folder, or hf:OWNER/NAME[@REV]")
+    info.add_argument("--trust", action="store_true")
+
+    push = sub.add_parser("push", help="upload a bundle to the Hugging Face hub")
+    push.add_argument("folder")
+    push.add_argument("repo_id", help="OWNER/NAME")
+    push.add_argument("--private", action="store_true")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .io import read_dataset
+    from .reference import save_reference
+    from .train import TrainingParams, train_reference
+
+    adata = read_dataset(args.input)
+    params = TrainingParams(
+        epochs=args.epochs,
+        window=args.window,
+        vector_size=args.dim,
+        min_count=args.min_count,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    bar = _Bar("train")
+    try:
+        reference = train_reference(
+            adata,
+            label_key=args.labels_key,
+            params=params,
+            genome=args.genome,
+            name=args.name or Path(args.out).name,
+            source=str(args.input),
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    save_reference(reference, args.out)
+    stats = reference.manifest["training_stats"]
+    print(
+        f"wrote {args.out}: {reference.n_cells} cells, {reference.n_regions} regions, "
+        f"{stats['seconds']:.1f} s training ({stats['words_per_second']:,.0f} words/s)"
+    )
+    return 0
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from .io import read_dataset
+    from .pipeline import run_pipeline, write_results
+    from .reference import resolve_reference
+
+    started = time.perf_counter()
+    reference = resolve_reference(args.reference, trust=args.trust)
+    adata = read_dataset(args.input, layer=args.layer, universe=reference.model.universe)
+    bar = _Bar("project")
+    try:
+        result = run_pipeline(
+            adata,
+            reference,
+            ev=not args.no_ev,
+            resolution=args.resolution,
+            n_clusters=args.n_clusters,
+            method=args.method,
+            k_neighbors=args.k_neighbors,
+            min_confidence=args.min_confidence,
+            max_mapping_distance=args.max_mapping_distance,
+            label_key=args.label_key,
+            truth_key=args.truth_key,
+            seed=args.seed,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    written = write_results(result, args.out, csv=args.csv)
+    coverage = result.projection.coverage
+    print(
+        f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
+        f"{coverage.fraction_peaks_mapped:.1%} of peaks hit the universe; "
+        f"{result.n_clusters} clusters (resolution {result.resolution:.3g})"
+    )
+    for warning in coverage.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.evaluation:
+        print("evaluation:", json.dumps(result.evaluation, indent=1, default=float))
+    print("wrote", ", ".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .reference import resolve_reference
+
+    reference = resolve_reference(args.reference, trust=args.trust)
+    manifest = reference.manifest
+    print(f"name:       {reference.name}")
+    print(f"genome:     {reference.genome}")
+    print(f"regions:    {reference.n_regions:,} (dim {reference.model.dim})")
+    print(f"cells:      {reference.n_cells:,}")
+    print(f"EV-project: {'yes' if reference.can_ev_project else 'no'}")
+    if manifest.get("source"):
+        print(f"source:     {manifest['source']}")
+    for key in reference.label_keys:
+        print(f"labels[{key}]:")
+        for label, count in reference.label_counts(key).items():
+            print(f"  {label:<24} {count:>7,}")
+    if manifest.get("training"):
+        print("training:   " + ", ".join(f"{k}={v}" for k, v in manifest["training"].items()))
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_bundle
+
+    url = push_bundle(Path(args.folder), args.repo_id, private=args.private)
+    print(f"pushed {args.folder} to {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    commands = {"train": _cmd_train, "project": _cmd_project, "info": _cmd_info, "push": _cmd_push}
+    try:
+        return commands[args.command](args)
+    except ScEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2

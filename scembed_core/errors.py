@@ -1,0 +1,79 @@
+"""Typed exceptions and warnings raised by :mod:`scembed_core`.
+
+Every error says what was expected, what was found and what to do next, so the command
+line can print it as one line and the app can show it with :func:`streamlit.error`.
+"""
+
+from __future__ import annotations
+
+
+class ScEmbedError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InputFormatError(ScEmbedError, ValueError):
+    """A file could not be read as any supported single-cell format."""
+
+
+class CoordinateError(InputFormatError):
+    """Region coordinates are missing or invalid (no columns, start >= end, negative)."""
+
+
+class EmptyDataError(InputFormatError):
+    """The dataset has no cells, no peaks or no signal."""
+
+
+class DuplicateNamesError(InputFormatError):
+    """Cell barcodes or peak names are not unique."""
+
+
+class CountValueError(InputFormatError):
+    """Counts are not finite, non-negative numbers."""
+
+
+class ChromosomeNamingError(ScEmbedError, ValueError):
+    """Query and universe chromosome names share nothing, even after reconciling styles."""
+
+
+class UnsafeInputError(ScEmbedError, ValueError):
+    """An input was refused for safety (pickles, path traversal, decompression bombs)."""
+
+
+class MemoryBudgetError(ScEmbedError, MemoryError):
+    """An operation would need more memory than the configured budget allows."""
+
+
+class ReferenceBundleError(ScEmbedError):
+    """A reference bundle is missing files, has bad checksums or an unsupported version."""
+
+
+class UntrustedSourceError(ReferenceBundleError):
+    """Loading would unpickle data from a source the caller did not mark as trusted."""
+
+
+class ModelFormatError(ReferenceBundleError):
+    """A pretrained model (e.g. geniml format) is malformed or inconsistent."""
+
+
+class HubUnavailableError(ScEmbedError, ConnectionError):
+    """The Hugging Face hub could not be reached and the files are not in the local cache."""
+
+
+class TrainingError(ScEmbedError):
+    """Training cannot run on the given data (e.g. no cell has two regions)."""
+
+
+class ParameterError(ScEmbedError, ValueError):
+    """An argument is outside its valid range."""
+
+
+class ScEmbedWarning(UserWarning):
+    """Base class of the warnings the engine emits."""
+
+
+class LowCoverageWarning(ScEmbedWarning):
+    """Few query peaks overlap the reference universe (possible genome-build mismatch)."""
+
+
+class UnpinnedRevisionWarning(ScEmbedWarning):
+    """A hub model was fetched without a pinned revision, so later runs may get other files."""

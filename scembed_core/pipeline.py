@@ -1,0 +1,202 @@
+"""The whole annotation run: project, cluster, transfer labels, vote per cluster, evaluate.
+
+Used by the ``project`` command and by power users; the app calls the same stages one by
+one so it can cache each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .annotate import UNASSIGNED, annotate_clusters, transfer_labels
+from .cluster import build_knn_graph, cluster_graph, find_resolution, n_clusters_of
+from .evaluate import classification_report, clustering_scores
+from .project import Projection, project, projection_frame
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from .reference import Reference
+
+__all__ = ["PipelineResult", "run_pipeline", "annotated_adata", "write_results"]
+
+
+@dataclass
+class PipelineResult:
+    """Everything one run produced, for one query dataset."""
+
+    adata: ad.AnnData
+    projection: Projection
+    clusters: np.ndarray
+    resolution: float
+    labels: pd.DataFrame | None
+    cluster_table: pd.DataFrame | None
+    params: dict
+    resolution_curve: pd.DataFrame | None = None
+    evaluation: dict = field(default_factory=dict)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters found."""
+        return n_clusters_of(self.clusters)
+
+
+def run_pipeline(
+    adata: ad.AnnData,
+    reference: Reference,
+    *,
+    ev: bool = True,
+    resolution: float | None = None,
+    n_clusters: int | None = None,
+    method: str = "louvain",
+    k_neighbors: int = 15,
+    min_confidence: float = 0.0,
+    max_mapping_distance: float | None = None,
+    label_key: str | None = None,
+    truth_key: str | None = None,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> PipelineResult:
+    """Project ``adata`` onto ``reference``, cluster it and transfer labels.
+
+    Parameters mirror the ``project`` command; ``resolution`` defaults to 1.0 unless
+    ``n_clusters`` asks for a resolution search. ``truth_key`` names a query obs column to
+    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
+    """
+    from .errors import ParameterError
+
+    report = progress or (lambda fraction, message: None)
+    if truth_key is not None and truth_key not in adata.obs:
+        raise ParameterError(
+            f"Truth column {truth_key!r} is not in the query's obs columns {list(adata.obs.columns)}."
+        )
+    projection = project(
+        adata, reference, ev=ev, k_neighbors=k_neighbors, progress=lambda f, m: report(0.7 * f, m)
+    )
+    report(0.75, "Clustering (kNN graph + Louvain)")
+    graph = build_knn_graph(projection.embedding, seed=seed)
+    curve = None
+    if n_clusters is not None:
+        search = find_resolution(graph, n_clusters, method=method, seed=seed)
+        clusters, resolution, curve = search.labels, search.resolution, search.curve
+    else:
+        resolution = 1.0 if resolution is None else resolution
+        clusters = cluster_graph(graph, resolution, method=method, seed=seed)
+    labels = table = None
+    if reference.can_transfer_labels:
+        report(0.9, "Transferring labels from the reference")
+        labels = transfer_labels(
+            projection.embedding,
+            reference,
+            label_key=label_key,
+            k=k_neighbors,
+            min_confidence=min_confidence,
+            max_mapping_distance=max_mapping_distance,
+            neighbors=projection.neighbors,
+        )
+        labels.index = adata.obs_names
+        table = annotate_clusters(_cluster_names(clusters), labels["label"].to_numpy())
+    params = {
+        "reference": reference.name,
+        "reference_genome": reference.genome,
+        "label_key": label_key or reference.default_label_key,
+        "resolution": float(resolution),
+        "method": method,
+        "k_neighbors": k_neighbors,
+        "min_confidence": min_confidence,
+        "max_mapping_distance": max_mapping_distance,
+        "seed": seed,
+    }
+    result = PipelineResult(
+        adata, projection, clusters, float(resolution), labels, table, params, curve
+    )
+    if truth_key is not None:
+        truth = adata.obs[truth_key]
+        result.evaluation["clustering"] = clustering_scores(truth, clusters)
+        if labels is not None:
+            result.evaluation["labels"] = classification_report(truth, labels["label"]).summary()
+    report(1.0, "Done")
+    return result
+
+
+def _cluster_names(clusters: np.ndarray) -> np.ndarray:
+    names = clusters.astype(str).astype(object)
+    names[clusters < 0] = UNASSIGNED
+    return names
+
+
+def annotated_adata(result: PipelineResult) -> ad.AnnData:
+    """A copy of the query with the results under the documented keys.
+
+    ``obsm["X_scembed"]`` (E-projection), ``obsm["X_scembed_umap"]`` (EV coordinates),
+    ``obs["scembed_cluster"]``, ``obs["scembed_label"]``, ``obs["scembed_label_confidence"]``,
+    ``obs["scembed_cluster_label"]``, coverage and mapping-distance columns, and the
+    parameters, coverage summary and evaluation in ``uns["scembed"]``.
+    """
+    out = result.adata.copy()
+    projection = result.projection
+    out.obsm["X_scembed"] = projection.embedding
+    if projection.umap is not None:
+        out.obsm["X_scembed_umap"] = projection.umap
+    for column, values in projection_frame(out, projection).items():
+        out.obs[column] = values.to_numpy()
+    out.obs["scembed_cluster"] = pd.Categorical(_cluster_names(result.clusters))
+    if result.labels is not None:
+        out.obs["scembed_label"] = pd.Categorical(result.labels["label"].to_numpy())
+        out.obs["scembed_label_confidence"] = result.labels["confidence"].to_numpy()
+        out.obs["scembed_label_similarity"] = result.labels["mean_similarity"].to_numpy()
+        by_cluster = dict(
+            zip(result.cluster_table["cluster"], result.cluster_table["label"], strict=True)
+        )
+        out.obs["scembed_cluster_label"] = pd.Categorical(
+            [by_cluster.get(c, UNASSIGNED) for c in out.obs["scembed_cluster"].astype(str)]
+        )
+    uns = {"params": result.params, "coverage": _plain(projection.coverage.summary())}
+    uns["timings"] = dict(projection.timings)
+    if result.evaluation:
+        uns["evaluation"] = _plain(result.evaluation)
+    if result.cluster_table is not None:
+        uns["cluster_table"] = result.cluster_table.astype({"cluster": str, "label": str})
+    out.uns["scembed"] = _plain(uns)
+    return out
+
+
+def _plain(value):
+    """Make a nested structure writable by h5py (no None, no empty lists of objects)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value] if value else "none"
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def results_frame(result: PipelineResult) -> pd.DataFrame:
+    """Tidy per-cell results (cell, cluster, label, confidence, UMAP, coverage)."""
+    out = annotated_adata(result)
+    columns = [c for c in out.obs.columns if c.startswith("scembed_")]
+    frame = out.obs[columns].copy()
+    if "X_scembed_umap" in out.obsm:
+        frame["umap_1"], frame["umap_2"] = out.obsm["X_scembed_umap"].T
+    frame.index.name = "cell"
+    return frame
+
+
+def write_results(result: PipelineResult, path: str | Path, *, csv: bool = False) -> list[Path]:
+    """Write the annotated ``.h5ad`` (and a per-cell CSV beside it when ``csv``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    annotated_adata(result).write_h5ad(path, compression="gzip")
+    written = [path]
+    if csv:
+        csv_path = path.with_suffix(".csv")
+        results_frame(result).to_csv(csv_path)
+        written.append(csv_path)
+    return written

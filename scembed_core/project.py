@@ -1,0 +1,326 @@
+"""E-projection (pooling region embeddings into cell embeddings) and EV-projection.
+
+E-projection maps a new dataset's peaks onto the reference universe once (a sparse
+peaks x universe matrix), turns the cells x peaks matrix into a binary cells x universe
+matrix with one sparse product, and averages the trained region vectors of each cell's
+regions, all as chunked sparse algebra. EV-projection sends those embeddings through
+the UMAP model fitted on the reference cells, so new cells land on the reference map.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import EmptyDataError, ParameterError
+from .regions import GenomicRegions, PeakMapping, cells_by_universe, map_peaks_to_universe
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from .reference import Reference, RegionModel
+
+__all__ = [
+    "Coverage",
+    "Projection",
+    "compute_coverage",
+    "pool_region_vectors",
+    "project",
+    "ev_project",
+    "warm_umap",
+    "regions_of",
+]
+
+ProgressCallback = Callable[[float, str], None]
+
+#: Below this fraction of query peaks overlapping the universe, coverage is called low.
+LOW_COVERAGE_FRACTION = 0.2
+
+
+def regions_of(adata: ad.AnnData) -> GenomicRegions:
+    """The peaks of a dataset read by :func:`scembed_core.io.read_dataset`."""
+    if {"chr", "start", "end"} <= set(adata.var.columns):
+        return GenomicRegions.from_frame(adata.var[["chr", "start", "end"]])
+    return GenomicRegions.from_names(adata.var_names)
+
+
+@dataclass
+class Coverage:
+    """How well a query dataset's peaks cover the reference universe.
+
+    Attributes
+    ----------
+    mapping
+        The peaks x universe overlap matrix and chromosome-naming diagnostics.
+    cell_regions
+        Binary cells x universe matrix (regions each cell covers).
+    n_regions_per_cell
+        Number of *trained* universe regions each cell covers (the regions pooled).
+    warnings
+        Human-readable warnings (low coverage, renamed chromosomes, likely build mismatch).
+    """
+
+    mapping: PeakMapping
+    cell_regions: sp.csr_matrix
+    n_regions_per_cell: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fraction_peaks_mapped(self) -> float:
+        """Fraction of query peaks that overlap at least one universe region."""
+        return self.mapping.fraction_mapped
+
+    @property
+    def unmapped_cells(self) -> np.ndarray:
+        """Boolean mask of cells that cover no trained universe region."""
+        return self.n_regions_per_cell == 0
+
+    @property
+    def n_unmapped_cells(self) -> int:
+        """Number of cells that cover no trained universe region."""
+        return int(self.unmapped_cells.sum())
+
+    def summary(self) -> dict:
+        """Plain-data summary for reports, ``uns`` and the app."""
+        n = self.n_regions_per_cell
+        return {
+            **self.mapping.summary(),
+            "n_cells": int(len(n)),
+            "n_unmapped_cells": self.n_unmapped_cells,
+            "median_regions_per_cell": float(np.median(n)) if len(n) else 0.0,
+            "warnings": list(self.warnings),
+        }
+
+
+def compute_coverage(
+    adata: ad.AnnData,
+    model: RegionModel | Reference,
+    *,
+    low_coverage: float = LOW_COVERAGE_FRACTION,
+) -> Coverage:
+    """Map a dataset's peaks onto the universe and summarise the coverage.
+
+    Parameters
+    ----------
+    adata
+        Query cells x peaks (binary or counts; signal = value > 0).
+    model
+        The reference (or its region model) whose universe the peaks are mapped to.
+    low_coverage
+        Fraction of mapped peaks under which a warning is added.
+    """
+    model = getattr(model, "model", model)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise EmptyDataError(f"The dataset has {adata.n_obs} cells and {adata.n_vars} peaks.")
+    mapping = map_peaks_to_universe(regions_of(adata), model.universe)
+    cell_regions = cells_by_universe(adata.X, mapping)
+    n_regions = np.asarray(cell_regions @ model.trained.astype(np.float32)).ravel().astype(np.int64)
+    warnings = []
+    if mapping.renamed_chromosomes:
+        pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
+        warnings.append(f"Chromosome names were reconciled with the reference ({pairs}, ...).")
+    if mapping.unknown_chromosomes:
+        warnings.append(
+            f"{len(mapping.unknown_chromosomes)} contig(s) are absent from the reference "
+            f"({', '.join(mapping.unknown_chromosomes[:5])}); their peaks are unmapped."
+        )
+    fraction = mapping.fraction_mapped
+    if fraction < low_coverage:
+        genome = model.metadata.get("genome", "unknown")
+        warnings.append(
+            f"Only {fraction:.1%} of the query peaks overlap the reference universe "
+            f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
+            "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
+            "reference on the data's build."
+        )
+    n_unmapped = int((n_regions == 0).sum())
+    if n_unmapped:
+        warnings.append(
+            f"{n_unmapped} cell(s) cover no trained reference region; they get no embedding "
+            "and are reported as Unassigned."
+        )
+    return Coverage(mapping, cell_regions, n_regions, warnings)
+
+
+def pool_region_vectors(
+    cell_regions: sp.spmatrix,
+    vectors: np.ndarray,
+    trained: np.ndarray,
+    *,
+    chunk_size: int = 50_000,
+) -> np.ndarray:
+    """Mean of the trained region vectors of each cell, as chunked sparse algebra.
+
+    Parameters
+    ----------
+    cell_regions
+        Binary cells x universe matrix.
+    vectors
+        ``(n_regions, dim)`` region embeddings.
+    trained
+        Mask of regions with learned vectors; the others are excluded from the mean.
+    chunk_size
+        Cells per chunk, bounding the dense intermediate to ``chunk_size x dim``.
+
+    Returns
+    -------
+    ``(n_cells, dim)`` float32; rows of cells with no trained region are NaN.
+    """
+    if chunk_size < 1:
+        raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}.")
+    x = sp.csr_matrix(cell_regions, dtype=np.float32)
+    weights = trained.astype(np.float32)
+    masked = np.where(trained[:, None], vectors, 0).astype(np.float32)
+    out = np.empty((x.shape[0], vectors.shape[1]), dtype=np.float32)
+    for begin in range(0, x.shape[0], chunk_size):
+        block = x[begin : begin + chunk_size]
+        counts = block @ weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[begin : begin + chunk_size] = (block @ masked) / counts[:, None]
+    return out
+
+
+@dataclass
+class Projection:
+    """A query dataset projected onto a reference.
+
+    Attributes
+    ----------
+    embedding
+        E-projection: ``(n_cells, dim)`` cell embeddings; NaN rows for unmapped cells.
+    coverage
+        Overlap and coverage diagnostics.
+    umap
+        EV-projection: ``(n_cells, 2)`` coordinates on the reference map, or None.
+    mapping_distance
+        Mean cosine distance of each cell to its nearest reference cells (NaN if unmapped).
+    mapping_outlier
+        Cells farther from the reference than the reference's own 99th percentile.
+    timings
+        Seconds spent in each stage.
+    """
+
+    embedding: np.ndarray
+    coverage: Coverage
+    umap: np.ndarray | None = None
+    mapping_distance: np.ndarray | None = None
+    mapping_outlier: np.ndarray | None = None
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Mask of cells with an embedding (at least one trained region)."""
+        return ~np.isnan(self.embedding).any(axis=1)
+
+
+def ev_project(embedding: np.ndarray, reference: Reference) -> np.ndarray:
+    """Place cells on the reference UMAP map through the reference's fitted UMAP model.
+
+    Rows that are NaN (unmapped cells) stay NaN.
+    """
+    if reference.umap_model is None:
+        raise ParameterError(
+            "This reference has no fitted UMAP model, so EV-projection is not possible. "
+            "Build a full reference from a labelled dataset first."
+        )
+    coords = np.full((embedding.shape[0], 2), np.nan, dtype=np.float32)
+    valid = ~np.isnan(embedding).any(axis=1)
+    if valid.any():
+        coords[valid] = reference.umap_model.transform(embedding[valid]).astype(np.float32)
+    return coords
+
+
+def warm_umap(reference: Reference) -> float:
+    """Run one tiny UMAP transform so numba compiles before the user's first click.
+
+    Returns the seconds it took (long on the first call in a fresh environment).
+    """
+    if reference.umap_model is None or reference.cells is None:
+        return 0.0
+    started = time.perf_counter()
+    sample = np.asarray(reference.cells.obsm["X_scembed"][:5], dtype=np.float32)
+    reference.umap_model.transform(sample)
+    return time.perf_counter() - started
+
+
+def project(
+    adata: ad.AnnData,
+    reference: Reference,
+    *,
+    ev: bool = True,
+    k_neighbors: int = 15,
+    progress: ProgressCallback | None = None,
+) -> Projection:
+    """E-project (and optionally EV-project) a query dataset onto a reference.
+
+    Parameters
+    ----------
+    adata
+        Query cells x peaks with ``var`` coordinates.
+    reference
+        A loaded reference.
+    ev
+        Also place the cells on the reference UMAP (needs a reference with cells).
+    k_neighbors
+        Reference neighbours used for the mapping distance.
+    progress
+        ``progress(fraction, message)`` callback, called once per stage.
+    """
+    report = progress or (lambda fraction, message: None)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    report(0.0, "Mapping peaks onto the reference universe")
+    coverage = compute_coverage(adata, reference)
+    timings["map_peaks"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    report(0.25, "E-projection: pooling region embeddings")
+    embedding = pool_region_vectors(
+        coverage.cell_regions, reference.model.vectors, reference.model.trained
+    )
+    timings["e_projection"] = time.perf_counter() - started
+    result = Projection(embedding=embedding, coverage=coverage, timings=timings)
+
+    if reference.cells is not None:
+        started = time.perf_counter()
+        report(0.45, "Finding nearest reference cells")
+        from .annotate import query_reference_neighbors
+
+        indices, distances = query_reference_neighbors(reference, embedding, k=k_neighbors)
+        result.neighbors = (indices, distances)
+        result.mapping_distance = np.nanmean(distances, axis=1) if distances.size else None
+        threshold = reference.manifest.get("mapping_distance_q99")
+        if threshold is not None and result.mapping_distance is not None:
+            result.mapping_outlier = result.mapping_distance > float(threshold)
+        timings["neighbors"] = time.perf_counter() - started
+
+    if ev and reference.umap_model is not None:
+        started = time.perf_counter()
+        report(0.6, "Warming up UMAP (numba compilation, first time only)")
+        timings["umap_warmup"] = warm_umap(reference)
+        report(0.7, "EV-projection: placing cells on the reference map")
+        started = time.perf_counter()
+        result.umap = ev_project(embedding, reference)
+        timings["ev_projection"] = time.perf_counter() - started
+    report(1.0, "Projection done")
+    return result
+
+
+def projection_frame(adata: ad.AnnData, projection: Projection) -> pd.DataFrame:
+    """Per-cell coverage and mapping columns, indexed by cell name."""
+    frame = pd.DataFrame(index=adata.obs_names)
+    frame["scembed_n_regions"] = projection.coverage.n_regions_per_cell
+    frame["scembed_unmapped"] = projection.coverage.unmapped_cells
+    if projection.mapping_distance is not None:
+        frame["scembed_mapping_distance"] = projection.mapping_distance
+    if projection.mapping_outlier is not None:
+        frame["scembed_mapping_outlier"] = projection.mapping_outlier
+    return frame

@@ -1,0 +1,355 @@
+"""Genomic regions, the reference region universe, and peak -> universe overlap mapping.
+
+A *universe* is the reference's ordered region vocabulary: region ``i`` of the universe
+is word ``i`` of the Word2Vec model. A query dataset has its own peaks; each peak is
+mapped to every universe region it overlaps by at least one base pair (half-open BED
+intervals, per chromosome). The mapping is computed once per dataset as a sparse
+peaks x universe matrix, so the per-cell work is a single sparse product.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import ChromosomeNamingError, CoordinateError, EmptyDataError, InputFormatError
+
+__all__ = [
+    "GenomicRegions",
+    "PeakMapping",
+    "map_peaks_to_universe",
+    "parse_region_names",
+    "reconcile_chromosome_names",
+    "cells_by_universe",
+]
+
+_NAME_PATTERN = re.compile(
+    r"^(?P<chrom>[^:_\-\s]+(?:_[^:_\-\s]+)*?)[:_\-](?P<start>\d+)[_\-](?P<end>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class GenomicRegions:
+    """An ordered list of half-open genomic intervals ``[start, end)``.
+
+    Parameters
+    ----------
+    chrom
+        Chromosome name of each region.
+    start
+        0-based start of each region (inclusive).
+    end
+        End of each region (exclusive).
+    """
+
+    chrom: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chrom", np.asarray(self.chrom, dtype=object).astype(str))
+        object.__setattr__(self, "start", np.asarray(self.start, dtype=np.int64))
+        object.__setattr__(self, "end", np.asarray(self.end, dtype=np.int64))
+        if not (len(self.chrom) == len(self.start) == len(self.end)):
+            raise CoordinateError(
+                f"chrom, start and end differ in length "
+                f"({len(self.chrom)}, {len(self.start)}, {len(self.end)})."
+            )
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def names(self) -> np.ndarray:
+        """Region names in the ``chr_start_end`` form the paper uses as Word2Vec words."""
+        return (
+            pd.Series(self.chrom)
+            + "_"
+            + pd.Series(self.start).astype(str)
+            + "_"
+            + pd.Series(self.end).astype(str)
+        ).to_numpy(dtype=object)
+
+    def validate(self, what: str = "regions") -> GenomicRegions:
+        """Raise :class:`CoordinateError` for negative starts or ``start >= end``.
+
+        Returns the regions themselves so calls can be chained.
+        """
+        if len(self) == 0:
+            raise EmptyDataError(f"The {what} list is empty: at least one region is needed.")
+        bad_neg = np.flatnonzero(self.start < 0)
+        if bad_neg.size:
+            i = bad_neg[0]
+            raise CoordinateError(
+                f"{bad_neg.size} {what} have a negative start, e.g. "
+                f"{self.chrom[i]}:{self.start[i]}-{self.end[i]}. Coordinates must be 0-based, >= 0."
+            )
+        bad_order = np.flatnonzero(self.start >= self.end)
+        if bad_order.size:
+            i = bad_order[0]
+            raise CoordinateError(
+                f"{bad_order.size} {what} have start >= end, e.g. "
+                f"{self.chrom[i]}:{self.start[i]}-{self.end[i]}. Expected half-open BED intervals."
+            )
+        return self
+
+    def to_frame(self) -> pd.DataFrame:
+        """The regions as a ``chr``/``start``/``end`` data frame."""
+        return pd.DataFrame({"chr": self.chrom, "start": self.start, "end": self.end})
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> GenomicRegions:
+        """Build regions from a frame with ``chr``/``start``/``end`` (or ``chrom``) columns."""
+        chrom_col = next(
+            (c for c in ("chr", "chrom", "seqnames", "chromosome") if c in frame), None
+        )
+        if chrom_col is None or "start" not in frame or "end" not in frame:
+            raise CoordinateError(
+                f"Expected columns chr/start/end, found {list(frame.columns)[:10]}."
+            )
+        start = pd.to_numeric(frame["start"], errors="coerce")
+        end = pd.to_numeric(frame["end"], errors="coerce")
+        if start.isna().any() or end.isna().any():
+            n = int(start.isna().sum() + end.isna().sum())
+            raise CoordinateError(f"{n} start/end values are not integers.")
+        return cls(frame[chrom_col].astype(str).to_numpy(), start.to_numpy(), end.to_numpy())
+
+    @classmethod
+    def from_names(cls, names: list[str] | np.ndarray | pd.Index) -> GenomicRegions:
+        """Parse names like ``chr1_100_600``, ``chr1:100-600`` or ``chr1-100-600``."""
+        return parse_region_names(names)
+
+    @classmethod
+    def read_bed(cls, path: str | Path) -> GenomicRegions:
+        """Read the first three columns of a (optionally gzipped) BED file."""
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rt") as handle:
+                frame = pd.read_csv(
+                    handle,
+                    sep="\t",
+                    header=None,
+                    usecols=[0, 1, 2],
+                    names=["chr", "start", "end"],
+                    comment="#",
+                    dtype={"chr": str},
+                )
+        except (OSError, EOFError, pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+            raise InputFormatError(f"Could not read BED file {path.name}: {exc}") from exc
+        frame = frame[~frame["chr"].str.startswith(("track", "browser"))]
+        return cls.from_frame(frame)
+
+    def write_bed(self, path: str | Path) -> None:
+        """Write the regions as a 3-column BED file (gzipped if the name ends in ``.gz``)."""
+        self.to_frame().to_csv(path, sep="\t", header=False, index=False)
+
+
+def parse_region_names(names: list[str] | np.ndarray | pd.Index) -> GenomicRegions:
+    """Parse region names in the ``chr_start_end``, ``chr:start-end`` or ``chr-start-end`` forms.
+
+    Raises
+    ------
+    CoordinateError
+        If any name does not follow one of these forms.
+    """
+    series = pd.Series(np.asarray(names, dtype=object)).astype(str)
+    parts = series.str.extract(_NAME_PATTERN)
+    bad = parts["start"].isna()
+    if bad.any():
+        examples = ", ".join(repr(s) for s in series[bad].head(3))
+        raise CoordinateError(
+            f"{int(bad.sum())} of {len(series)} region names are not of the form "
+            f"chr1_100_600, chr1:100-600 or chr1-100-600 (e.g. {examples}). "
+            "Provide chr/start/end columns in var instead."
+        )
+    return GenomicRegions(
+        parts["chrom"].to_numpy(), parts["start"].astype(np.int64), parts["end"].astype(np.int64)
+    )
+
+
+def _canonical_chrom(name: str) -> str:
+    """Canonical chromosome key: no ``chr`` prefix, mitochondria as ``M``."""
+    key = name[3:] if name.lower().startswith("chr") else name
+    return "M" if key.upper() in {"M", "MT"} else key
+
+
+def reconcile_chromosome_names(
+    query_chroms: np.ndarray | list[str], universe_chroms: np.ndarray | list[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Map query chromosome names onto the universe's naming style.
+
+    Exact names win; otherwise ``chr1`` matches ``1`` and ``chrM``/``chrMT``/``MT``/``M``
+    match each other.
+
+    Returns
+    -------
+    renamed
+        Query names that were renamed, as ``{query_name: universe_name}``.
+    unknown
+        Query chromosome names with no counterpart in the universe (sorted).
+    """
+    universe_set = set(np.unique(np.asarray(universe_chroms, dtype=str)))
+    canonical = {}
+    for name in universe_set:
+        canonical.setdefault(_canonical_chrom(name), name)
+    renamed: dict[str, str] = {}
+    unknown: list[str] = []
+    for name in np.unique(np.asarray(query_chroms, dtype=str)):
+        if name in universe_set:
+            continue
+        target = canonical.get(_canonical_chrom(name))
+        if target is None:
+            unknown.append(name)
+        else:
+            renamed[name] = target
+    return renamed, sorted(unknown)
+
+
+@dataclass
+class PeakMapping:
+    """Result of mapping query peaks onto a universe.
+
+    Attributes
+    ----------
+    matrix
+        Sparse ``n_peaks x n_universe`` CSR matrix, 1 where a peak overlaps a region.
+    renamed_chromosomes
+        Query chromosome names renamed to the universe's style (e.g. ``{"1": "chr1"}``).
+    unknown_chromosomes
+        Query chromosomes absent from the universe; their peaks are unmapped.
+    """
+
+    matrix: sp.csr_matrix
+    renamed_chromosomes: dict[str, str] = field(default_factory=dict)
+    unknown_chromosomes: list[str] = field(default_factory=list)
+
+    @property
+    def n_peaks(self) -> int:
+        """Number of query peaks."""
+        return self.matrix.shape[0]
+
+    @property
+    def peak_is_mapped(self) -> np.ndarray:
+        """Boolean mask of peaks that overlap at least one universe region."""
+        return np.diff(self.matrix.indptr) > 0
+
+    @property
+    def n_mapped_peaks(self) -> int:
+        """Number of query peaks overlapping at least one universe region."""
+        return int(self.peak_is_mapped.sum())
+
+    @property
+    def fraction_mapped(self) -> float:
+        """Fraction of query peaks overlapping at least one universe region."""
+        return self.n_mapped_peaks / self.n_peaks if self.n_peaks else 0.0
+
+    def summary(self) -> dict:
+        """Plain-data summary for reports and ``uns``."""
+        return {
+            "n_peaks": int(self.n_peaks),
+            "n_mapped_peaks": self.n_mapped_peaks,
+            "fraction_peaks_mapped": float(self.fraction_mapped),
+            "renamed_chromosomes": dict(self.renamed_chromosomes),
+            "unknown_chromosomes": list(self.unknown_chromosomes),
+        }
+
+
+def _overlap_pairs_one_chrom(
+    q_start: np.ndarray, q_end: np.ndarray, u_start: np.ndarray, u_end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """All (query, universe) index pairs that overlap on one chromosome, vectorized.
+
+    The universe is sorted by start; a running maximum of ends bounds the first region
+    that can reach a query start, so regions of any length (overlapping each other or
+    not) are handled exactly.
+    """
+    order = np.argsort(u_start, kind="stable")
+    us, ue = u_start[order], u_end[order]
+    reach = np.maximum.accumulate(ue)
+    hi = np.searchsorted(us, q_end, side="left")  # regions starting before the query ends
+    lo = np.searchsorted(reach, q_start, side="right")  # first region that may end after q_start
+    counts = np.maximum(hi - lo, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    q_rep = np.repeat(np.arange(len(q_start)), counts)
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.repeat(lo, counts) + (np.arange(total) - offsets)
+    keep = ue[pos] > q_start[q_rep]
+    return q_rep[keep], order[pos[keep]]
+
+
+def map_peaks_to_universe(peaks: GenomicRegions, universe: GenomicRegions) -> PeakMapping:
+    """Map each query peak to every universe region it overlaps by >= 1 bp.
+
+    Parameters
+    ----------
+    peaks
+        The query dataset's peaks (in any order).
+    universe
+        The reference region universe.
+
+    Returns
+    -------
+    PeakMapping
+        Sparse peaks x universe overlap matrix plus naming diagnostics.
+
+    Raises
+    ------
+    ChromosomeNamingError
+        If no query chromosome matches a universe chromosome even after reconciling
+        ``chr1``/``1`` and ``chrM``/``MT`` naming.
+    """
+    renamed, unknown = reconcile_chromosome_names(peaks.chrom, universe.chrom)
+    q_chrom = pd.Series(peaks.chrom).replace(renamed).to_numpy() if renamed else peaks.chrom
+    known_query = set(np.unique(peaks.chrom)) - set(unknown)
+    if len(peaks) and not known_query:
+        raise ChromosomeNamingError(
+            f"None of the query's chromosomes ({', '.join(sorted(set(peaks.chrom))[:5])}, ...) "
+            f"exist in the reference universe ({', '.join(sorted(set(universe.chrom))[:5])}, ...). "
+            "Check the genome build and the species of the reference."
+        )
+    rows, cols = [], []
+    u_groups = pd.Series(np.arange(len(universe))).groupby(universe.chrom).indices
+    q_groups = pd.Series(np.arange(len(peaks))).groupby(q_chrom).indices
+    for chrom, q_idx in q_groups.items():
+        u_idx = u_groups.get(chrom)
+        if u_idx is None:
+            continue
+        qi, ui = _overlap_pairs_one_chrom(
+            peaks.start[q_idx], peaks.end[q_idx], universe.start[u_idx], universe.end[u_idx]
+        )
+        rows.append(q_idx[qi])
+        cols.append(u_idx[ui])
+    row = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    col = np.concatenate(cols) if cols else np.empty(0, np.int64)
+    matrix = sp.csr_matrix(
+        (np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(peaks), len(universe))
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return PeakMapping(matrix=matrix, renamed_chromosomes=renamed, unknown_chromosomes=unknown)
+
+
+def cells_by_universe(cells_by_peaks: sp.spmatrix, mapping: PeakMapping) -> sp.csr_matrix:
+    """Binary cells x universe matrix: a cell covers a region if any of its peaks hits it.
+
+    This is the per-dataset sparse product ``X @ M`` followed by binarisation; a region
+    hit by two peaks of the same cell counts once (set semantics).
+    """
+    x = sp.csr_matrix(cells_by_peaks, dtype=np.float32)
+    if x.shape[1] != mapping.n_peaks:
+        raise InputFormatError(
+            f"The matrix has {x.shape[1]} peaks but the mapping was built for {mapping.n_peaks}."
+        )
+    product = (x @ mapping.matrix).tocsr()
+    product.eliminate_zeros()
+    product.data[:] = 1.0
+    return product

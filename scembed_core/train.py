@@ -1,0 +1,341 @@
+"""Word2Vec training of region embeddings: cells are documents, accessible regions are words.
+
+This is scEmbed's *no-projection* flow (paper, Methods "Presenting cells as documents to
+Word2Vec"): every cell becomes a list of the regions where it shows signal, the lists
+are reshuffled before every epoch (co-accessible regions have no order), and gensim's
+Word2Vec learns one vector per region. The learning rate decays exponentially per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ParameterError, TrainingError
+from .regions import GenomicRegions
+
+__all__ = [
+    "TrainingParams",
+    "train_region_vectors",
+    "documents_from_matrix",
+    "fit_reference_umap",
+    "train_reference",
+]
+
+ProgressCallback = Callable[[float, str], None]
+
+# gensim's Cython loop silently truncates a document at 10,000 words (MAX_WORDS_IN_BATCH).
+GENSIM_MAX_DOCUMENT_WORDS = 10_000
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Word2Vec hyper-parameters; the defaults are the paper's.
+
+    Parameters
+    ----------
+    vector_size
+        Embedding dimension (paper: 100).
+    window
+        Context window (paper: 5).
+    epochs
+        Passes over the shuffled documents (paper: 100).
+    alpha
+        Initial learning rate.
+    lr_decay
+        Multiplicative decay of the learning rate per epoch (paper: 0.95).
+    min_alpha
+        Floor of the learning rate.
+    min_count
+        Regions seen in fewer cells are not trained and never used for pooling.
+    sg
+        1 for skip-gram, 0 for CBOW (gensim's default, ~4x faster here).
+    negative
+        Negative samples per positive pair.
+    workers
+        gensim worker threads.
+    seed
+        Seed of gensim's initialisation and of the per-epoch shuffles.
+    """
+
+    vector_size: int = 100
+    window: int = 5
+    epochs: int = 100
+    alpha: float = 0.025
+    lr_decay: float = 0.95
+    min_alpha: float = 1e-4
+    min_count: int = 5
+    sg: int = 0
+    negative: int = 5
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "vector_size": self.vector_size >= 2,
+            "window": self.window >= 1,
+            "epochs": self.epochs >= 1,
+            "alpha": self.alpha > 0,
+            "lr_decay": 0 < self.lr_decay <= 1,
+            "min_count": self.min_count >= 1,
+            "sg": self.sg in (0, 1),
+            "workers": self.workers >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ParameterError(
+                f"Invalid training parameter(s) {bad}: { ({k: getattr(self, k) for k in bad}) }."
+            )
+
+    def learning_rate(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based) under the exponential schedule."""
+        return max(self.alpha * self.lr_decay**epoch, self.min_alpha)
+
+    def to_dict(self) -> dict:
+        """Parameters as a plain dictionary (for manifests)."""
+        return asdict(self)
+
+
+def documents_from_matrix(
+    cells_by_regions: sp.csr_matrix, *, rng: np.random.Generator | None = None
+) -> list[list[str]]:
+    """Turn a binary cells x regions matrix into Word2Vec documents.
+
+    Words are region indices as strings (gensim needs hashable tokens; the index is the
+    universe row). When ``rng`` is given, each document is shuffled; this is done for all
+    cells at once by sorting random keys within rows, not by a loop of shuffles.
+    Documents longer than gensim's 10,000-word limit are split so no region is lost.
+    """
+    x = sp.csr_matrix(cells_by_regions)
+    indices = x.indices.astype(np.int64, copy=True)
+    row_of = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    if rng is not None and indices.size:
+        order = np.lexsort((rng.random(indices.size), row_of))
+        indices = indices[order]
+    words = indices.astype(str).tolist()
+    bounds = x.indptr.tolist()
+    documents = []
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        for chunk in range(begin, end, GENSIM_MAX_DOCUMENT_WORDS):
+            stop = min(chunk + GENSIM_MAX_DOCUMENT_WORDS, end)
+            if stop - chunk >= 2:
+                documents.append(words[chunk:stop])
+    return documents
+
+
+def _stable_hash(text: str) -> int:
+    """Hash for gensim's vector initialisation that, unlike ``hash``, is stable across runs."""
+    return zlib.crc32(text.encode())
+
+
+class _ShuffledCorpus:
+    """Re-iterable corpus that reshuffles every document on each pass."""
+
+    def __init__(self, matrix: sp.csr_matrix, seed: int) -> None:
+        self.matrix = matrix
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return iter(documents_from_matrix(self.matrix, rng=self.rng))
+
+
+def train_region_vectors(
+    cells_by_regions: sp.spmatrix,
+    universe: GenomicRegions,
+    params: TrainingParams | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Learn one embedding per universe region with gensim Word2Vec.
+
+    Parameters
+    ----------
+    cells_by_regions
+        Binary cells x regions matrix over ``universe`` (signal = value > 0).
+    universe
+        The regions (columns); region ``i`` becomes word ``str(i)``.
+    params
+        Hyper-parameters; the paper's defaults when omitted.
+    progress
+        Called as ``progress(fraction, message)`` after every epoch.
+
+    Returns
+    -------
+    vectors
+        ``(n_regions, vector_size)`` float32; rows of untrained regions are zero.
+    trained
+        Boolean mask of regions that received a learned vector (seen in at least
+        ``min_count`` cells); untrained regions are excluded from pooling.
+    stats
+        Training statistics: words per epoch, seconds, words per second, regions trained.
+    """
+    from gensim.models import Word2Vec
+
+    params = params or TrainingParams()
+    x = sp.csr_matrix(cells_by_regions, dtype=np.float32)
+    if x.shape[1] != len(universe):
+        raise TrainingError(
+            f"The matrix has {x.shape[1]} regions but the universe has {len(universe)}."
+        )
+    x.eliminate_zeros()
+    x.data[:] = 1.0
+    n_words = int(x.nnz)
+    if n_words == 0 or int((np.diff(x.indptr) >= 2).sum()) == 0:
+        raise TrainingError(
+            "No cell has two or more accessible regions; Word2Vec needs co-accessible regions."
+        )
+    corpus = _ShuffledCorpus(x, params.seed)
+    model = Word2Vec(
+        vector_size=params.vector_size,
+        window=params.window,
+        min_count=params.min_count,
+        sg=params.sg,
+        negative=params.negative,
+        workers=params.workers,
+        seed=params.seed,
+        alpha=params.alpha,
+        min_alpha=params.min_alpha,
+        hashfxn=_stable_hash,
+    )
+    model.build_vocab(corpus)
+    if not model.wv.key_to_index:
+        raise TrainingError(
+            f"No region was seen in at least min_count={params.min_count} cells; "
+            "lower min_count or provide more cells."
+        )
+    started = time.perf_counter()
+    for epoch in range(params.epochs):
+        rate = params.learning_rate(epoch)
+        model.train(
+            corpus,
+            total_examples=model.corpus_count,
+            epochs=1,
+            start_alpha=rate,
+            end_alpha=rate,
+        )
+        if progress is not None:
+            progress((epoch + 1) / params.epochs, f"epoch {epoch + 1}/{params.epochs}")
+    seconds = time.perf_counter() - started
+
+    vectors = np.zeros((len(universe), params.vector_size), dtype=np.float32)
+    keys = np.fromiter((int(k) for k in model.wv.index_to_key), dtype=np.int64)
+    vectors[keys] = model.wv.vectors
+    trained = np.zeros(len(universe), dtype=bool)
+    trained[keys] = True
+    stats = {
+        "words_per_epoch": n_words,
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / params.epochs,
+        "words_per_second": n_words * params.epochs / seconds if seconds > 0 else float("nan"),
+        "n_regions_trained": int(trained.sum()),
+        "n_regions_untrained": int((~trained).sum()),
+        "n_documents": int(model.corpus_count),
+    }
+    return vectors, trained, stats
+
+
+def fit_reference_umap(embedding: np.ndarray, *, seed: int = 42, n_neighbors: int = 15):
+    """Fit the 2-D UMAP model of the reference map (paper: umap-learn, random_state=42)."""
+    import umap
+
+    model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed)
+    model.fit(embedding)
+    return model
+
+
+def train_reference(
+    adata,
+    *,
+    label_key: str | list[str] | None = None,
+    params: TrainingParams | None = None,
+    genome: str = "unknown",
+    name: str = "reference",
+    source: str = "",
+    fit_umap: bool = True,
+    progress: ProgressCallback | None = None,
+):
+    """Train a full reference from a labelled dataset (the paper's no-projection flow).
+
+    Trains Word2Vec region embeddings on the dataset's own peaks (the universe), embeds
+    the cells, fits the reference UMAP, builds the cosine kNN index and records the
+    distribution of reference-to-reference neighbour distances (for mapping distance).
+
+    Parameters
+    ----------
+    adata
+        Cells x peaks with ``var`` coordinates (see :func:`scembed_core.io.read_dataset`).
+    label_key
+        obs column(s) holding cell-type labels to transfer later.
+    params
+        Word2Vec parameters.
+    genome, name, source
+        Recorded in the manifest.
+    fit_umap
+        Fit the UMAP map (needed for EV-projection).
+    progress
+        ``progress(fraction, message)``; training takes the first 80%.
+
+    Returns
+    -------
+    :class:`scembed_core.reference.Reference`
+    """
+    import anndata as ad
+
+    from .annotate import build_cell_index, knn_query
+    from .project import pool_region_vectors, regions_of
+    from .reference import Reference, RegionModel
+
+    report = progress or (lambda fraction, message: None)
+    params = params or TrainingParams()
+    keys = [label_key] if isinstance(label_key, str) else list(label_key or [])
+    missing = [k for k in keys if k not in adata.obs]
+    if missing:
+        raise ParameterError(
+            f"Label column(s) {missing} not in obs; found {list(adata.obs.columns)}."
+        )
+    universe = regions_of(adata).validate("peaks")
+    matrix = sp.csr_matrix(adata.X, dtype=np.float32)
+    matrix.data[:] = (matrix.data > 0).astype(np.float32)
+    matrix.eliminate_zeros()
+    vectors, trained, stats = train_region_vectors(
+        matrix, universe, params, progress=lambda f, m: report(0.8 * f, f"Training: {m}")
+    )
+    report(0.8, "Embedding reference cells")
+    embedding = pool_region_vectors(matrix, vectors, trained)
+    keep = np.isfinite(embedding).all(axis=1)
+    cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
+    cells.obsm["X_scembed"] = embedding[keep]
+    umap_model = None
+    if fit_umap and keep.sum() > 16:
+        report(0.85, "Fitting the reference UMAP map")
+        umap_model = fit_reference_umap(embedding[keep])
+        cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
+    report(0.95, "Building the kNN index")
+    index = build_cell_index(embedding[keep], seed=params.seed)
+    k = int(min(16, keep.sum()))
+    _, distances = knn_query(index, embedding[keep], k)
+    self_distance = np.nanmean(distances[:, 1:], axis=1) if k > 1 else np.zeros(int(keep.sum()))
+    manifest = {
+        "name": name,
+        "genome": genome,
+        "source": source,
+        "label_keys": keys,
+        "training": params.to_dict(),
+        "training_stats": stats,
+        "n_cells_dropped_no_regions": int((~keep).sum()),
+        "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
+        "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+        "label_counts": {k: cells.obs[k].astype(str).value_counts().to_dict() for k in keys},
+    }
+    model = RegionModel(
+        universe, vectors, trained, {"genome": genome, "training": params.to_dict()}
+    )
+    report(1.0, "Reference ready")
+    return Reference(
+        model=model, cells=cells, umap_model=umap_model, manifest=manifest, index=index
+    )
