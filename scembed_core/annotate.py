@@ -135,6 +135,14 @@ def query_reference_neighbors(
     return knn_query(reference.index, embedding, k)
 
 
+def row_mean_ignoring_nan(values: np.ndarray) -> np.ndarray:
+    """Mean of the finite entries of each row; NaN for rows without any (no warning)."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, values, 0).sum(axis=1)
+    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
+
+
 def vote(neighbor_labels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Majority label per row of a (cells x k) label-code matrix, and its vote fraction.
 
@@ -219,10 +227,7 @@ def transfer_labels(
     has_vote = valid.any(axis=1)
     names = np.asarray(categories.categories, dtype=object)
     predicted = np.where(has_vote, names[winner], UNASSIGNED)
-    with np.errstate(invalid="ignore"):
-        mapping_distance = np.where(
-            has_vote, np.nanmean(np.where(valid, distances, np.nan), axis=1), np.nan
-        )
+    mapping_distance = row_mean_ignoring_nan(np.where(valid, distances, np.nan))
     keep = has_vote & (confidence >= min_confidence)
     if max_mapping_distance is not None:
         keep &= mapping_distance <= max_mapping_distance

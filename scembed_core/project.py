@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._kernels import pool_cells
 from .errors import EmptyDataError, ParameterError
 from .regions import GenomicRegions, PeakMapping, cells_by_universe, map_peaks_to_universe
 
@@ -31,6 +32,8 @@ __all__ = [
     "Projection",
     "compute_coverage",
     "pool_region_vectors",
+    "embed_cells",
+    "binary_signal",
     "project",
     "ev_project",
     "warm_umap",
@@ -58,8 +61,8 @@ class Coverage:
     ----------
     mapping
         The peaks x universe overlap matrix and chromosome-naming diagnostics.
-    cell_regions
-        Binary cells x universe matrix (regions each cell covers).
+    signal
+        Binary cells x peaks matrix (explicit zeros and non-positive values removed).
     n_regions_per_cell
         Number of *trained* universe regions each cell covers (the regions pooled).
     warnings
@@ -67,9 +70,14 @@ class Coverage:
     """
 
     mapping: PeakMapping
-    cell_regions: sp.csr_matrix
+    signal: sp.csr_matrix
     n_regions_per_cell: np.ndarray
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cell_regions(self) -> sp.csr_matrix:
+        """Binary cells x universe matrix (computed on demand; the hot path never builds it)."""
+        return cells_by_universe(self.signal, self.mapping)
 
     @property
     def fraction_peaks_mapped(self) -> float:
@@ -119,8 +127,16 @@ def compute_coverage(
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise EmptyDataError(f"The dataset has {adata.n_obs} cells and {adata.n_vars} peaks.")
     mapping = map_peaks_to_universe(regions_of(adata), model.universe)
-    cell_regions = cells_by_universe(adata.X, mapping)
-    n_regions = np.asarray(cell_regions @ model.trained.astype(np.float32)).ravel().astype(np.int64)
+    signal = binary_signal(adata.X)
+    no_vectors = np.empty((len(model.universe), 0), dtype=np.float32)
+    _, n_regions = pool_cells(
+        signal.indptr,
+        signal.indices,
+        mapping.matrix.indptr,
+        mapping.matrix.indices,
+        no_vectors,
+        model.trained,
+    )
     warnings = []
     if mapping.renamed_chromosomes:
         pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
@@ -145,7 +161,33 @@ def compute_coverage(
             f"{n_unmapped} cell(s) cover no trained reference region; they get no embedding "
             "and are reported as Unassigned."
         )
-    return Coverage(mapping, cell_regions, n_regions, warnings)
+    return Coverage(mapping, signal, n_regions, warnings)
+
+
+def binary_signal(matrix) -> sp.csr_matrix:
+    """CSR matrix whose stored entries are exactly the positive values of ``matrix`` (as 1)."""
+    x = sp.csr_matrix(matrix)
+    if x.nnz and not (x.data > 0).all():
+        x = x.copy()
+        x.data = (x.data > 0).astype(np.float32)
+        x.eliminate_zeros()
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    return x
+
+
+def embed_cells(coverage: Coverage, model: RegionModel) -> np.ndarray:
+    """E-projection from the peak mapping, without building the cells x universe matrix."""
+    embedding, _ = pool_cells(
+        coverage.signal.indptr,
+        coverage.signal.indices,
+        coverage.mapping.matrix.indptr,
+        coverage.mapping.matrix.indices,
+        model.vectors,
+        model.trained,
+    )
+    return embedding
 
 
 def pool_region_vectors(
@@ -174,15 +216,14 @@ def pool_region_vectors(
     """
     if chunk_size < 1:
         raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}.")
-    x = sp.csr_matrix(cell_regions, dtype=np.float32)
-    weights = trained.astype(np.float32)
-    masked = np.where(trained[:, None], vectors, 0).astype(np.float32)
+    x = binary_signal(cell_regions)
+    identity = np.arange(x.shape[1] + 1, dtype=np.int64)
     out = np.empty((x.shape[0], vectors.shape[1]), dtype=np.float32)
     for begin in range(0, x.shape[0], chunk_size):
         block = x[begin : begin + chunk_size]
-        counts = block @ weights
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[begin : begin + chunk_size] = (block @ masked) / counts[:, None]
+        out[begin : begin + chunk_size], _ = pool_cells(
+            block.indptr, block.indices, identity, identity[:-1], vectors, trained
+        )
     return out
 
 
@@ -283,20 +324,18 @@ def project(
 
     started = time.perf_counter()
     report(0.25, "E-projection: pooling region embeddings")
-    embedding = pool_region_vectors(
-        coverage.cell_regions, reference.model.vectors, reference.model.trained
-    )
+    embedding = embed_cells(coverage, reference.model)
     timings["e_projection"] = time.perf_counter() - started
     result = Projection(embedding=embedding, coverage=coverage, timings=timings)
 
     if reference.cells is not None:
         started = time.perf_counter()
         report(0.45, "Finding nearest reference cells")
-        from .annotate import query_reference_neighbors
+        from .annotate import query_reference_neighbors, row_mean_ignoring_nan
 
         indices, distances = query_reference_neighbors(reference, embedding, k=k_neighbors)
         result.neighbors = (indices, distances)
-        result.mapping_distance = np.nanmean(distances, axis=1) if distances.size else None
+        result.mapping_distance = row_mean_ignoring_nan(distances)
         threshold = reference.manifest.get("mapping_distance_q99")
         if threshold is not None and result.mapping_distance is not None:
             result.mapping_outlier = result.mapping_distance > float(threshold)

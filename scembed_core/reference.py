@@ -383,11 +383,16 @@ def resolve_reference(spec: str | Path, *, trust: bool = False) -> Reference:
     if text == "default":
         return load_default_reference()
     if text.startswith("hf:"):
-        from .hub import fetch_hub_model
+        from .hub import KNOWN_HUB_MODELS, load_hub_reference, parse_hub_spec
 
-        folder = fetch_hub_model(text)
+        repo_id, _ = parse_hub_spec(text)
+        folder, _ = load_hub_reference(text, trust=trust)
         reference = _load_folder(Path(folder), trust=trust)
-        reference.manifest.setdefault("source", text)
+        known = {m["repo_id"]: m for m in KNOWN_HUB_MODELS}.get(repo_id, {})
+        reference.manifest["name"] = repo_id
+        reference.manifest["source"] = text
+        if reference.genome == "unknown" and known.get("genome"):
+            reference.manifest["genome"] = known["genome"]
         return reference
     return _load_folder(Path(text), trust=trust)
 

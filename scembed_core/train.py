@@ -46,7 +46,7 @@ class TrainingParams:
     epochs
         Passes over the shuffled documents (paper: 100).
     alpha
-        Initial learning rate.
+        Initial learning rate (geniml's default 0.1; decays by ``lr_decay`` per epoch).
     lr_decay
         Multiplicative decay of the learning rate per epoch (paper: 0.95).
     min_alpha
@@ -66,7 +66,7 @@ class TrainingParams:
     vector_size: int = 100
     window: int = 5
     epochs: int = 100
-    alpha: float = 0.025
+    alpha: float = 0.1
     lr_decay: float = 0.95
     min_alpha: float = 1e-4
     min_count: int = 5

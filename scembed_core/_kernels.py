@@ -1,0 +1,91 @@
+"""Compiled inner loops (numba) for the projection hot path.
+
+The mean pooling of region vectors is a gather-bound sparse x dense product. scipy's
+generic CSR x dense kernel reaches well under 0.1 GFLOP/s on a 500k-region universe here
+(random 400-byte row gathers, no threading); this fused kernel walks each cell's peaks, the
+universe regions each peak overlaps, de-duplicates regions per cell (set semantics) and
+accumulates the trained vectors, in parallel over cells. Compiled code is cached on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["pool_cells"]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _pool_cells(
+    x_indptr: np.ndarray,
+    x_indices: np.ndarray,
+    m_indptr: np.ndarray,
+    m_indices: np.ndarray,
+    vectors: np.ndarray,
+    trained: np.ndarray,
+    n_chunks: int,
+    out: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    n_cells = x_indptr.shape[0] - 1
+    n_regions = vectors.shape[0]
+    dim = vectors.shape[1]
+    per_chunk = (n_cells + n_chunks - 1) // n_chunks
+    for chunk in prange(n_chunks):
+        seen = np.full(n_regions, -1, dtype=np.int64)
+        acc = np.zeros(dim, dtype=np.float32)
+        begin = chunk * per_chunk
+        end = min(begin + per_chunk, n_cells)
+        for cell in range(begin, end):
+            acc[:] = 0.0
+            count = 0
+            for j in range(x_indptr[cell], x_indptr[cell + 1]):
+                peak = x_indices[j]
+                for k in range(m_indptr[peak], m_indptr[peak + 1]):
+                    region = m_indices[k]
+                    if seen[region] == cell:
+                        continue
+                    seen[region] = cell
+                    if trained[region]:
+                        count += 1
+                        for d in range(dim):
+                            acc[d] += vectors[region, d]
+            counts[cell] = count
+            if count == 0:
+                for d in range(dim):
+                    out[cell, d] = np.nan
+            else:
+                for d in range(dim):
+                    out[cell, d] = acc[d] / count
+
+
+def pool_cells(
+    x_indptr: np.ndarray,
+    x_indices: np.ndarray,
+    m_indptr: np.ndarray,
+    m_indices: np.ndarray,
+    vectors: np.ndarray,
+    trained: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean trained vector of the universe regions each cell covers, and their number.
+
+    ``x_*`` is the CSR structure of the cells x peaks matrix (non-zeros = signal) and
+    ``m_*`` the CSR structure of the peaks x universe overlap matrix; pass an identity
+    structure to pool a cells x universe matrix directly.
+    """
+    n_cells = len(x_indptr) - 1
+    out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
+    counts = np.zeros(n_cells, dtype=np.int64)
+    n_chunks = max(1, min(n_cells, 64))
+    _pool_cells(
+        np.ascontiguousarray(x_indptr, dtype=np.int64),
+        np.ascontiguousarray(x_indices, dtype=np.int64),
+        np.ascontiguousarray(m_indptr, dtype=np.int64),
+        np.ascontiguousarray(m_indices, dtype=np.int64),
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        np.ascontiguousarray(trained, dtype=np.bool_),
+        n_chunks,
+        out,
+        counts,
+    )
+    return out, counts
