@@ -25,6 +25,7 @@ __all__ = [
     "documents_from_matrix",
     "fit_reference_umap",
     "train_reference",
+    "build_reference",
 ]
 
 ProgressCallback = Callable[[float, str], None]
@@ -284,20 +285,12 @@ def train_reference(
     -------
     :class:`scembed_core.reference.Reference`
     """
-    import anndata as ad
-
-    from .annotate import build_cell_index, knn_query
-    from .project import pool_region_vectors, regions_of
-    from .reference import Reference, RegionModel
+    from .project import regions_of
+    from .reference import RegionModel
 
     report = progress or (lambda fraction, message: None)
     params = params or TrainingParams()
-    keys = [label_key] if isinstance(label_key, str) else list(label_key or [])
-    missing = [k for k in keys if k not in adata.obs]
-    if missing:
-        raise ParameterError(
-            f"Label column(s) {missing} not in obs; found {list(adata.obs.columns)}."
-        )
+    _label_keys(adata, label_key)
     universe = regions_of(adata).validate("peaks")
     matrix = sp.csr_matrix(adata.X, dtype=np.float32)
     matrix.data[:] = (matrix.data > 0).astype(np.float32)
@@ -305,36 +298,118 @@ def train_reference(
     vectors, trained, stats = train_region_vectors(
         matrix, universe, params, progress=lambda f, m: report(0.8 * f, f"Training: {m}")
     )
-    report(0.8, "Embedding reference cells")
-    embedding = pool_region_vectors(matrix, vectors, trained)
+    model = RegionModel(
+        universe, vectors, trained, {"genome": genome, "training": params.to_dict()}
+    )
+    reference = build_reference(
+        model,
+        adata,
+        label_key=label_key,
+        genome=genome,
+        name=name,
+        source=source,
+        fit_umap=fit_umap,
+        seed=params.seed,
+        progress=lambda f, m: report(0.8 + 0.2 * f, m),
+    )
+    reference.manifest["training"] = params.to_dict()
+    reference.manifest["training_stats"] = stats
+    return reference
+
+
+def _label_keys(adata, label_key: str | list[str] | None) -> list[str]:
+    keys = [label_key] if isinstance(label_key, str) else list(label_key or [])
+    missing = [k for k in keys if k not in adata.obs]
+    if missing:
+        raise ParameterError(
+            f"Label column(s) {missing} not in obs; found {list(adata.obs.columns)}."
+        )
+    return keys
+
+
+def build_reference(
+    model,
+    adata,
+    *,
+    label_key: str | list[str] | None = None,
+    genome: str | None = None,
+    name: str = "reference",
+    source: str = "",
+    fit_umap: bool = True,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+):
+    """Make a full reference from region embeddings and a labelled dataset.
+
+    The dataset's cells are E-projected with ``model`` (its peaks are mapped onto the
+    model's universe, so any region model works, e.g. a geniml model from the hub), then
+    the reference UMAP is fitted, the cosine kNN index built, and the distribution of
+    reference-to-reference neighbour distances recorded (for mapping distance).
+
+    Parameters
+    ----------
+    model
+        :class:`scembed_core.reference.RegionModel` (trained here or loaded).
+    adata
+        Labelled cells x peaks with ``var`` coordinates.
+    label_key
+        obs column(s) holding the labels to transfer later.
+    genome, name, source
+        Recorded in the manifest (``genome`` defaults to the model's).
+    fit_umap
+        Fit the UMAP map (needed for EV-projection).
+    seed
+        Seed of the kNN index (the UMAP uses the paper's ``random_state=42``).
+    progress
+        ``progress(fraction, message)`` callback.
+
+    Returns
+    -------
+    :class:`scembed_core.reference.Reference`
+    """
+    import anndata as ad
+
+    from .annotate import build_cell_index, knn_query, row_mean_ignoring_nan
+    from .project import compute_coverage, embed_cells
+    from .reference import Reference
+
+    report = progress or (lambda fraction, message: None)
+    keys = _label_keys(adata, label_key)
+    genome = genome or model.metadata.get("genome") or "unknown"
+    report(0.0, "Embedding reference cells")
+    coverage = compute_coverage(adata, model)
+    embedding = embed_cells(coverage, model)
     keep = np.isfinite(embedding).all(axis=1)
+    if keep.sum() < 2:
+        raise TrainingError(
+            f"Only {int(keep.sum())} cell(s) cover a region of the model's universe; "
+            "a reference needs at least two. Check the genome build."
+        )
     cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
     cells.obsm["X_scembed"] = embedding[keep]
     umap_model = None
     if fit_umap and keep.sum() > 16:
-        report(0.85, "Fitting the reference UMAP map")
+        report(0.25, "Fitting the reference UMAP map")
         umap_model = fit_reference_umap(embedding[keep])
         cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
-    report(0.95, "Building the kNN index")
-    index = build_cell_index(embedding[keep], seed=params.seed)
+    report(0.8, "Building the kNN index")
+    index = build_cell_index(embedding[keep], seed=seed)
     k = int(min(16, keep.sum()))
     _, distances = knn_query(index, embedding[keep], k)
-    self_distance = np.nanmean(distances[:, 1:], axis=1) if k > 1 else np.zeros(int(keep.sum()))
+    self_distance = row_mean_ignoring_nan(distances[:, 1:])
     manifest = {
         "name": name,
         "genome": genome,
         "source": source,
         "label_keys": keys,
-        "training": params.to_dict(),
-        "training_stats": stats,
         "n_cells_dropped_no_regions": int((~keep).sum()),
+        "fraction_peaks_mapped": float(coverage.fraction_peaks_mapped),
         "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
         "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
         "label_counts": {k: cells.obs[k].astype(str).value_counts().to_dict() for k in keys},
     }
-    model = RegionModel(
-        universe, vectors, trained, {"genome": genome, "training": params.to_dict()}
-    )
+    if model.metadata.get("format"):
+        manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
     report(1.0, "Reference ready")
     return Reference(
         model=model, cells=cells, umap_model=umap_model, manifest=manifest, index=index
