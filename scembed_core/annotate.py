@@ -127,12 +127,16 @@ def knn_query(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 def query_reference_neighbors(
     reference: Reference, embedding: np.ndarray, *, k: int = 15
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest reference cells of each query cell (indices, cosine distances)."""
+    """Nearest reference cells of each query cell (indices, cosine distances).
+
+    ``embedding`` holds E-projection embeddings; both sides are compared in the
+    reference's analysis space (whitened when the reference has a whitening).
+    """
     if reference.cells is None:
         raise ParameterError("This reference has no cells to search.")
     if reference.index is None:
-        reference.index = build_cell_index(np.asarray(reference.cells.obsm["X_scembed"]))
-    return knn_query(reference.index, embedding, k)
+        reference.index = build_cell_index(reference.cell_space)
+    return knn_query(reference.index, reference.analysis_space(embedding), k)
 
 
 def row_mean_ignoring_nan(values: np.ndarray) -> np.ndarray:

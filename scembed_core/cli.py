@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
     project.add_argument("--seed", type=int, default=0)
+    project.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="out of core with Dask (a local cluster, or the scheduler at ADDRESS); "
+        "writes a .zarr store, as does any --out ending in .zarr",
+    )
+    project.add_argument("--chunk-size", type=int, default=50_000, help="cells per Dask task")
 
     info = sub.add_parser("info", help="describe a reference")
     info.add_argument("reference", help="'default', a folder, or hf:OWNER/NAME[@REV]")
@@ -130,6 +140,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
+    if args.dask is not None or str(args.out).endswith(".zarr"):
+        return _cmd_project_scale(args)
     from .io import read_dataset
     from .pipeline import run_pipeline, write_results
     from .reference import resolve_reference
@@ -168,6 +180,52 @@ def _cmd_project(args: argparse.Namespace) -> int:
     if result.evaluation:
         print("evaluation:", json.dumps(result.evaluation, indent=1, default=float))
     print("wrote", ", ".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_project_scale(args: argparse.Namespace) -> int:
+    from .errors import ParameterError
+    from .scale import cluster_large, project_out_of_core
+
+    if args.truth_key or args.csv:
+        raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")
+    started = time.perf_counter()
+    bar = _Bar("project")
+    try:
+        summary = project_out_of_core(
+            args.input,
+            args.reference,
+            args.out,
+            chunk_size=args.chunk_size,
+            scheduler=None if args.dask in (None, "local") else args.dask,
+            k_neighbors=args.k_neighbors,
+            min_confidence=args.min_confidence,
+            max_mapping_distance=args.max_mapping_distance,
+            label_key=args.label_key,
+            ev=not args.no_ev,
+            layer=args.layer,
+            progress=bar,
+            trust=args.trust,
+        )
+        clusters = cluster_large(
+            args.out,
+            resolution=1.0 if args.resolution is None else args.resolution,
+            n_clusters=args.n_clusters,
+            method=args.method,
+            seed=args.seed,
+        )
+    finally:
+        bar.close()
+    print(
+        f"projected {summary['n_cells']:,} cells in {time.perf_counter() - started:.1f} s "
+        f"({summary['n_chunks_computed']} chunk(s) computed, {summary['n_chunks_skipped']} "
+        f"already done; {summary['cells_per_second']:,.0f} cells/s); peak worker memory "
+        f"{summary['max_worker_peak_rss_bytes'] / 2**30:.2f} GiB; "
+        f"{len(set(clusters[clusters >= 0].tolist()))} clusters"
+    )
+    for warning in summary["coverage"]["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("wrote", args.out)
     return 0
 
 

@@ -80,7 +80,7 @@ def run_pipeline(
         adata, reference, ev=ev, k_neighbors=k_neighbors, progress=lambda f, m: report(0.7 * f, m)
     )
     report(0.75, "Clustering (kNN graph + Louvain)")
-    graph = build_knn_graph(projection.embedding, seed=seed)
+    graph = build_knn_graph(projection.space, seed=seed)
     curve = None
     if n_clusters is not None:
         search = find_resolution(graph, n_clusters, method=method, seed=seed)
@@ -134,7 +134,8 @@ def _cluster_names(clusters: np.ndarray) -> np.ndarray:
 def annotated_adata(result: PipelineResult) -> ad.AnnData:
     """A copy of the query with the results under the documented keys.
 
-    ``obsm["X_scembed"]`` (E-projection), ``obsm["X_scembed_umap"]`` (EV coordinates),
+    ``obsm["X_scembed"]`` (E-projection), ``obsm["X_scembed_whitened"]`` (the reference's
+    analysis space, when it has one), ``obsm["X_scembed_umap"]`` (EV coordinates),
     ``obs["scembed_cluster"]``, ``obs["scembed_label"]``, ``obs["scembed_label_confidence"]``,
     ``obs["scembed_cluster_label"]``, coverage and mapping-distance columns, and the
     parameters, coverage summary and evaluation in ``uns["scembed"]``.
@@ -142,6 +143,8 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
     out = result.adata.copy()
     projection = result.projection
     out.obsm["X_scembed"] = projection.embedding
+    if projection.analysis is not None:
+        out.obsm["X_scembed_whitened"] = projection.analysis
     if projection.umap is not None:
         out.obsm["X_scembed_umap"] = projection.umap
     for column, values in projection_frame(out, projection).items():

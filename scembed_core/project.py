@@ -245,6 +245,9 @@ class Projection:
         Cells farther from the reference than the reference's own 99th percentile.
     timings
         Seconds spent in each stage.
+    analysis
+        Embeddings in the reference's whitened analysis space (None without whitening);
+        used for kNN, clustering and the map.
     """
 
     embedding: np.ndarray
@@ -254,6 +257,12 @@ class Projection:
     mapping_outlier: np.ndarray | None = None
     neighbors: tuple[np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    analysis: np.ndarray | None = None
+
+    @property
+    def space(self) -> np.ndarray:
+        """Embeddings in the reference's analysis space (whitened when it has one)."""
+        return self.embedding if self.analysis is None else self.analysis
 
     @property
     def valid(self) -> np.ndarray:
@@ -274,7 +283,8 @@ def ev_project(embedding: np.ndarray, reference: Reference) -> np.ndarray:
     coords = np.full((embedding.shape[0], 2), np.nan, dtype=np.float32)
     valid = ~np.isnan(embedding).any(axis=1)
     if valid.any():
-        coords[valid] = reference.umap_model.transform(embedding[valid]).astype(np.float32)
+        space = reference.analysis_space(embedding[valid])
+        coords[valid] = reference.umap_model.transform(space).astype(np.float32)
     return coords
 
 
@@ -286,8 +296,7 @@ def warm_umap(reference: Reference) -> float:
     if reference.umap_model is None or reference.cells is None:
         return 0.0
     started = time.perf_counter()
-    sample = np.asarray(reference.cells.obsm["X_scembed"][:5], dtype=np.float32)
-    reference.umap_model.transform(sample)
+    reference.umap_model.transform(reference.cell_space[:5])
     return time.perf_counter() - started
 
 
@@ -327,6 +336,8 @@ def project(
     embedding = embed_cells(coverage, reference.model)
     timings["e_projection"] = time.perf_counter() - started
     result = Projection(embedding=embedding, coverage=coverage, timings=timings)
+    if getattr(reference, "whitening", None) is not None:
+        result.analysis = reference.analysis_space(embedding)
 
     if reference.cells is not None:
         started = time.perf_counter()

@@ -7,7 +7,9 @@ A bundle is a folder::
     region_vectors.npy   (n_regions, dim) float32 region embeddings (no pickle)
     regions_trained.npy  bool mask of regions with learned vectors
     cells.h5ad           reference cells: obsm X_scembed / X_umap and label columns in obs
-    knn_index.bin        hnswlib cosine index over the reference cell embeddings
+    whitening_mean.npy   mean of the reference cell embeddings (analysis space, see Whitening)
+    whitening_matrix.npy (dim, n_components) whitening projection fitted on the reference cells
+    knn_index.bin        hnswlib cosine index over the whitened reference cell embeddings
     umap_model.joblib    fitted UMAP (a pickle: loaded only from trusted sources)
 
 Only the UMAP model is a pickle. It is loaded from the built-in bundle, from bundles this
@@ -36,6 +38,7 @@ from .regions import GenomicRegions
 __all__ = [
     "RegionModel",
     "Reference",
+    "Whitening",
     "save_reference",
     "load_reference",
     "load_default_reference",
@@ -58,6 +61,8 @@ _FILES = {
     "cells": "cells.h5ad",
     "index": "knn_index.bin",
     "umap": "umap_model.joblib",
+    "whitening_mean": "whitening_mean.npy",
+    "whitening_matrix": "whitening_matrix.npy",
 }
 
 
@@ -103,6 +108,50 @@ class RegionModel:
 
 
 @dataclass
+class Whitening:
+    """PCA whitening fitted on the reference cell embeddings (the analysis space).
+
+    Mean-pooled word vectors share a few dominant directions, which crowd cosine
+    similarities together. Centring on the reference mean, keeping the top principal
+    components and scaling each to unit variance (Su et al. 2021, "Whitening sentence
+    representations") makes cosine kNN far more discriminative; it is fitted once on the
+    reference cells and frozen with the bundle, like the UMAP model.
+
+    Attributes
+    ----------
+    mean
+        ``(dim,)`` mean of the reference cell embeddings.
+    matrix
+        ``(dim, n_components)`` principal axes divided by their standard deviations.
+    """
+
+    mean: np.ndarray
+    matrix: np.ndarray
+
+    @classmethod
+    def fit(cls, embedding: np.ndarray, n_components: int = 20) -> Whitening:
+        """Fit on reference embeddings (rows must be finite).
+
+        At most a quarter of the embedding dimensions are kept: whitening every direction
+        would blow the noise directions up to the same scale as the signal.
+        """
+        x = np.asarray(embedding, dtype=np.float64)
+        mean = x.mean(axis=0)
+        cap = min(n_components, max(1, x.shape[1] // 4), x.shape[0] - 1)
+        n_components = int(max(1, cap))
+        _, singular, axes = np.linalg.svd(x - mean, full_matrices=False)
+        scale = singular[:n_components] / np.sqrt(max(len(x) - 1, 1))
+        matrix = axes[:n_components].T / np.where(scale > 0, scale, 1.0)
+        return cls(mean.astype(np.float32), matrix.astype(np.float32))
+
+    def transform(self, embedding: np.ndarray) -> np.ndarray:
+        """Whitened coordinates; NaN rows stay NaN."""
+        return ((np.asarray(embedding, dtype=np.float32) - self.mean) @ self.matrix).astype(
+            np.float32
+        )
+
+
+@dataclass
 class Reference:
     """A loaded reference: region model plus (optionally) annotated reference cells.
 
@@ -115,7 +164,19 @@ class Reference:
     umap_model: Any = None
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
-    index: Any = None  # hnswlib.Index, built or loaded lazily
+    index: Any = None  # hnswlib.Index over analysis-space reference cells, built or loaded
+    whitening: Whitening | None = None
+
+    def analysis_space(self, embedding: np.ndarray) -> np.ndarray:
+        """Map E-projection embeddings to the space used for kNN, clustering and the map."""
+        if self.whitening is None:
+            return np.asarray(embedding, dtype=np.float32)
+        return self.whitening.transform(embedding)
+
+    @property
+    def cell_space(self) -> np.ndarray:
+        """Reference cells in the analysis space."""
+        return self.analysis_space(np.asarray(self.cells.obsm["X_scembed"]))
 
     @property
     def name(self) -> str:
@@ -239,11 +300,15 @@ def save_reference(
         if index is None:
             from .annotate import build_cell_index
 
-            index = build_cell_index(np.asarray(cells.obsm["X_scembed"]))
+            index = build_cell_index(reference.cell_space)
             reference.index = index
         if hasattr(index, "save_index"):
             index.save_index(str(folder / _FILES["index"]))
             written.append("index")
+    if reference.whitening is not None:
+        np.save(folder / _FILES["whitening_mean"], reference.whitening.mean, allow_pickle=False)
+        np.save(folder / _FILES["whitening_matrix"], reference.whitening.matrix, allow_pickle=False)
+        written += ["whitening_mean", "whitening_matrix"]
     if reference.umap_model is not None:
         joblib.dump(reference.umap_model, folder / _FILES["umap"], compress=3)
         written.append("umap")
@@ -345,10 +410,16 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     files = manifest["files"]
     if _FILES["cells"] in files:
         reference.cells = ad.read_h5ad(folder / _FILES["cells"])
+    if _FILES["whitening_matrix"] in files:
+        reference.whitening = Whitening(
+            np.load(folder / _FILES["whitening_mean"], allow_pickle=False),
+            np.load(folder / _FILES["whitening_matrix"], allow_pickle=False),
+        )
     if _FILES["index"] in files and reference.cells is not None:
         from .annotate import load_cell_index
 
-        reference.index = load_cell_index(folder / _FILES["index"], model.dim, reference.n_cells)
+        space_dim = reference.whitening.matrix.shape[1] if reference.whitening else model.dim
+        reference.index = load_cell_index(folder / _FILES["index"], space_dim, reference.n_cells)
     if _FILES["umap"] in files:
         digest = files[_FILES["umap"]]
         if not (trust or _is_builtin(folder) or digest in _trusted_hashes()):

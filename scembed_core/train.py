@@ -336,6 +336,7 @@ def build_reference(
     name: str = "reference",
     source: str = "",
     fit_umap: bool = True,
+    whiten_components: int = 20,
     seed: int = 0,
     progress: ProgressCallback | None = None,
 ):
@@ -358,6 +359,9 @@ def build_reference(
         Recorded in the manifest (``genome`` defaults to the model's).
     fit_umap
         Fit the UMAP map (needed for EV-projection).
+    whiten_components
+        Principal components kept by the whitening of the analysis space (0: none); see
+        :class:`scembed_core.reference.Whitening`.
     seed
         Seed of the kNN index (the UMAP uses the paper's ``random_state=42``).
     progress
@@ -371,7 +375,7 @@ def build_reference(
 
     from .annotate import build_cell_index, knn_query, row_mean_ignoring_nan
     from .project import compute_coverage, embed_cells
-    from .reference import Reference
+    from .reference import Reference, Whitening
 
     report = progress or (lambda fraction, message: None)
     keys = _label_keys(adata, label_key)
@@ -387,15 +391,17 @@ def build_reference(
         )
     cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
     cells.obsm["X_scembed"] = embedding[keep]
+    whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
+    space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
     umap_model = None
     if fit_umap and keep.sum() > 16:
         report(0.25, "Fitting the reference UMAP map")
-        umap_model = fit_reference_umap(embedding[keep])
+        umap_model = fit_reference_umap(space)
         cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
     report(0.8, "Building the kNN index")
-    index = build_cell_index(embedding[keep], seed=seed)
+    index = build_cell_index(space, seed=seed)
     k = int(min(16, keep.sum()))
-    _, distances = knn_query(index, embedding[keep], k)
+    _, distances = knn_query(index, space, k)
     self_distance = row_mean_ignoring_nan(distances[:, 1:])
     manifest = {
         "name": name,
@@ -403,6 +409,7 @@ def build_reference(
         "source": source,
         "label_keys": keys,
         "n_cells_dropped_no_regions": int((~keep).sum()),
+        "whiten_components": int(whitening.matrix.shape[1]) if whitening else 0,
         "fraction_peaks_mapped": float(coverage.fraction_peaks_mapped),
         "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
         "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
@@ -412,5 +419,10 @@ def build_reference(
         manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
     report(1.0, "Reference ready")
     return Reference(
-        model=model, cells=cells, umap_model=umap_model, manifest=manifest, index=index
+        model=model,
+        cells=cells,
+        umap_model=umap_model,
+        manifest=manifest,
+        index=index,
+        whitening=whitening,
     )
