@@ -37,6 +37,7 @@ __all__ = [
     "project",
     "ev_project",
     "warm_umap",
+    "embedding_umap",
     "regions_of",
 ]
 
@@ -300,12 +301,29 @@ def warm_umap(reference: Reference) -> float:
     return time.perf_counter() - started
 
 
+def embedding_umap(embedding: np.ndarray, *, seed: int = 42) -> np.ndarray:
+    """UMAP of a dataset's own embeddings (not the reference map); NaN rows stay NaN.
+
+    The paper's settings: umap-learn, 2-D, ``random_state=42``, package defaults otherwise.
+    """
+    import umap
+
+    embedding = np.asarray(embedding, dtype=np.float32)
+    valid = np.isfinite(embedding).all(axis=1)
+    coords = np.full((len(embedding), 2), np.nan, dtype=np.float32)
+    if valid.sum() >= 3:
+        model = umap.UMAP(n_neighbors=min(15, int(valid.sum()) - 1), random_state=seed)
+        coords[valid] = model.fit_transform(embedding[valid])
+    return coords
+
+
 def project(
     adata: ad.AnnData,
     reference: Reference,
     *,
     ev: bool = True,
     k_neighbors: int = 15,
+    coverage: Coverage | None = None,
     progress: ProgressCallback | None = None,
 ) -> Projection:
     """E-project (and optionally EV-project) a query dataset onto a reference.
@@ -320,6 +338,9 @@ def project(
         Also place the cells on the reference UMAP (needs a reference with cells).
     k_neighbors
         Reference neighbours used for the mapping distance.
+    coverage
+        The result of :func:`compute_coverage` for this dataset and reference, when it was
+        already computed (e.g. for a QC view), so peaks are not mapped twice.
     progress
         ``progress(fraction, message)`` callback, called once per stage.
     """
@@ -328,7 +349,8 @@ def project(
 
     started = time.perf_counter()
     report(0.0, "Mapping peaks onto the reference universe")
-    coverage = compute_coverage(adata, reference)
+    if coverage is None:
+        coverage = compute_coverage(adata, reference)
     timings["map_peaks"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -469,6 +469,11 @@ def resolve_reference(spec: str | Path, *, trust: bool = False) -> Reference:
 
 
 def _load_folder(folder: Path, *, trust: bool) -> Reference:
+    if not folder.is_dir():
+        raise ReferenceBundleError(
+            f"Reference folder {folder} does not exist. Use 'default' (the built-in "
+            "reference), a bundle or geniml model folder, or hf:OWNER/NAME[@REVISION]."
+        )
     if (folder / "manifest.json").is_file():
         return load_reference(folder, trust=trust)
     if (folder / "config.yaml").is_file() or (folder / "model.bin").is_file():

@@ -335,8 +335,20 @@ def _analysis_dim(reference: Reference) -> int | None:
 
 
 def _peak_rss() -> int:
-    """Peak resident memory of this process, in bytes (Linux reports KiB)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """Peak resident memory of this process's own address space, in bytes.
+
+    ``VmHWM`` from ``/proc/self/status`` (Linux). ``ru_maxrss`` is only the fallback: it
+    survives fork + exec, so a worker spawned by a big driver would report the driver's
+    memory at spawn time as its own peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 def _project_chunk(

@@ -46,6 +46,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(port: int | None = None, *, timeout: float = 120) -> Iterator[str]:
     """Run ``streamlit run app.py`` headless; yield its URL once /_stcore/health is 200."""
+    with running_server(port, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_server(
+    port: int | None = None, *, timeout: float = 120
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like :func:`running_app`, also yielding the server process (for memory figures)."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -79,7 +88,7 @@ def running_app(port: int | None = None, *, timeout: float = 120) -> Iterator[st
             if time.monotonic() > deadline:
                 raise TimeoutError(f"streamlit did not become healthy within {timeout} s")
             time.sleep(0.5)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

@@ -1,0 +1,138 @@
+"""Data: upload a query dataset (or the demo) and check its coverage before projecting."""
+
+import numpy as np
+import streamlit as st
+
+from scembed_app import cached, figures, results, state, widgets
+from scembed_app.uploads import upload_digest
+from scembed_core.errors import ScEmbedError
+
+st.title("Data")
+ref_key, reference = state.require_reference()
+
+FORMATS = """
+**Accepted formats** (up to 1 GB per upload):
+- `.h5ad` AnnData, cells x peaks, with `chr`/`start`/`end` in `var` or peak names like `chr1:100-600`
+- 10x Genomics `.h5` (filtered peak matrix)
+- 10x `matrix.mtx(.gz)` + `barcodes.tsv(.gz)` + `peaks.bed(.gz)`: the three files together,
+  or one `.zip` / `.tar.gz` holding them
+- `.csv` cells x peaks (first column: cell names; header: peak names)
+- `fragments.tsv.gz` (peaks are called from the fragments' tiles)
+
+Pickles (`.pkl`, `.joblib`) are refused: loading them could run code.
+"""
+
+# --- form: upload or demo --------------------------------------------------------------------
+upload_col, demo_col = st.columns([3, 1])
+with upload_col:
+    files = st.file_uploader(
+        "Upload scATAC-seq data",
+        accept_multiple_files=True,
+        key="upload_files",
+        help="Select several files at once for a 10x matrix.mtx + barcodes + peaks triple.",
+    )
+    with st.expander("Accepted formats", icon=":material/help:"):
+        st.markdown(FORMATS)
+with demo_col:
+    st.write("No data at hand?")
+    demo_clicked = st.button("Load demo dataset", icon=":material/science:", type="primary")
+
+if demo_clicked:
+    try:
+        with st.spinner("Reading the demo dataset..."):
+            state.set_dataset(cached.cached_demo_dataset())
+    except ScEmbedError as exc:
+        widgets.show_engine_error(exc, hint="The demo data is missing; run `make reference`.")
+
+file_ids = tuple(f.file_id for f in files or [])
+if file_ids != st.session_state[state.UPLOAD_IDS]:
+    st.session_state[state.UPLOAD_IDS] = file_ids
+    st.session_state[state.UPLOAD_ERROR] = None
+    if files:
+        payload = tuple((f.name, f.getvalue()) for f in files)
+        try:
+            with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
+                state.set_dataset(
+                    cached.cached_read_upload(upload_digest(payload), ref_key, payload, reference)
+                )
+        except ScEmbedError as exc:
+            st.session_state[state.UPLOAD_ERROR] = str(exc)
+
+if st.session_state[state.UPLOAD_ERROR]:
+    st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")
+    st.caption("See 'Accepted formats' above, fix the file and upload it again.")
+
+dataset = st.session_state[state.DATASET]
+if dataset is None:
+    st.info("Upload a dataset above, or load the demo dataset to try the app.")
+    st.stop()
+
+# --- QC and coverage before projecting ---------------------------------------------------------
+adata = dataset.adata
+st.subheader(dataset.name, anchor=False)
+try:
+    with st.spinner("Mapping the peaks onto the reference universe..."):
+        coverage = cached.cached_coverage(dataset.digest, ref_key, adata, reference)
+except ScEmbedError as exc:
+    widgets.show_engine_error(
+        exc, hint="Choose a reference on the same genome and species as your data."
+    )
+    st.page_link(state.PAGE_REFERENCE, label="Go to Reference", icon=":material/hub:")
+    st.stop()
+
+cols = st.columns(4)
+cols[0].metric("Cells", f"{adata.n_obs:,}")
+cols[1].metric("Peaks", f"{adata.n_vars:,}")
+cols[2].metric(
+    "Peaks in universe",
+    f"{coverage.fraction_peaks_mapped:.1%}",
+    help="Fraction of the query's peaks that overlap at least one reference region.",
+)
+cols[3].metric(
+    "Cells mapping to nothing",
+    f"{coverage.n_unmapped_cells:,}",
+    help="Cells none of whose peaks hit a trained reference region; they cannot be embedded.",
+)
+
+query_genome = adata.uns.get("genome")
+if query_genome and reference.genome != "unknown" and str(query_genome) != reference.genome:
+    st.warning(
+        f"The dataset says its genome build is {query_genome}, the reference is on "
+        f"{reference.genome}. Peaks of another build land on the wrong regions: lift them "
+        f"over to {reference.genome}, or choose a reference built on {query_genome}.",
+        icon=":material/warning:",
+    )
+for message in coverage.warnings:
+    st.warning(message, icon=":material/warning:")
+
+left, right = st.columns([3, 2])
+with left:
+    n_regions = np.asarray(coverage.n_regions_per_cell)
+    widgets.plot(
+        figures.histogram(
+            n_regions,
+            title="Reference regions hit per cell",
+            x_title="mapped regions",
+            log_x=bool(n_regions.max(initial=0) > 1000),
+        ),
+        key="coverage_histogram",
+    )
+    st.caption(f"Median {np.median(n_regions):,.0f} mapped regions per cell.")
+with right:
+    label_cols = results.label_columns(adata.obs)
+    if label_cols:
+        st.markdown("**Label columns found** (usable as ground truth on the Annotation page)")
+        st.dataframe(
+            {
+                "column": label_cols,
+                "categories": [int(adata.obs[c].nunique()) for c in label_cols],
+            },
+            hide_index=True,
+        )
+    else:
+        st.markdown(
+            "**No label columns found.** You can still project and cluster; scoring "
+            "against known labels needs a column of cell types in `obs`."
+        )
+
+st.page_link(state.PAGE_PROJECT, label="Next: project the cells", icon=":material/arrow_forward:")

@@ -1,0 +1,146 @@
+"""Export: the annotated dataset, tables and figures as files.
+
+Every file is built only when its button is clicked (deferred download data).
+"""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from scembed_app import cached, exports, figures, results, state
+from scembed_core.annotate import annotate_clusters
+from scembed_core.evaluate import classification_report
+
+st.title("Export")
+ref_key, reference = state.require_reference()
+dataset = state.require_dataset()
+run = state.require_projection(ref_key, dataset)
+adata = dataset.adata
+base = dataset.name.removeprefix("demo: ").split(" + ")[0].split(".")[0]
+stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in base)[:40] or "scembed"
+
+cluster = results.current_clusters(run, dataset)
+transferred = results.labels(run, reference, adata.obs_names)
+table = exports.per_cell_table(adata.obs_names, run.projection, cluster, transferred)
+params = {
+    "reference": reference.name,
+    "reference_key": ref_key,
+    "genome": reference.genome,
+    "resolution": float(st.session_state[state.RESOLUTION]),
+    "n_neighbors": state.N_NEIGHBORS,
+    "label_key": results.transfer_label_key(reference),
+    "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
+    "max_mapping_distance": st.session_state[state.MAX_DISTANCE]
+    if st.session_state[state.LIMIT_DISTANCE]
+    else None,
+}
+if transferred is not None:
+    cluster_table = annotate_clusters(cluster.to_numpy(), transferred["label"].to_numpy())
+else:
+    cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
+
+st.subheader("Data")
+st.caption(
+    f"{len(table):,} cells; columns {', '.join(table.columns)}. Settings: resolution "
+    f"{params['resolution']:.3f}, minimum confidence {params['min_confidence']:.2f}."
+)
+cols = st.columns(3)
+cols[0].download_button(
+    "Annotated .h5ad",
+    data=lambda: exports.annotated_h5ad_bytes(adata, table, run.projection, params=params),
+    file_name=f"{stem}_scembed.h5ad",
+    mime="application/x-hdf5",
+    icon=":material/download:",
+    on_click="ignore",
+    help="Your data with scembed_* columns in obs, X_scembed and X_umap_scembed in obsm.",
+)
+cols[1].download_button(
+    "Per-cell table (.csv)",
+    data=lambda: exports.csv_bytes(table),
+    file_name=f"{stem}_cells.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    on_click="ignore",
+)
+cols[2].download_button(
+    "Cluster table (.csv)",
+    data=lambda: exports.csv_bytes(cluster_table, index=False),
+    file_name=f"{stem}_clusters.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    on_click="ignore",
+)
+st.dataframe(table.head(200), height=250)
+
+# --- figures -----------------------------------------------------------------------------------
+st.subheader("Figures (interactive HTML)")
+has_map = run.projection.umap is not None
+
+
+def map_figure() -> go.Figure:
+    coords = (
+        np.asarray(run.projection.umap)
+        if has_map
+        else cached.cached_embedding_umap(run.cache_key, run.projection.space)
+    )
+    color = transferred["label"] if transferred is not None else cluster
+    return figures.query_map(
+        coords,
+        pd.Series(color.to_numpy(), name=color.name),
+        results.hover_fields(adata.obs_names, cluster, transferred),
+        reference_coords=np.asarray(reference.cells.obsm["X_umap"]) if has_map else None,
+        continuous=False,
+    )
+
+
+def panels_figure() -> go.Figure:
+    coords = (
+        np.asarray(run.projection.umap)
+        if has_map
+        else cached.cached_embedding_umap(run.cache_key, run.projection.space)
+    )
+    ref = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
+    return figures.cluster_panels(coords, cluster, reference_coords=ref)
+
+
+# Deferred downloads run on another thread, outside this script run: read the session's
+# settings now, not inside the callables.
+truth_key = st.session_state[state.TRUTH_KEY]
+label_map = dict(st.session_state[state.LABEL_MAP])
+normalize = bool(st.session_state[state.NORMALIZE_CONFUSION])
+
+
+def confusion_figure() -> go.Figure:
+    report = classification_report(adata.obs[truth_key], transferred["label"], label_map=label_map)
+    return figures.confusion_heatmap(report.confusion, normalize_rows=normalize)
+
+
+cols = st.columns(3)
+cols[0].download_button(
+    "Map (labels or clusters)",
+    data=lambda: exports.figure_html(map_figure()),
+    file_name=f"{stem}_map.html",
+    mime="text/html",
+    icon=":material/download:",
+    on_click="ignore",
+)
+cols[1].download_button(
+    "Per-cluster panels",
+    data=lambda: exports.figure_html(panels_figure()),
+    file_name=f"{stem}_cluster_panels.html",
+    mime="text/html",
+    icon=":material/download:",
+    on_click="ignore",
+)
+if transferred is not None and truth_key in adata.obs:
+    cols[2].download_button(
+        "Confusion matrix",
+        data=lambda: exports.figure_html(confusion_figure()),
+        file_name=f"{stem}_confusion.html",
+        mime="text/html",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+else:
+    cols[2].caption("The confusion matrix needs a truth column (Annotation page).")

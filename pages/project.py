@@ -1,0 +1,133 @@
+"""Project: embed the query cells with the reference's region vectors and map them."""
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from scembed_app import cached, figures, results, state, widgets
+from scembed_app.progress import StageTimer
+from scembed_core.errors import ScEmbedError
+
+st.title("Project")
+ref_key, reference = state.require_reference()
+dataset = state.require_dataset()
+adata = dataset.adata
+
+# --- form ----------------------------------------------------------------------------------
+st.caption(
+    f"Project **{adata.n_obs:,} cells** of *{widgets.md(dataset.name)}* onto **{widgets.md(reference.name)}** "
+    f"({widgets.md(reference.genome)}). Cells are embedded by averaging the vectors of the reference "
+    "regions their peaks overlap (E-projection), then placed on the reference map through "
+    "its UMAP model (EV-projection) and labelled from their nearest reference cells."
+)
+ev = st.toggle(
+    "Place the cells on the reference map (EV-projection)",
+    value=reference.can_ev_project,
+    disabled=not reference.can_ev_project,
+    help="Needs a reference with cells and a fitted UMAP model.",
+)
+clicked = st.button("Project cells", type="primary", icon=":material/play_arrow:")
+
+# --- run: one status line per stage around cached engine calls -----------------------------------
+if clicked:
+    with st.status("Projecting...", expanded=True) as status:
+        stages = StageTimer(status)
+        try:
+            with stages.stage("Map peaks onto the reference universe"):
+                cached.cached_coverage(dataset.digest, ref_key, adata, reference)
+            with stages.stage("E-projection (pool region vectors, find reference neighbours)"):
+                projection = cached.cached_e_project(dataset.digest, ref_key, adata, reference)
+            run = state.ProjectionRun(
+                dataset_digest=dataset.digest,
+                reference_key=ref_key,
+                projection=projection,
+                n_cells=adata.n_obs,
+                n_projected=int(np.isfinite(projection.embedding).all(axis=1).sum()),
+                seconds=0.0,
+            )
+            if ev:
+                with stages.stage("Warm up UMAP (numba compilation, first run only)"):
+                    cached.cached_warm_umap(ref_key, reference)
+                with stages.stage("EV-projection onto the reference map"):
+                    coords = cached.cached_ev_project(
+                        run.cache_key, projection.embedding, reference
+                    )
+                run = dataclasses.replace(
+                    run, projection=dataclasses.replace(projection, umap=coords)
+                )
+            if reference.can_transfer_labels:
+                with stages.stage("kNN label transfer"):
+                    results.labels(run, reference, adata.obs_names)
+            with stages.stage("kNN graph and Louvain clustering"):
+                results.current_clusters(run, dataset)
+        except ScEmbedError as exc:
+            status.update(label="Projection failed", state="error")
+            widgets.show_engine_error(exc, hint="Check the Data page's coverage report.")
+            st.stop()
+        run = dataclasses.replace(run, seconds=stages.total, stage_seconds=stages.seconds)
+        st.session_state[state.PROJECTION] = run
+        status.update(
+            label=f"Projected {run.n_projected:,} cells in {run.seconds:.1f} s",
+            state="complete",
+            expanded=False,
+        )
+
+run = st.session_state[state.PROJECTION]
+if run is None:
+    st.info("Press **Project cells** to embed the query cells and place them on the map.")
+    st.stop()
+run = state.require_projection(ref_key, dataset)
+
+st.success(
+    f"Projected {run.n_projected:,} cells in {run.seconds:.1f} s"
+    + (
+        f" ({run.n_cells - run.n_projected:,} cells had no reference region)."
+        if run.n_projected < run.n_cells
+        else "."
+    ),
+    icon=":material/check_circle:",
+)
+
+# --- views (lazy tabs: only the open one is computed) ---------------------------------------
+has_map = run.projection.umap is not None
+map_tab, panels_tab, umap_tab = st.tabs(
+    ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"],
+    key="project_view",
+    on_change="rerun",
+)
+
+
+def query_coords() -> np.ndarray:
+    """Coordinates to draw: the reference map if EV-projected, else the query's own UMAP."""
+    if has_map:
+        return np.asarray(run.projection.umap)
+    with st.spinner("Computing a UMAP of the query embedding..."):
+        return cached.cached_embedding_umap(run.cache_key, run.projection.space)
+
+
+with map_tab:
+    if map_tab.open:
+        widgets.map_explorer(
+            run, dataset, reference, coords=query_coords(), on_reference=has_map, key="project"
+        )
+with panels_tab:
+    if panels_tab.open:
+        ref_coords = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
+        fig = figures.cluster_panels(
+            query_coords(),
+            results.current_clusters(run, dataset),
+            reference_coords=ref_coords,
+        )
+        st.caption("One panel per Louvain cluster over the reference map (grey).")
+        widgets.plot(fig, key="project_panels")
+with umap_tab:
+    if umap_tab.open:
+        st.caption("UMAP of the E-projection embedding itself, without the reference.")
+        with st.spinner("Computing a UMAP of the query embedding..."):
+            coords = cached.cached_embedding_umap(run.cache_key, run.projection.space)
+        widgets.map_explorer(
+            run, dataset, reference, coords=coords, on_reference=False, key="embedding"
+        )
+
+st.page_link(state.PAGE_CLUSTERS, label="Next: tune the clusters", icon=":material/arrow_forward:")

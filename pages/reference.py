@@ -1,0 +1,170 @@
+"""Reference: choose the pretrained model the query cells are projected onto."""
+
+import streamlit as st
+
+from scembed_app import cached, catalog, figures, state, widgets
+from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
+
+st.title("Reference")
+st.caption(
+    "A reference is a Word2Vec model of genomic regions (the universe) trained on "
+    "annotated scATAC-seq cells. Query cells are embedded with its region vectors, placed "
+    "on its map and labelled from its nearest cells."
+)
+
+SOURCES = {
+    "default": "Built-in default",
+    "folder": "Folder on disk",
+    "session": "Trained in this session",
+    "hub": "Hugging Face hub",
+}
+
+
+def use_reference(spec: str, trust: bool) -> None:
+    """Load ``spec``; on success make it this tab's reference, else explain why not."""
+    try:
+        cached.load_reference_spec(spec, trust)
+    except UntrustedSourceError as exc:
+        widgets.show_engine_error(
+            exc, hint="Tick 'I trust this source' only for models from a source you trust."
+        )
+        return
+    except HubUnavailableError as exc:
+        widgets.show_engine_error(
+            exc,
+            hint="This server cannot download the model now. Use the built-in reference, "
+            "a folder on the server, or train a reference on the Train page.",
+        )
+        return
+    except ScEmbedError as exc:
+        widgets.show_engine_error(exc, hint="Check the path or name and try again.")
+        return
+    st.session_state[state.REFERENCE_SPEC] = spec
+    st.session_state[state.TRUST_HUB] = trust
+    st.session_state[state.LABEL_KEY] = None
+    st.toast(f"Reference set to {spec.removeprefix('session:')}", icon=":material/check:")
+
+
+# --- form: pick a source ---------------------------------------------------------------------
+spec_now = st.session_state[state.REFERENCE_SPEC]
+with st.expander("Choose a reference", expanded=False, icon=":material/swap_horiz:"):
+    source = st.radio(
+        "Source",
+        list(SOURCES),
+        format_func=SOURCES.get,
+        horizontal=True,
+        key="reference_source",
+    )
+    if source == "default":
+        st.write("The built-in reference ships with the app (see About for its provenance).")
+        if st.button("Use the built-in reference", disabled=spec_now == "default"):
+            use_reference("default", False)
+    elif source == "folder":
+        with st.form("reference_folder"):
+            folder = st.text_input(
+                "Bundle folder on the server",
+                placeholder="/path/to/reference_bundle",
+                help="A folder with manifest.json (written by this app or the CLI), "
+                "or a geniml model folder (config.yaml, universe.bed, weights).",
+            )
+            trust = st.checkbox(
+                "I trust this source",
+                help="Bundles may hold a pickled UMAP model; unpickling can run code.",
+            )
+            if st.form_submit_button("Load folder") and folder.strip():
+                use_reference(folder.strip(), trust)
+    elif source == "session":
+        trained = st.session_state[state.TRAINED]
+        if not trained:
+            st.info("No reference was trained in this tab yet.")
+            st.page_link(state.PAGE_TRAIN, label="Train one", icon=":material/model_training:")
+        else:
+            name = st.selectbox("Trained reference", list(trained))
+            if st.button("Use this reference"):
+                use_reference(f"session:{name}", False)
+    else:
+        known = st.selectbox(
+            "Known models",
+            list(catalog.HUB_CHOICES),
+            format_func=lambda spec: spec.removeprefix("hf:"),
+        )
+        st.caption(catalog.HUB_CHOICES[known])
+        typed = st.text_input(
+            "Or any model as hf:owner/name[@revision]",
+            placeholder="hf:databio/r2v-luecken2021-hg38-v2@main",
+        )
+        trust = st.checkbox(
+            "I trust this source",
+            key="trust_hub_source",
+            help="Hub models stored as PyTorch checkpoints or UMAP models are pickles.",
+        )
+        st.caption(
+            "Hub models are region models: they support projection and clustering. "
+            "Label transfer and the reference map need a reference with cells."
+        )
+        if st.button("Load from the hub", icon=":material/cloud_download:"):
+            use_reference((typed.strip() or known), trust)
+
+# --- the current reference --------------------------------------------------------------------
+ref_key, reference = state.require_reference()
+
+st.subheader(reference.name, anchor=False)
+cols = st.columns(4)
+cols[0].metric("Genome build", reference.genome)
+cols[1].metric("Reference cells", f"{reference.n_cells:,}")
+cols[2].metric("Regions", f"{reference.n_regions:,}")
+label_key = None
+if reference.label_keys:
+    label_key = st.session_state.get(state.LABEL_KEY) or reference.default_label_key
+    if label_key not in reference.label_keys:
+        label_key = reference.default_label_key
+    cols[3].metric("Cell types", f"{reference.label_counts(label_key).size:,}")
+else:
+    cols[3].metric("Cell types", "none")
+
+abilities = [
+    ("E-projection (embed new cells)", True),
+    ("EV-projection (place cells on the reference map)", reference.can_ev_project),
+    ("kNN label transfer", reference.can_transfer_labels),
+]
+st.markdown(
+    "  \n".join(f":material/{'check_circle' if ok else 'block'}: {text}" for text, ok in abilities)
+)
+
+if len(reference.label_keys) > 1:
+    chosen = st.selectbox(
+        "Label column to transfer",
+        reference.label_keys,
+        index=reference.label_keys.index(label_key),
+    )
+    if chosen != label_key:
+        st.session_state[state.LABEL_KEY] = chosen
+        label_key = chosen
+
+if reference.cells is not None and label_key is not None:
+    left, right = st.columns([2, 3])
+    with left:
+        counts = reference.label_counts(label_key)
+        widgets.plot(
+            figures.count_bar(counts, title=f"Reference cells per {label_key}"),
+            key="reference_counts",
+        )
+    with right:
+        if "X_umap" in reference.cells.obsm:
+            fig = figures.reference_map(
+                reference.cells.obsm["X_umap"],
+                reference.cells.obs[label_key],
+                title="Reference map (UMAP) by cell type",
+            )
+            widgets.plot(fig, key="reference_map")
+elif reference.cells is None:
+    st.info(
+        "This is a region-only model: query cells can be projected and clustered, "
+        "but there are no reference cells to transfer labels from or to draw a map."
+    )
+
+with st.expander("Training parameters and provenance", icon=":material/description:"):
+    manifest = {k: v for k, v in reference.manifest.items() if k != "files"}
+    st.json(manifest or reference.model.metadata, expanded=1)
+
+st.page_link(state.PAGE_DATA, label="Next: load your data", icon=":material/arrow_forward:")

@@ -1,0 +1,126 @@
+"""Train: build a reference from a labelled upload (Word2Vec on cells-as-documents)."""
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from scembed_app import results, state, widgets
+from scembed_app.progress import progress_bar
+from scembed_core.errors import ScEmbedError
+from scembed_core.reference import bundle_to_zip_bytes, save_reference
+from scembed_core.train import TrainingParams, train_reference
+
+WORDS_PER_SECOND = 2.5e5  # CBOW, 2 workers: the built-in reference's training_stats
+
+st.title("Train")
+st.caption(
+    "Train your own reference: every cell is a document whose words are its accessible "
+    "peaks; Word2Vec learns a vector per peak, cells are embedded, a UMAP map is fitted "
+    "and a kNN index is built. The result can be used as the reference in this tab and "
+    "downloaded as a bundle."
+)
+dataset = state.require_dataset()
+adata = dataset.adata
+label_cols = results.label_columns(adata.obs)
+if not label_cols:
+    st.info(
+        "Training a reference needs cell-type labels: a column of `obs` with a few distinct "
+        "values. The current dataset has none; upload a labelled dataset."
+    )
+    st.page_link(state.PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
+    st.stop()
+
+# --- form ----------------------------------------------------------------------------------------
+with st.form("train_form"):
+    left, right = st.columns(2)
+    with left:
+        name = st.text_input("Reference name", value="my-reference", max_chars=60)
+        label_key = st.selectbox("Label column", label_cols)
+        genome = st.text_input("Genome build", value=str(adata.uns.get("genome", "unknown")))
+    with right:
+        epochs = st.number_input(
+            "Epochs",
+            min_value=1,
+            max_value=200,
+            value=10,
+            key="train_epochs",
+            help="The paper uses 100.",
+        )
+        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0)
+    words = int(adata.X.nnz)
+    st.caption(
+        f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {words:,} words per epoch: about "
+        f"{words / WORDS_PER_SECOND:.0f} s per epoch."
+    )
+    submitted = st.form_submit_button("Train reference", type="primary")
+
+# --- run ---------------------------------------------------------------------------------------
+if submitted:
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip()) or "ref"
+    with st.status(f"Training {safe_name}...", expanded=True) as status:
+        bar = st.progress(0.0, text="Starting")
+        try:
+            reference = train_reference(
+                adata,
+                label_key=label_key,
+                params=TrainingParams(epochs=int(epochs), seed=int(seed)),
+                genome=genome.strip() or "unknown",
+                name=safe_name,
+                source=dataset.name,
+                progress=progress_bar(bar),
+            )
+            status.update(label="Packing the bundle...")
+            with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
+                folder = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
+                bundle = bundle_to_zip_bytes(folder)
+            reference.path = None  # the folder is gone; the bundle lives in the zip
+        except ScEmbedError as exc:
+            status.update(label="Training failed", state="error")
+            widgets.show_engine_error(exc, hint="Check the label column and the data.")
+            st.stop()
+        digest = hashlib.sha256(reference.model.vectors.tobytes()).hexdigest()[:16]
+        st.session_state[state.TRAINED][safe_name] = state.TrainedReference(
+            name=safe_name,
+            key=f"trained:{safe_name}:{digest}",
+            reference=reference,
+            label_key=label_key,
+            params={"epochs": int(epochs), "seed": int(seed)},
+            bundle_zip=bundle,
+        )
+        status.update(label=f"Trained {safe_name}", state="complete", expanded=False)
+
+# --- trained references of this tab --------------------------------------------------------------
+trained = st.session_state[state.TRAINED]
+if not trained:
+    st.stop()
+st.subheader("References trained in this tab")
+for item in trained.values():
+    with st.container(border=True):
+        ref = item.reference
+        st.markdown(
+            f"**{widgets.md(item.name)}**: {ref.n_cells:,} cells, {ref.n_regions:,} regions, "
+            f"labels from {widgets.md(item.label_key)}, {item.params['epochs']} epochs"
+        )
+        use_col, download_col = st.columns(2)
+        active = st.session_state[state.REFERENCE_SPEC] == f"session:{item.name}"
+        if use_col.button(
+            "In use" if active else "Use as reference",
+            key=f"use_{item.name}",
+            disabled=active,
+            icon=":material/hub:",
+        ):
+            st.session_state[state.REFERENCE_SPEC] = f"session:{item.name}"
+            st.session_state[state.LABEL_KEY] = None
+            st.rerun()
+        if item.bundle_zip is not None:
+            download_col.download_button(
+                "Download bundle (.zip)",
+                data=item.bundle_zip,
+                file_name=f"{item.name}.zip",
+                mime="application/zip",
+                key=f"download_{item.name}",
+                icon=":material/download:",
+                on_click="ignore",
+            )

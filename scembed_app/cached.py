@@ -1,0 +1,191 @@
+"""Streamlit cache wrappers around engine calls (prefix ``cached_``).
+
+* The reference is a shared, read-only object: ``st.cache_resource`` keyed on its spec.
+* Per-upload results use ``st.cache_data`` keyed on the upload digest plus the reference
+  key and the parameters that matter. Large inputs (AnnData, arrays, the reference) are
+  passed as ``_underscore`` arguments so Streamlit does not hash them; the explicit key
+  arguments stand for them.
+* The kNN graph is cached per upload digest + reference, so moving the resolution slider
+  re-runs Louvain only, never the projection or the graph.
+
+None of these functions draws anything: progress is shown by the page around each call
+(Streamlit replays elements drawn inside a cached function, which would break for a
+status container created outside it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scembed_app import state
+from scembed_app.uploads import LoadedDataset, load_path, load_uploads
+from scembed_core.errors import ReferenceBundleError
+
+#: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
+UPLOAD_TTL = "1h"
+RESOLUTION_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0)
+
+
+# --- reference ------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the reference...", max_entries=4)
+def cached_reference(spec: str, trust: bool) -> Any:
+    """Load a reference bundle once per process (shared, never mutated)."""
+    from scembed_core.reference import resolve_reference
+
+    return resolve_reference(spec, trust=trust)
+
+
+def load_reference_spec(spec: str, trust: bool) -> Any:
+    """Load a reference by spec (``session:NAME`` from this tab, anything else cached)."""
+    if spec.startswith("session:"):
+        name = spec.removeprefix("session:")
+        trained = st.session_state.get(state.TRAINED, {}).get(name)
+        if trained is None:
+            raise ReferenceBundleError(
+                f"The reference {name!r} trained earlier is no longer in this browser tab "
+                "(a reload starts a new session). Train it again or pick another reference."
+            )
+        return trained.reference
+    return cached_reference(spec, trust)
+
+
+def active_reference() -> tuple[str, Any]:
+    """The reference chosen in this tab as ``(cache key, Reference)``."""
+    spec = st.session_state.get(state.REFERENCE_SPEC, "default")
+    if spec.startswith("session:"):
+        trained = st.session_state.get(state.TRAINED, {}).get(spec.removeprefix("session:"))
+        if trained is not None:
+            return trained.key, trained.reference
+    trust = bool(st.session_state.get(state.TRUST_HUB, False))
+    return spec, load_reference_spec(spec, trust)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def cached_warm_umap(reference_key: str, _reference: Any) -> float:
+    """Compile UMAP's numba code paths for this reference once per process; seconds."""
+    from scembed_core.project import warm_umap
+
+    return warm_umap(_reference)
+
+
+# --- per upload -------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=2)
+def cached_demo_dataset() -> LoadedDataset:
+    """The bundled demo query (a copy per caller)."""
+    from scembed_core.reference import DEMO_QUERY_PATH
+
+    return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
+def cached_read_upload(
+    digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
+) -> LoadedDataset:
+    """Parse an upload once per content digest (fragments are counted over the universe)."""
+    return load_uploads(list(_files), universe=_reference.model.universe)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
+    """Peak -> universe mapping summary before projecting (the QC the Data page shows)."""
+    from scembed_core.project import compute_coverage
+
+    return compute_coverage(_adata, _reference)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
+    """E-projection: pooled region vectors per cell, plus the nearest reference cells."""
+    from scembed_core.project import project
+
+    coverage = cached_coverage(digest, reference_key, _adata, _reference)
+    return project(_adata, _reference, ev=False, coverage=coverage)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_ev_project(run_key: str, _embedding: np.ndarray, _reference: Any) -> np.ndarray:
+    """EV-projection: the cells' coordinates on the reference UMAP map."""
+    from scembed_core.project import ev_project
+
+    return ev_project(_embedding, _reference)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+def cached_transfer(
+    run_key: str,
+    label_key: str,
+    k: int,
+    min_confidence: float,
+    max_mapping_distance: float | None,
+    _embedding: np.ndarray,
+    _reference: Any,
+    _neighbors: tuple[np.ndarray, np.ndarray] | None,
+) -> pd.DataFrame:
+    """kNN label transfer with the confidence/distance thresholds.
+
+    ``_neighbors`` are the reference neighbours found during projection, so changing a
+    threshold re-votes without searching the index again.
+    """
+    from scembed_core.annotate import transfer_labels
+
+    return transfer_labels(
+        _embedding,
+        _reference,
+        label_key=label_key,
+        k=k,
+        min_confidence=min_confidence,
+        max_mapping_distance=max_mapping_distance,
+        neighbors=_neighbors,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_knn_graph(run_key: str, n_neighbors: int, _embedding: np.ndarray) -> Any:
+    """kNN graph over the projected cells (rows with a finite embedding only)."""
+    from scembed_core.cluster import build_knn_graph
+
+    return build_knn_graph(_embedding, n_neighbors=n_neighbors, seed=0)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=UPLOAD_TTL)
+def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: Any) -> np.ndarray:
+    """Louvain clusters at one resolution (the graph is cached separately)."""
+    from scembed_core.cluster import louvain
+
+    return np.asarray(louvain(_graph, resolution=resolution, seed=0))
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.DataFrame:
+    """Number of clusters over a grid of resolutions (the curve on the Clusters page)."""
+    rows = [
+        {
+            "resolution": r,
+            "n_clusters": int(len(np.unique(cached_louvain(run_key, n_neighbors, r, _graph)))),
+        }
+        for r in RESOLUTION_GRID
+    ]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+def cached_find_resolution(run_key: str, n_neighbors: int, n_clusters: int, _graph: Any) -> Any:
+    """Resolution search for ``n_clusters`` clusters."""
+    from scembed_core.cluster import find_resolution
+
+    return find_resolution(_graph, n_clusters, seed=0)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_embedding_umap(run_key: str, _embedding: np.ndarray) -> np.ndarray:
+    """2-D UMAP of the query's own E-projection embedding; NaN rows stay NaN.
+
+    A display-only layout of the query on its own (not the reference map).
+    """
+    from scembed_core.project import embedding_umap
+
+    return embedding_umap(_embedding)

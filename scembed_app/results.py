@@ -1,0 +1,116 @@
+"""The per-projection results every page shares: clusters, labels, hover fields.
+
+Each function composes cached engine calls with the settings in session state, so the
+Project, Clusters, Annotation and Export pages show the same numbers without any of
+them recomputing the projection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scembed_app import cached, state
+from scembed_app.uploads import LoadedDataset
+
+UNMAPPED = "Unmapped"
+MAX_LABEL_CATEGORIES = 200
+
+
+def mapped_mask(run: state.ProjectionRun) -> np.ndarray:
+    """Cells with a finite embedding (at least one region in the reference universe)."""
+    return np.isfinite(np.asarray(run.projection.embedding)).all(axis=1)
+
+
+def knn_graph(run: state.ProjectionRun) -> Any:
+    """kNN graph over the embedded cells (cached per upload digest + reference)."""
+    return cached.cached_knn_graph(run.cache_key, state.N_NEIGHBORS, run.projection.space)
+
+
+def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
+    """Louvain cluster numbers (0 = largest); -1 for cells without an embedding."""
+    return cached.cached_louvain(
+        run.cache_key, state.N_NEIGHBORS, float(resolution), knn_graph(run)
+    )
+
+
+def clusters(run: state.ProjectionRun, resolution: float, obs_names: pd.Index) -> pd.Series:
+    """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unmapped'."""
+    codes = cluster_codes(run, resolution)
+    out = np.where(codes >= 0, codes.astype(str), UNMAPPED).astype(object)
+    return pd.Series(out, index=obs_names, name="cluster")
+
+
+def current_clusters(run: state.ProjectionRun, dataset: LoadedDataset) -> pd.Series:
+    """Clusters at the resolution chosen on the Clusters page."""
+    return clusters(run, st.session_state[state.RESOLUTION], dataset.adata.obs_names)
+
+
+def transfer_label_key(reference: Any) -> str | None:
+    """The reference obs column labels are transferred from (session choice or default)."""
+    keys = list(getattr(reference, "label_keys", []) or [])
+    chosen = st.session_state.get(state.LABEL_KEY)
+    if chosen in keys:
+        return chosen
+    return getattr(reference, "default_label_key", None) or (keys[0] if keys else None)
+
+
+def labels(
+    run: state.ProjectionRun, reference: Any, obs_names: pd.Index, *, k: int = 15
+) -> pd.DataFrame | None:
+    """Transferred labels under the current thresholds, or None without reference labels."""
+    label_key = transfer_label_key(reference)
+    if label_key is None or not getattr(reference, "can_transfer_labels", True):
+        return None
+    max_distance = st.session_state.get(state.MAX_DISTANCE)
+    if not st.session_state.get(state.LIMIT_DISTANCE):
+        max_distance = None
+    frame = cached.cached_transfer(
+        run.cache_key,
+        label_key,
+        k,
+        float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
+        None if max_distance is None else float(max_distance),
+        np.asarray(run.projection.embedding),
+        reference,
+        getattr(run.projection, "neighbors", None),
+    )
+    frame = frame.copy()
+    frame.index = obs_names
+    return frame
+
+
+def hover_fields(
+    obs_names: pd.Index, cluster: pd.Series, transferred: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Hover columns for the maps: cell, label, confidence, cluster."""
+    fields = pd.DataFrame({"cell": np.asarray(obs_names, dtype=object)})
+    if transferred is not None:
+        fields["label"] = transferred["label"].to_numpy()
+        fields["confidence"] = transferred["confidence"].to_numpy(dtype=float)
+    fields["cluster"] = cluster.to_numpy()
+    return fields
+
+
+def label_columns(obs: pd.DataFrame) -> list[str]:
+    """Query obs columns that look like cell labels (few distinct text/categorical values)."""
+    found = []
+    n = len(obs)
+    for col in obs.columns:
+        values = obs[col]
+        if pd.api.types.is_float_dtype(values):
+            continue
+        n_unique = values.nunique(dropna=True)
+        if 2 <= n_unique <= min(MAX_LABEL_CATEGORIES, max(2, n // 2)):
+            found.append(col)
+    return found
+
+
+def color_columns(obs: pd.DataFrame) -> list[str]:
+    """Query obs columns usable to colour the map (labels and numeric values)."""
+    cols = label_columns(obs)
+    cols += [c for c in obs.columns if c not in cols and pd.api.types.is_numeric_dtype(obs[c])]
+    return cols

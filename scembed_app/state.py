@@ -1,0 +1,163 @@
+"""Session-state keys, their defaults, and the guards every page opens with.
+
+Session state is per browser tab. Every key the app uses is declared here once; pages
+read and write them through these names only. Nothing here is module-level mutable
+state: defaults are built fresh for each session by :func:`init_state`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+from scembed_app.uploads import LoadedDataset
+
+# --- keys -----------------------------------------------------------------------------
+REFERENCE_SPEC = "reference_spec"  # str: "default", a folder, "hf:owner/name@rev", "session:NAME"
+TRUST_HUB = "trust_hub"  # bool: user ticked "I trust this source" for the current spec
+TRAINED = "trained_references"  # dict[str, TrainedReference] trained in this tab
+DATASET = "dataset"  # LoadedDataset | None
+UPLOAD_IDS = "upload_ids"  # tuple of st.file_uploader file ids last processed
+UPLOAD_ERROR = "upload_error"  # str | None: why the last upload could not be read
+PROJECTION = "projection"  # ProjectionRun | None
+RESOLUTION = "resolution"  # float: Louvain resolution
+RESOLUTION_CURVE = "resolution_curve"  # pd.DataFrame | None from "find resolution for k"
+CLUSTER_SEARCH = "cluster_search"  # str | None: outcome of the last "find resolution for k"
+LABEL_KEY = "label_key"  # str | None: reference obs column transferred (None: default)
+MIN_CONFIDENCE = "min_confidence"  # float in [0, 1]
+LIMIT_DISTANCE = "limit_distance"  # bool: apply MAX_DISTANCE
+MAX_DISTANCE = "max_distance"  # float | None: cells mapped farther are Unassigned
+TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth
+LABEL_MAP = "label_map"  # dict[str, str]: reference label -> user label (scoring only)
+NORMALIZE_CONFUSION = "normalize_confusion"  # bool
+
+PAGE_REFERENCE = "pages/reference.py"
+PAGE_DATA = "pages/data.py"
+PAGE_PROJECT = "pages/project.py"
+PAGE_CLUSTERS = "pages/clusters.py"
+PAGE_ANNOTATE = "pages/annotate.py"
+PAGE_TRAIN = "pages/train.py"
+PAGE_EXPORT = "pages/export.py"
+PAGE_ABOUT = "pages/about.py"
+
+DEFAULT_RESOLUTION = 1.0
+N_NEIGHBORS = 15
+
+
+def _defaults() -> dict[str, Any]:
+    return {
+        # A deployment may start every session on another reference (folder or hf: spec).
+        REFERENCE_SPEC: os.environ.get("SCEMBED_REFERENCE", "default"),
+        TRUST_HUB: False,
+        TRAINED: {},
+        DATASET: None,
+        UPLOAD_IDS: (),
+        UPLOAD_ERROR: None,
+        PROJECTION: None,
+        RESOLUTION: DEFAULT_RESOLUTION,
+        RESOLUTION_CURVE: None,
+        CLUSTER_SEARCH: None,
+        LABEL_KEY: None,
+        MIN_CONFIDENCE: 0.0,
+        LIMIT_DISTANCE: False,
+        MAX_DISTANCE: None,
+        TRUTH_KEY: None,
+        LABEL_MAP: {},
+        NORMALIZE_CONFUSION: True,
+    }
+
+
+def init_state() -> None:
+    """Fill in any missing key with its default (called by the router on every run)."""
+    for key, value in _defaults().items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+# --- values kept in session state -------------------------------------------------------
+@dataclass(frozen=True)
+class TrainedReference:
+    """A reference trained in this tab (never shared with other sessions)."""
+
+    name: str
+    key: str
+    reference: Any  # scembed_core.reference.Reference
+    label_key: str
+    params: dict = field(default_factory=dict)
+    bundle_zip: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ProjectionRun:
+    """The result of the Project page for one (dataset, reference) pair."""
+
+    dataset_digest: str
+    reference_key: str
+    projection: Any  # scembed_core.project.Projection
+    n_cells: int
+    n_projected: int
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cache_key(self) -> str:
+        """Key of every per-projection cache entry (upload digest + reference)."""
+        return f"{self.dataset_digest}|{self.reference_key}"
+
+
+# --- guards ---------------------------------------------------------------------------
+def require_reference() -> tuple[str, Any]:
+    """The active reference as ``(cache key, Reference)``, or an explanation and stop."""
+    from scembed_app.cached import active_reference
+    from scembed_app.widgets import show_engine_error
+    from scembed_core.errors import ScEmbedError
+
+    try:
+        return active_reference()
+    except ScEmbedError as exc:
+        show_engine_error(exc, hint="Choose another reference on the Reference page.")
+        st.page_link(PAGE_REFERENCE, label="Go to Reference", icon=":material/hub:")
+        st.stop()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def set_dataset(dataset: LoadedDataset) -> None:
+    """Make ``dataset`` this tab's query; results of the previous one are dropped."""
+    st.session_state[DATASET] = dataset
+    st.session_state[UPLOAD_ERROR] = None
+    st.session_state[PROJECTION] = None
+    st.session_state[TRUTH_KEY] = None
+    st.session_state[LABEL_MAP] = {}
+    st.session_state[RESOLUTION_CURVE] = None
+    st.session_state[CLUSTER_SEARCH] = None
+    st.session_state[MAX_DISTANCE] = None
+
+
+def require_dataset() -> LoadedDataset:
+    """The uploaded query dataset, or a pointer to the Data page and stop."""
+    dataset = st.session_state.get(DATASET)
+    if dataset is None:
+        st.info("No query dataset yet. Upload your scATAC-seq data or load the demo dataset.")
+        st.page_link(PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
+        st.stop()
+    return dataset
+
+
+def require_projection(reference_key: str, dataset: LoadedDataset) -> ProjectionRun:
+    """The projection of the current dataset onto the current reference, or stop."""
+    run = st.session_state.get(PROJECTION)
+    if run is None:
+        st.info("The cells are not projected yet. Project them onto the reference first.")
+        st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
+        st.stop()
+    if run.dataset_digest != dataset.digest or run.reference_key != reference_key:
+        st.info(
+            "The dataset or the reference changed since the last projection. "
+            "Project again to update the clusters and labels."
+        )
+        st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
+        st.stop()
+    return run

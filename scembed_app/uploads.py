@@ -1,0 +1,153 @@
+"""Turn uploaded bytes into an AnnData through the engine's reader.
+
+No Streamlit import: the Data page passes ``(file name, bytes)`` pairs here, so the same
+code path is tested directly. Uploads are written to a private temporary folder under
+their own (sanitised) names, because :func:`scembed_core.io.read_dataset` recognises
+formats by file name; a 10x ``matrix.mtx`` + ``barcodes.tsv`` + ``peaks.bed`` triple is
+written side by side and the folder is passed instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from anndata import AnnData
+
+from scembed_core.errors import InputFormatError, UnsafeInputError
+from scembed_core.regions import GenomicRegions
+
+__all__ = [
+    "ACCEPTED_EXTENSIONS",
+    "MAX_UPLOAD_BYTES",
+    "LoadedDataset",
+    "upload_digest",
+    "load_upload",
+    "load_uploads",
+    "load_path",
+]
+
+MAX_UPLOAD_BYTES = 1024**3  # mirrors server.maxUploadSize = 1024 (MB) in .streamlit/config.toml
+# Extensions offered by the uploader (the last suffix only, as st.file_uploader checks it).
+ACCEPTED_EXTENSIONS = ["h5ad", "h5", "mtx", "gz", "tsv", "bed", "csv", "zip", "tgz", "tar", "txt"]
+_REFUSED_SUFFIXES = (".pkl", ".pickle", ".joblib", ".npy", ".npz", ".pt", ".pth", ".sav")
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A query dataset held in session state.
+
+    Attributes
+    ----------
+    name
+        What the user uploaded (file names joined by ``+``) or ``demo``.
+    digest
+        SHA-256 of the uploaded bytes (names included); the cache key of every
+        per-upload result.
+    adata
+        Cells x peaks AnnData as returned by the engine's reader.
+    n_bytes
+        Total uploaded size.
+    """
+
+    name: str
+    digest: str
+    adata: AnnData
+    n_bytes: int = 0
+
+
+def upload_digest(files: Sequence[tuple[str, bytes]]) -> str:
+    """Content digest of one or more uploaded files (order-independent)."""
+    sha = hashlib.sha256()
+    for name, data in sorted(files, key=lambda f: f[0]):
+        sha.update(name.encode("utf-8", "replace") + b"\0")
+        sha.update(hashlib.sha256(data).digest())
+    return sha.hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    """The file's base name, refusing pickles and names that could escape the folder."""
+    base = PurePath(name.replace("\\", "/")).name
+    if not base or base in {".", ".."}:
+        raise InputFormatError(f"The uploaded file name {name!r} is empty or invalid.")
+    if base.lower().endswith(_REFUSED_SUFFIXES):
+        raise UnsafeInputError(
+            f"{base} looks like a pickled Python object (.pkl/.joblib/...). Loading it "
+            "could run arbitrary code, so it is refused. Export your data as .h5ad "
+            "(adata.write_h5ad) or as a 10x matrix.mtx + barcodes + peaks instead."
+        )
+    return base
+
+
+def load_uploads(
+    files: Sequence[tuple[str, bytes]],
+    *,
+    universe: GenomicRegions | None = None,
+    min_fragments: int = 1,
+) -> LoadedDataset:
+    """Read one upload (or a 10x triple uploaded as three files) with the engine.
+
+    Parameters
+    ----------
+    files
+        ``(file name, content)`` pairs as received from ``st.file_uploader``.
+    universe
+        The reference's regions: a fragments file is counted over them (ignored for
+        every other format).
+    min_fragments
+        Passed to :func:`scembed_core.io.read_dataset` (fragments files only).
+
+    Raises
+    ------
+    scembed_core.errors.ScEmbedError
+        For anything the engine cannot read, and for refused file types.
+    """
+    from scembed_core.io import read_dataset
+
+    if not files:
+        raise InputFormatError("No file was uploaded.")
+    names = [_safe_name(name) for name, _ in files]
+    if len(set(names)) != len(names):
+        raise InputFormatError(f"Two uploaded files have the same name: {sorted(names)}.")
+    total = sum(len(data) for _, data in files)
+    if total > MAX_UPLOAD_BYTES:
+        raise InputFormatError(
+            f"The upload is {total / 1e9:.2f} GB; the limit is 1 GB. Subset the cells or "
+            "peaks first, or run `python -m scembed_core` on the command line."
+        )
+    if total == 0:
+        raise InputFormatError("The uploaded file is empty (0 bytes).")
+    digest = upload_digest(files)
+    with tempfile.TemporaryDirectory(prefix="scembed-upload-") as tmp:
+        folder = Path(tmp)
+        for name, (_, data) in zip(names, files, strict=True):
+            (folder / name).write_bytes(data)
+        target = folder / names[0] if len(names) == 1 else folder
+        adata = read_dataset(target, universe=universe, min_fragments=min_fragments)
+        adata = adata.to_memory() if adata.isbacked else adata
+    return LoadedDataset(name=" + ".join(names), digest=digest, adata=adata, n_bytes=total)
+
+
+def load_upload(name: str, data: bytes, *, universe: GenomicRegions | None = None) -> LoadedDataset:
+    """Read a single uploaded file; see :func:`load_uploads`."""
+    return load_uploads([(name, data)], universe=universe)
+
+
+def load_path(path: str | Path, *, name: str | None = None) -> LoadedDataset:
+    """Read a dataset from disk (the demo), with a digest of the file's bytes."""
+    from scembed_core.io import read_dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"The dataset file {path} does not exist.")
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    adata = read_dataset(path)
+    return LoadedDataset(
+        name=name or path.name, digest=sha.hexdigest(), adata=adata, n_bytes=path.stat().st_size
+    )

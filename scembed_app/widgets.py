@@ -1,0 +1,139 @@
+"""Shared UI pieces: error display, sidebar summary, the map explorer fragment."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scembed_app import figures, results, state
+from scembed_app.uploads import LoadedDataset
+
+PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True}
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def md(text: object) -> str:
+    """Escape user-provided text (file names, labels) for use inside st.markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def show_engine_error(exc: BaseException, *, hint: str | None = None) -> None:
+    """Show an engine error as one message (never a traceback) plus what to do next."""
+    st.error(str(exc), icon=":material/error:")
+    if hint:
+        st.caption(hint)
+
+
+def bound(state_key: str) -> dict[str, Any]:
+    """Widget kwargs that keep a widget in sync with a session-state value across pages.
+
+    Streamlit drops a widget's own state when a page without it runs; the value lives
+    under ``state_key`` and the widget (key ``w_<state_key>``) is re-seeded from it.
+    """
+    widget_key = f"w_{state_key}"
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state[state_key]
+
+    def sync() -> None:
+        st.session_state[state_key] = st.session_state[widget_key]
+
+    return {"key": widget_key, "on_change": sync}
+
+
+def plot(fig: Any, *, key: str | None = None) -> None:
+    """``st.plotly_chart`` with the app's defaults."""
+    st.plotly_chart(fig, key=key, config=dict(PLOTLY_CONFIG), theme=None)
+
+
+def sidebar_summary() -> None:
+    """Where this tab stands: reference, dataset, projection (drawn by the router)."""
+    from scembed_app.cached import active_reference
+    from scembed_core.errors import ScEmbedError
+
+    spec = st.session_state.get(state.REFERENCE_SPEC, "default")
+    dataset = st.session_state.get(state.DATASET)
+    run = st.session_state.get(state.PROJECTION)
+    try:
+        reference_name = active_reference()[1].name
+    except ScEmbedError:
+        reference_name = f"{spec.removeprefix('session:')} (not loaded)"
+    with st.sidebar:
+        st.caption("This session")
+        st.markdown(f":material/hub: Reference: {md(_short(reference_name, 40))}")
+        if dataset is None:
+            st.markdown(":material/upload_file: Data: none yet")
+        else:
+            st.markdown(
+                f":material/upload_file: Data: {dataset.adata.n_obs:,} cells "
+                f"({md(_short(dataset.name))})"
+            )
+        if run is None:
+            st.markdown(":material/scatter_plot: Not projected")
+        else:
+            st.markdown(
+                f":material/scatter_plot: Projected {run.n_projected:,} cells in {run.seconds:.1f} s"
+            )
+
+
+def _short(text: str, limit: int = 28) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _color_values(
+    choice: str,
+    dataset: LoadedDataset,
+    cluster: pd.Series,
+    transferred: pd.DataFrame | None,
+) -> tuple[pd.Series, bool | None]:
+    if choice == "Cluster":
+        return cluster.rename("cluster"), False
+    if choice == "Transferred label" and transferred is not None:
+        return transferred["label"].rename("label"), False
+    if choice == "Confidence" and transferred is not None:
+        return transferred["confidence"].astype(float).rename("confidence"), True
+    values = dataset.adata.obs[choice]
+    numeric = pd.api.types.is_numeric_dtype(values) and values.nunique() > 24
+    return values.rename(choice), numeric
+
+
+@st.fragment
+def map_explorer(
+    run: state.ProjectionRun,
+    dataset: LoadedDataset,
+    reference: Any,
+    *,
+    coords: np.ndarray,
+    on_reference: bool,
+    key: str,
+) -> None:
+    """A query map with a 'colour by' selector that reruns only this fragment."""
+    obs = dataset.adata.obs
+    cluster = results.current_clusters(run, dataset)
+    transferred = results.labels(run, reference, obs.index)
+    options = ["Cluster"]
+    if transferred is not None:
+        options += ["Transferred label", "Confidence"]
+    options += [c for c in results.color_columns(obs) if c not in options]
+    choice = st.selectbox("Colour query cells by", options, key=f"{key}_color_by")
+    color, continuous = _color_values(choice, dataset, cluster, transferred)
+    hover = results.hover_fields(obs.index, cluster, transferred)
+    ref_coords = None
+    if on_reference and reference.cells is not None and "X_umap" in reference.cells.obsm:
+        ref_coords = np.asarray(reference.cells.obsm["X_umap"])
+    fig = figures.query_map(
+        coords,
+        color,
+        hover,
+        reference_coords=ref_coords,
+        continuous=continuous,
+    )
+    plot(fig, key=f"{key}_chart")
+    n_missing = int((~np.isfinite(np.asarray(coords, float)).all(axis=1)).sum())
+    if n_missing:
+        st.caption(f"{n_missing:,} cells without a position (no region in the universe).")

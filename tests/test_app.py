@@ -1,0 +1,291 @@
+"""App tests: every page renders, the demo flow end to end, bad uploads give st.error.
+
+AppTest covers the glue unit tests cannot (navigation, session state, guards, caching);
+the science is tested in the engine's own modules. All tests in this file run on one
+xdist worker (``xdist_group``) so they share the process-wide Streamlit caches: the
+built-in reference is loaded once. To add a page, add it to ``PAGES``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from scembed_app import exports, figures, state
+from scembed_app.uploads import LoadedDataset, load_upload, load_uploads, upload_digest
+from scembed_core.errors import InputFormatError, ScEmbedError, UnsafeInputError
+
+pytestmark = pytest.mark.xdist_group("app")
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TIMEOUT = 180  # the first projection compiles numba code
+PAGES = [
+    state.PAGE_REFERENCE,
+    state.PAGE_DATA,
+    state.PAGE_PROJECT,
+    state.PAGE_CLUSTERS,
+    state.PAGE_ANNOTATE,
+    state.PAGE_TRAIN,
+    state.PAGE_EXPORT,
+    state.PAGE_ABOUT,
+]
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = {m.label: m.value for m in at.metric}
+    assert label in values, f"no metric {label!r}; metrics: {list(values)}"
+    return values[label]
+
+
+def chart_types(at: AppTest) -> list[set[str]]:
+    """Trace types of every Plotly chart on the page."""
+    specs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    return [{trace.get("type", "scatter") for trace in spec["data"]} for spec in specs]
+
+
+# --- every page, no data --------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).stem for p in PAGES])
+def test_page_renders_without_data(page):
+    at = goto(open_app(), page)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title, "every page has a title"
+    if page not in (state.PAGE_REFERENCE, state.PAGE_ABOUT):
+        assert at.info, "pages that need data say what to do (st.info + page link)"
+
+
+def test_reference_page_shows_default_reference():
+    at = open_app()  # the Reference page is the default page
+    assert at.title[0].value == "Reference"
+    assert metric(at, "Genome build") == "hg19"
+    assert int(metric(at, "Reference cells").replace(",", "")) > 1000
+    assert {"bar"} in chart_types(at), "cell-type counts bar chart"
+    assert {"scattergl"} in chart_types(at), "reference UMAP (WebGL)"
+
+
+def test_unreachable_hub_model_is_an_error_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never touch the network in tests
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.REFERENCE_SPEC] = "hf:databio/r2v-luecken2021-hg38-v2"
+    at.run()
+    assert not at.exception
+    assert at.error, "HubUnavailableError is shown with st.error"
+
+
+def test_missing_reference_folder_is_an_error_not_a_traceback():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.REFERENCE_SPEC] = "/nonexistent/reference"
+    at.run()
+    assert not at.exception
+    assert at.error and "/nonexistent/reference" in at.error[0].value
+
+
+# --- the demo flow, end to end ----------------------------------------------------------------
+def test_demo_flow_end_to_end():
+    at = goto(open_app(), state.PAGE_DATA)
+    button(at, "Load demo dataset").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[state.DATASET] is not None
+    n_cells = int(metric(at, "Cells").replace(",", ""))
+    assert n_cells > 100
+    assert metric(at, "Peaks in universe").endswith("%")
+    assert chart_types(at) == [{"histogram"}], "per-cell mapped-regions histogram"
+
+    goto(at, state.PAGE_PROJECT)
+    button(at, "Project cells").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    run = at.session_state[state.PROJECTION]
+    assert run is not None and run.n_cells == n_cells
+    assert any(s.value.startswith("Projected") for s in at.success)
+    assert run.projection.umap is not None, "EV-projection onto the reference map"
+    assert {"scattergl"} <= chart_types(at)[0]
+    at.selectbox(key="project_color_by").set_value("Confidence").run()  # fragment rerun
+    assert not at.exception
+
+    goto(at, state.PAGE_CLUSTERS)
+    n_default = int(metric(at, "Clusters"))
+    at.slider(key="w_resolution").set_value(3.0).run()
+    assert not at.exception
+    n_high = int(metric(at, "Clusters"))
+    assert n_high > n_default, (n_default, n_high)
+    at.slider(key="w_resolution").set_value(0.1).run()
+    assert int(metric(at, "Clusters")) < n_high
+    assert at.session_state[state.PROJECTION] is run, "re-clustering keeps the projection"
+
+    at.number_input(key="w_n_clusters").set_value(6).run()
+    button(at, "Find resolution").click().run()
+    assert not at.exception
+    assert at.success or at.warning, "the search reports its outcome"
+    assert abs(int(metric(at, "Clusters")) - 6) <= 2
+
+    goto(at, state.PAGE_ANNOTATE)
+    assert at.dataframe, "per-cluster majority-label table"
+    at.selectbox(key="w_truth_key").set_value("cell_type").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any({"heatmap"} == types for types in chart_types(at)), "confusion matrix"
+    accuracy = float(metric(at, "Accuracy"))
+    assert accuracy > 0.4, "labels transferred from the reference agree with the truth"
+    for label in ("Macro F1", "ARI (clusters)", "AMI (clusters)", "Homogeneity"):
+        assert 0.0 <= float(metric(at, label)) <= 1.0
+    at.slider(key="w_min_confidence").set_value(1.0).run()
+    assert int(metric(at, "Unassigned").replace(",", "")) > 0
+
+    goto(at, state.PAGE_EXPORT)
+    assert len(at.get("download_button")) >= 5
+
+
+def test_train_a_reference_and_use_it():
+    at = goto(open_app(), state.PAGE_DATA)
+    button(at, "Load demo dataset").click().run()
+    goto(at, state.PAGE_TRAIN)
+    at.number_input(key="train_epochs").set_value(2)
+    button(at, "Train reference").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    trained = at.session_state[state.TRAINED]
+    assert list(trained) == ["my-reference"]
+    item = trained["my-reference"]
+    assert item.bundle_zip[:2] == b"PK", "downloadable zip bundle"
+    assert item.reference.can_ev_project and item.reference.can_transfer_labels
+    assert len(at.get("download_button")) == 1
+    button(at, "Use as reference").click().run()
+    assert at.session_state[state.REFERENCE_SPEC] == "session:my-reference"
+    goto(at, state.PAGE_REFERENCE)
+    assert int(metric(at, "Reference cells").replace(",", "")) == item.reference.n_cells
+
+
+# --- uploads ----------------------------------------------------------------------------------
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="upload_files").set_value([(name, data, "application/octet-stream")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_garbage_upload_shows_error():
+    at = upload(goto(open_app(), state.PAGE_DATA), "cells.h5ad", b"this is not an h5ad file")
+    assert at.error, "a garbage upload gives st.error"
+    assert at.session_state[state.DATASET] is None
+
+
+def test_pickle_upload_is_refused():
+    at = upload(goto(open_app(), state.PAGE_DATA), "model.pkl", b"\x80\x04\x95garbage")
+    assert at.error and "pickle" in at.error[0].value.lower()
+
+
+def test_other_genome_build_warns_before_projecting():
+    """hg38 peaks against the hg19 reference: low coverage and build mismatch warnings."""
+    data = (SHARED / "geniml_pbmc_hg38_tiny" / "pbmc_hg38_tiny.h5ad").read_bytes()
+    at = upload(goto(open_app(), state.PAGE_DATA), "pbmc_hg38_tiny.h5ad", data)
+    assert not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "hg38" in warnings and "lift" in warnings
+    assert float(metric(at, "Peaks in universe").rstrip("%")) < 5
+
+
+def test_load_upload_rejects_garbage_and_pickles():
+    with pytest.raises(ScEmbedError):
+        load_upload("cells.h5ad", b"not an hdf5 file")
+    with pytest.raises(ScEmbedError):
+        load_upload("cells.csv", b"\x00\x01\x02 binary junk")
+    with pytest.raises(UnsafeInputError):
+        load_upload("data.joblib", b"anything")
+    with pytest.raises(InputFormatError):
+        load_upload("empty.h5ad", b"")
+
+
+def test_load_upload_reads_every_format(tmp_path, planted):
+    from formats import write_dataset_formats
+
+    from scembed_core.project import regions_of
+
+    paths = write_dataset_formats(planted, tmp_path)
+    universe = regions_of(planted)
+    for key in ("h5ad", "10x_h5", "csv", "zip", "tar_gz", "fragments"):
+        path = paths[key]
+        dataset = load_upload(path.name, path.read_bytes(), universe=universe)
+        assert isinstance(dataset, LoadedDataset)
+        assert dataset.adata.n_obs >= planted.n_obs - 1, key
+    triple = [(p.name, p.read_bytes()) for p in sorted(paths["mtx_dir"].iterdir())]
+    dataset = load_uploads(triple)
+    assert dataset.adata.shape == planted.shape
+    assert dataset.digest == upload_digest(list(reversed(triple))), "order-independent"
+
+
+# --- figures and exports (no AppTest) ---------------------------------------------------------
+def test_hover_text_and_legend_are_html_escaped():
+    evil = "<img src=x onerror=alert(1)>"
+    coords = np.array([[0.0, 0.0], [1.0, 1.0], [np.nan, np.nan]])
+    hover = pd.DataFrame({"cell": ["c1", "<b>c2</b>", "c3"], "label": [evil, "B", "B"]})
+    fig = figures.query_map(coords, pd.Series([evil, "B", "B"], name="label"), hover)
+    text = " ".join(str(t) for trace in fig.data for t in (trace.text or []))
+    names = " ".join(trace.name or "" for trace in fig.data)
+    assert "<img" not in text and "<img" not in names
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "&lt;b&gt;c2&lt;/b&gt;" in text
+    assert sum(len(trace.x) for trace in fig.data) == 2, "unmapped (NaN) cells are skipped"
+
+
+def test_reference_layer_is_downsampled():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(60_000, 2))
+    query = rng.normal(size=(100, 2))
+    hover = pd.DataFrame({"cell": [f"c{i}" for i in range(100)]})
+    fig = figures.query_map(
+        query, pd.Series(rng.random(100), name="confidence"), hover, reference_coords=ref
+    )
+    assert fig.data[0].name == "reference" and len(fig.data[0].x) == figures.MAX_REFERENCE_POINTS
+    assert fig.data[0].type == "scattergl"
+    panels = figures.cluster_panels(query, pd.Series(["0", "1"] * 50), reference_coords=ref)
+    assert len(panels.data) == 4, "background + cells, one panel per cluster"
+
+
+def test_confusion_heatmap_row_normalised():
+    confusion = pd.DataFrame([[8, 2], [0, 5]], index=["A", "B"], columns=["A", "B"])
+    z = np.asarray(figures.confusion_heatmap(confusion, normalize_rows=True).data[0].z)
+    assert np.allclose(z.sum(axis=1), 1.0)
+    raw = np.asarray(figures.confusion_heatmap(confusion, normalize_rows=False).data[0].z)
+    assert raw[0, 0] == 8
+
+
+def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
+    from scembed_core.annotate import transfer_labels
+    from scembed_core.project import project
+
+    projection = project(planted, planted_reference, ev=True)
+    labels = transfer_labels(projection.embedding, planted_reference, k=5)
+    clusters = pd.Series(np.zeros(planted.n_obs, dtype=int).astype(str))
+    table = exports.per_cell_table(planted.obs_names, projection, clusters, labels)
+    data = exports.annotated_h5ad_bytes(planted, table, projection, params={"resolution": 1.0})
+    path = tmp_path / "out.h5ad"
+    path.write_bytes(data)
+    back = ad.read_h5ad(path)
+    assert back.obsm["X_scembed"].shape == (planted.n_obs, planted_reference.model.dim)
+    assert list(back.obs["scembed_label"].astype(str)) == list(labels["label"])
+    assert b"<html" in exports.figure_html(figures.histogram(np.arange(10)))[:200]
