@@ -216,12 +216,14 @@ def _cmd_project_scale(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    memory = summary["max_worker_peak_rss_bytes"]
     print(
         f"projected {summary['n_cells']:,} cells in {time.perf_counter() - started:.1f} s "
         f"({summary['n_chunks_computed']} chunk(s) computed, {summary['n_chunks_skipped']} "
-        f"already done; {summary['cells_per_second']:,.0f} cells/s); peak worker memory "
-        f"{summary['max_worker_peak_rss_bytes'] / 2**30:.2f} GiB; "
-        f"{len(set(clusters[clusters >= 0].tolist()))} clusters"
+        f"already done"
+        + (f"; {summary['cells_per_second']:,.0f} cells/s" if memory else "")
+        + (f"; peak worker memory {memory / 2**30:.2f} GiB" if memory else "")
+        + f"); {len(set(clusters[clusters >= 0].tolist()))} clusters"
     )
     for warning in summary["coverage"]["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

@@ -361,6 +361,11 @@ def _binarise_counts(
             f"{source}: counts have type {matrix.dtype}; expected numbers (integers or floats)."
         )
     x = sp.csr_matrix(matrix)
+    if x.indices.dtype != x.indptr.dtype:  # e.g. int64 indptr with int32 indices
+        index_dtype = np.promote_types(x.indices.dtype, x.indptr.dtype)
+        x = sp.csr_matrix(
+            (x.data, x.indices.astype(index_dtype), x.indptr.astype(index_dtype)), shape=x.shape
+        )
     x.sum_duplicates()
     if x.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(x.data))

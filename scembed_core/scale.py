@@ -76,7 +76,7 @@ __all__ = [
 ProgressCallback = Callable[[float, str], None]
 
 DEFAULT_CHUNK_SIZE = 50_000
-#: Memory limit of each local worker; a 50,000-cell chunk peaks well below it.
+#: Memory limit of each local worker; a 50,000-cell chunk peaked at 0.74 GiB (BENCHMARKS.md).
 DEFAULT_WORKER_MEMORY = "3GiB"
 MARKERS_KEY = "uns/scembed_chunks_done"
 _RUN_ATTR = "scembed-run"
@@ -711,8 +711,9 @@ def project_out_of_core(
         unfinished run with the same input, reference and parameters, the run resumes and
         only chunks without a "done" marker are computed.
     chunk_size
-        Cells per task; a worker's memory grows with it (about 1.1 GB at 50,000 cells of
-        ~170 peaks each, reference included).
+        Cells per task; a worker's memory grows with it, not with the number of cells
+        (measured peak 0.74 GiB per worker at 50,000 cells of ~170 peaks each, libraries
+        and reference included).
     scheduler
         None: a local cluster of ``n_workers`` processes with one thread each; a string:
         the address of a running Dask scheduler; or a ``distributed.Client``.

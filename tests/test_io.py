@@ -348,3 +348,16 @@ def test_10x_variants(real, tmp_path):
         flipped / "peaks.bed", sep="\t", header=False, index=False
     )
     assert same_binary(read_dataset(flipped).X, small)
+
+
+def test_mixed_index_dtypes_are_read(tmp_path, planted):
+    """A CSR h5ad with int64 indptr and int32 indices (written by other tools) reads."""
+    path = tmp_path / "mixed.h5ad"
+    planted.write_h5ad(path)
+    with h5py.File(path, "a") as handle:
+        indptr = handle["X/indptr"][()].astype(np.int64)
+        del handle["X/indptr"]
+        handle["X/indptr"] = indptr
+        handle["X/indices"][...] = handle["X/indices"][()].astype(np.int32)
+    adata = read_dataset(path)
+    assert (adata.X != planted.X).nnz == 0
