@@ -107,6 +107,30 @@ class Coverage:
         }
 
 
+def mapping_warnings(
+    mapping: PeakMapping, genome: str, low_coverage: float = LOW_COVERAGE_FRACTION
+) -> list[str]:
+    """Warnings about chromosome naming and low overlap (a likely genome-build mismatch)."""
+    warnings = []
+    if mapping.renamed_chromosomes:
+        pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
+        warnings.append(f"Chromosome names were reconciled with the reference ({pairs}, ...).")
+    if mapping.unknown_chromosomes:
+        warnings.append(
+            f"{len(mapping.unknown_chromosomes)} contig(s) are absent from the reference "
+            f"({', '.join(mapping.unknown_chromosomes[:5])}); their peaks are unmapped."
+        )
+    fraction = mapping.fraction_mapped
+    if fraction < low_coverage:
+        warnings.append(
+            f"Only {fraction:.1%} of the query peaks overlap the reference universe "
+            f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
+            "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
+            "reference on the data's build."
+        )
+    return warnings
+
+
 def compute_coverage(
     adata: ad.AnnData,
     model: RegionModel | Reference,
@@ -138,24 +162,7 @@ def compute_coverage(
         no_vectors,
         model.trained,
     )
-    warnings = []
-    if mapping.renamed_chromosomes:
-        pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
-        warnings.append(f"Chromosome names were reconciled with the reference ({pairs}, ...).")
-    if mapping.unknown_chromosomes:
-        warnings.append(
-            f"{len(mapping.unknown_chromosomes)} contig(s) are absent from the reference "
-            f"({', '.join(mapping.unknown_chromosomes[:5])}); their peaks are unmapped."
-        )
-    fraction = mapping.fraction_mapped
-    if fraction < low_coverage:
-        genome = model.metadata.get("genome", "unknown")
-        warnings.append(
-            f"Only {fraction:.1%} of the query peaks overlap the reference universe "
-            f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
-            "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
-            "reference on the data's build."
-        )
+    warnings = mapping_warnings(mapping, model.metadata.get("genome", "unknown"), low_coverage)
     n_unmapped = int((n_regions == 0).sum())
     if n_unmapped:
         warnings.append(

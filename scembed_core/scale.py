@@ -58,7 +58,7 @@ from .annotate import (
     transfer_labels,
 )
 from .errors import CountValueError, DuplicateNamesError, InputFormatError, ParameterError
-from .project import LOW_COVERAGE_FRACTION, binary_signal, ev_project
+from .project import binary_signal, ev_project, mapping_warnings
 from .regions import PeakMapping, map_peaks_to_universe
 
 if TYPE_CHECKING:
@@ -239,24 +239,6 @@ def _peak_mapping(var: pd.DataFrame, source: _Input, reference: Reference) -> Pe
             "duplicated peaks (e.g. bedtools merge) first."
         )
     return map_peaks_to_universe(regions, reference.model.universe)
-
-
-def _mapping_warnings(mapping: PeakMapping, genome: str) -> list[str]:
-    warnings = []
-    if mapping.renamed_chromosomes:
-        pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
-        warnings.append(f"Chromosome names were reconciled with the reference ({pairs}, ...).")
-    if mapping.unknown_chromosomes:
-        warnings.append(
-            f"{len(mapping.unknown_chromosomes)} contig(s) are absent from the reference "
-            f"({', '.join(mapping.unknown_chromosomes[:5])}); their peaks are unmapped."
-        )
-    if mapping.fraction_mapped < LOW_COVERAGE_FRACTION:
-        warnings.append(
-            f"Only {mapping.fraction_mapped:.1%} of the query peaks overlap the reference "
-            f"universe (genome {genome}): check the genome build of the data."
-        )
-    return warnings
 
 
 # --------------------------------------------------------------------------- workers
@@ -840,7 +822,7 @@ def project_out_of_core(
         workers[result["worker"]] = max(workers.get(result["worker"], 0), result["peak_rss_bytes"])
     computed = sum(r["n_cells"] for r in results)
     coverage = {**mapping.summary(), **_store_stats(root, plan)}
-    warnings = _mapping_warnings(mapping, reference.genome)
+    warnings = mapping_warnings(mapping, reference.genome)
     if coverage["n_unmapped_cells"]:
         warnings.append(
             f"{coverage['n_unmapped_cells']:,} cell(s) cover no trained reference region; "
