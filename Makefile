@@ -23,12 +23,12 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: $(STAMP)
-	$(PY) -m ruff check scembed_core scembed_app pages app.py tests benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 lint: $(STAMP)
-	$(PY) -m ruff format --check scembed_core scembed_app pages app.py tests benchmarks
-	$(PY) -m ruff check scembed_core scembed_app pages app.py tests benchmarks
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 
 # Rebuild the built-in default reference and the demo query from ../shared/data (fixed seeds).
 reference: $(STAMP)
