@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONPATH := $(CURDIR)
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint reference bench bench-peers bench-scale clean venv
+.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas clean venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: $(STAMP)
 
 bench-peers: $(STAMP)
 	$(PY) -m benchmarks.peers
+
+bench-atlas: $(STAMP)
+	$(PY) -m benchmarks.scale_dask
 
 bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale

@@ -30,8 +30,10 @@ REPORT = ROOT / "BENCHMARKS.md"
 #: Section order in BENCHMARKS.md and the command that fills each.
 SECTIONS = {
     "bench": "make bench",
+    "bench-lsi": "make bench",
     "bench-peers": "make bench-peers",
     "bench-scale": "make bench-scale",
+    "bench-atlas": "make bench-atlas",
 }
 
 TITLE = """# Benchmarks
@@ -45,6 +47,7 @@ commands fill three sections, each stamped with its own date and machine:
 - `make bench-peers`: the same tasks for SnapATAC2 and the predecessor geniml, installed in
   a separate virtual environment (`benchmarks/.venv-peers`).
 - `make bench-scale`: projection time and memory at 10k, 100k and 1M cells.
+- `make bench-atlas`: the out-of-core Dask path on 1M cells (time, memory per worker).
 
 Figures are in `benchmarks/figures/`, raw numbers as JSON in `benchmarks/results/`.
 """

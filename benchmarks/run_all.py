@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import quality, speed
+from . import lsi_variants, quality, speed
 from . import report as rp
 
 
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     rp.replace_section("bench", body)
+    lsi_variants.main()
     rp.save_results(
         "bench",
         {
