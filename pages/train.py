@@ -10,7 +10,7 @@ from scembed_app import results, state, widgets
 from scembed_app.progress import progress_bar
 from scembed_core.errors import ScEmbedError
 from scembed_core.reference import bundle_to_zip_bytes, save_reference
-from scembed_core.train import TrainingParams, train_reference
+from scembed_core.train import TrainingParams, build_reference, train_reference
 
 WORDS_PER_SECOND = 2.5e5  # CBOW, 2 workers: the built-in reference's training_stats
 
@@ -32,8 +32,28 @@ if not label_cols:
     st.page_link(state.PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
     st.stop()
 
+_, current = state.require_reference()
+region_only = current.cells is None
+if region_only:
+    st.info(
+        f"The current reference ({widgets.md(current.name)}) carries region vectors only. "
+        "Choose *Use its region vectors* to build a full reference from your labelled data "
+        "without training: your cells are embedded with its vectors, then a map is fitted and "
+        "an index built, so new data can be placed and labelled."
+    )
+
 # --- form ----------------------------------------------------------------------------------------
 with st.form("train_form"):
+    mode = st.radio(
+        "Region vectors",
+        ["Train new ones on this dataset (Word2Vec)", "Use its region vectors"]
+        if region_only
+        else ["Train new ones on this dataset (Word2Vec)"],
+        index=1 if region_only else 0,
+        horizontal=True,
+        key="train_mode",
+    )
+    reuse = mode == "Use its region vectors"
     left, right = st.columns(2)
     with left:
         name = st.text_input("Reference name", value="my-reference", max_chars=60)
@@ -62,15 +82,27 @@ if submitted:
     with st.status(f"Training {safe_name}...", expanded=True) as status:
         bar = st.progress(0.0, text="Starting")
         try:
-            reference = train_reference(
-                adata,
-                label_key=label_key,
-                params=TrainingParams(epochs=int(epochs), seed=int(seed)),
-                genome=genome.strip() or "unknown",
-                name=safe_name,
-                source=dataset.name,
-                progress=progress_bar(bar),
-            )
+            if reuse:
+                reference = build_reference(
+                    current.model,
+                    adata,
+                    label_key=label_key,
+                    genome=current.genome,
+                    name=safe_name,
+                    source=f"{dataset.name} embedded with {current.name}",
+                    seed=int(seed),
+                    progress=progress_bar(bar),
+                )
+            else:
+                reference = train_reference(
+                    adata,
+                    label_key=label_key,
+                    params=TrainingParams(epochs=int(epochs), seed=int(seed)),
+                    genome=genome.strip() or "unknown",
+                    name=safe_name,
+                    source=dataset.name,
+                    progress=progress_bar(bar),
+                )
             status.update(label="Packing the bundle...")
             with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
                 folder = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
@@ -86,7 +118,7 @@ if submitted:
             key=f"trained:{safe_name}:{digest}",
             reference=reference,
             label_key=label_key,
-            params={"epochs": int(epochs), "seed": int(seed)},
+            params={"epochs": 0 if reuse else int(epochs), "seed": int(seed)},
             bundle_zip=bundle,
         )
         status.update(label=f"Trained {safe_name}", state="complete", expanded=False)
@@ -101,7 +133,12 @@ for item in trained.values():
         ref = item.reference
         st.markdown(
             f"**{widgets.md(item.name)}**: {ref.n_cells:,} cells, {ref.n_regions:,} regions, "
-            f"labels from {widgets.md(item.label_key)}, {item.params['epochs']} epochs"
+            f"labels from {widgets.md(item.label_key)}, "
+            + (
+                f"{item.params['epochs']} epochs"
+                if item.params["epochs"]
+                else "region vectors reused (no training)"
+            )
         )
         use_col, download_col = st.columns(2)
         active = st.session_state[state.REFERENCE_SPEC] == f"session:{item.name}"

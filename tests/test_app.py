@@ -289,3 +289,22 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
     assert back.obsm["X_scembed"].shape == (planted.n_obs, planted_reference.model.dim)
     assert list(back.obs["scembed_label"].astype(str)) == list(labels["label"])
     assert b"<html" in exports.figure_html(figures.histogram(np.arange(10)))[:200]
+
+
+def test_full_reference_from_a_region_only_model():
+    """A geniml-format model (region vectors only) + labelled data -> a usable full reference."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[state.REFERENCE_SPEC] = str(Path(__file__).parent / "data" / "geniml_tiny")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    goto(at, state.PAGE_DATA)
+    button(at, "Load demo dataset").click().run()
+    goto(at, state.PAGE_TRAIN)
+    assert at.radio(key="train_mode").value == "Use its region vectors"
+    button(at, "Train reference").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    item = at.session_state[state.TRAINED]["my-reference"]
+    built = item.reference
+    assert built.can_ev_project and built.can_transfer_labels
+    assert built.n_regions == 60, "the region model's universe, not the dataset's peaks"
