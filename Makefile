@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	SCEMBED_ALLOW_TRUST=1 $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -67,9 +67,9 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
                 help="A folder with manifest.json (written by this app or the CLI), "
                 "or a geniml model folder (config.yaml, universe.bed, weights).",
             )
-            trust = st.checkbox(
-                "I trust this source",
-                help="Bundles may hold a pickled UMAP model; unpickling can run code.",
+            trust = widgets.trust_checkbox(
+                "Bundles may hold a pickled UMAP model; unpickling can run code.",
+                key="trust_folder_source",
             )
             if st.form_submit_button("Load folder") and folder.strip():
                 use_reference(folder.strip(), trust)
@@ -93,10 +93,9 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
             "Or any model as hf:owner/name[@revision]",
             placeholder="hf:databio/r2v-luecken2021-hg38-v2@main",
         )
-        trust = st.checkbox(
-            "I trust this source",
+        trust = widgets.trust_checkbox(
+            "Hub models stored as PyTorch checkpoints or UMAP models are pickles.",
             key="trust_hub_source",
-            help="Hub models stored as PyTorch checkpoints or UMAP models are pickles.",
         )
         st.caption(
             "Hub models are region models: they support projection and clustering. "

@@ -23,6 +23,7 @@ import streamlit as st
 
 from scembed_app import state
 from scembed_app.uploads import LoadedDataset, load_path, load_uploads
+from scembed_core.cluster import n_clusters_of
 from scembed_core.errors import ReferenceBundleError
 
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
@@ -165,7 +166,7 @@ def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.D
     rows = [
         {
             "resolution": r,
-            "n_clusters": int(len(np.unique(cached_louvain(run_key, n_neighbors, r, _graph)))),
+            "n_clusters": n_clusters_of(cached_louvain(run_key, n_neighbors, r, _graph)),
         }
         for r in RESOLUTION_GRID
     ]

@@ -108,6 +108,16 @@ class ProjectionRun:
         return f"{self.dataset_digest}|{self.reference_key}"
 
 
+def trust_allowed() -> bool:
+    """Whether visitors may allow pickled reference parts (the server operator decides).
+
+    Off unless ``SCEMBED_ALLOW_TRUST=1`` is set for the server (``make run`` sets it, as
+    the person running it locally is the operator). On a shared, hosted app an anonymous
+    visitor must never be able to make the server unpickle a file of their choosing.
+    """
+    return os.environ.get("SCEMBED_ALLOW_TRUST") == "1"
+
+
 # --- guards ---------------------------------------------------------------------------
 def require_reference() -> tuple[str, Any]:
     """The active reference as ``(cache key, Reference)``, or an explanation and stop."""

@@ -137,3 +137,15 @@ def map_explorer(
     n_missing = int((~np.isfinite(np.asarray(coords, float)).all(axis=1)).sum())
     if n_missing:
         st.caption(f"{n_missing:,} cells without a position (no region in the universe).")
+
+
+def trust_checkbox(help_text: str, *, key: str) -> bool:
+    """The "I trust this source" box, shown only where the server operator allows it."""
+    if not state.trust_allowed():
+        st.caption(
+            ":material/lock: Pickled reference parts are disabled on this server; models "
+            "without pickles load as usual. The operator can allow them with "
+            "`SCEMBED_ALLOW_TRUST=1`."
+        )
+        return False
+    return st.checkbox("I trust this source", help=help_text, key=key)

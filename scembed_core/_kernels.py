@@ -73,6 +73,21 @@ def pool_cells(
     ``m_*`` the CSR structure of the peaks x universe overlap matrix; pass an identity
     structure to pool a cells x universe matrix directly.
     """
+    from .errors import ParameterError
+
+    n_peaks, n_regions = len(m_indptr) - 1, vectors.shape[0]
+    if len(trained) != n_regions:
+        raise ParameterError(f"{len(trained)} trained flags for {n_regions} region vectors.")
+    if len(x_indices) and (x_indices.min() < 0 or x_indices.max() >= n_peaks):
+        raise ParameterError(
+            f"The cell matrix refers to peak {int(x_indices.max())} but the peak mapping has "
+            f"{n_peaks} peaks: the matrix and the mapping come from different datasets."
+        )
+    if len(m_indices) and (m_indices.min() < 0 or m_indices.max() >= n_regions):
+        raise ParameterError(
+            f"The peak mapping refers to region {int(m_indices.max())} but the model has "
+            f"{n_regions} regions: the mapping was built for another reference."
+        )
     n_cells = len(x_indptr) - 1
     out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
     counts = np.zeros(n_cells, dtype=np.int64)

@@ -99,8 +99,18 @@ def load_cell_index(path: str | Path, dim: int, n_cells: int) -> Any:
     hnswlib = _hnswlib()
     if hnswlib is None:
         return None
+    from .errors import ReferenceBundleError
+
     index = hnswlib.Index(space="cosine", dim=dim)
-    index.load_index(str(path), max_elements=n_cells)
+    try:
+        index.load_index(str(path), max_elements=n_cells)
+    except RuntimeError as exc:
+        raise ReferenceBundleError(f"The kNN index {Path(path).name} is unreadable: {exc}") from exc
+    if index.get_current_count() != n_cells:
+        raise ReferenceBundleError(
+            f"The kNN index holds {index.get_current_count()} cells but the reference has "
+            f"{n_cells}; rebuild the bundle."
+        )
     index.set_ef(HNSW_EF_QUERY)
     return index
 

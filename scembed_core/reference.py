@@ -373,6 +373,11 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
             )
 
 
+def _umap_hash_trusted(files: dict) -> bool:
+    digest = files.get(_FILES["umap"])
+    return digest is not None and digest in _trusted_hashes()
+
+
 def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
@@ -410,16 +415,30 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     files = manifest["files"]
     if _FILES["cells"] in files:
         reference.cells = ad.read_h5ad(folder / _FILES["cells"])
+    if reference.cells is not None and "X_scembed" not in reference.cells.obsm:
+        raise ReferenceBundleError("cells.h5ad has no obsm['X_scembed'] (reference embeddings).")
+    if (_FILES["whitening_matrix"] in files) != (_FILES["whitening_mean"] in files):
+        raise ReferenceBundleError(
+            "The bundle lists only one of whitening_mean.npy and whitening_matrix.npy."
+        )
     if _FILES["whitening_matrix"] in files:
         reference.whitening = Whitening(
             np.load(folder / _FILES["whitening_mean"], allow_pickle=False),
             np.load(folder / _FILES["whitening_matrix"], allow_pickle=False),
         )
-    if _FILES["index"] in files and reference.cells is not None:
+        shape = reference.whitening.matrix.shape
+        if reference.whitening.mean.shape != (model.dim,) or shape[0] != model.dim:
+            raise ReferenceBundleError(
+                f"The whitening ({shape}) does not fit {model.dim}-dimensional region vectors."
+            )
+    trusted_source = trust or _is_builtin(folder) or _umap_hash_trusted(files)
+    if _FILES["index"] in files and reference.cells is not None and trusted_source:
         from .annotate import load_cell_index
 
         space_dim = reference.whitening.matrix.shape[1] if reference.whitening else model.dim
         reference.index = load_cell_index(folder / _FILES["index"], space_dim, reference.n_cells)
+    # otherwise the index is rebuilt from the reference cells on first use (never parse an
+    # untrusted binary index with hnswlib's unchecked loader)
     if _FILES["umap"] in files:
         digest = files[_FILES["umap"]]
         if not (trust or _is_builtin(folder) or digest in _trusted_hashes()):

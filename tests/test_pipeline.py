@@ -236,3 +236,32 @@ def test_annotated_output_keys(tmp_path, planted, planted_reference):
     paths = write_results(result, tmp_path / "out.h5ad", csv=True)
     frame = pd.read_csv(paths[1], index_col=0)
     assert len(frame) == query.n_obs and {"scembed_label", "umap_1"} <= set(frame.columns)
+
+
+def test_pooling_refuses_mismatched_shapes():
+    """The compiled kernel has no bounds checks: mismatched inputs must be refused first."""
+    x = sp.csr_matrix(np.ones((2, 50), dtype=np.float32))
+    vectors = np.ones((10, 4), dtype=np.float32)
+    with pytest.raises(ParameterError, match="region"):
+        pool_region_vectors(x, vectors, np.ones(10, dtype=bool))
+    with pytest.raises(ParameterError, match="trained flags"):
+        pool_region_vectors(x[:, :10], vectors, np.ones(9, dtype=bool))
+
+
+def test_untrusted_bundle_index_is_rebuilt_not_parsed(
+    tmp_path, planted, planted_reference, monkeypatch
+):
+    folder = save_reference(planted_reference, tmp_path / "ref", remember_trust=False)
+    monkeypatch.setenv("SCEMBED_TRUST_STORE", str(tmp_path / "empty-store.json"))
+    loaded = load_reference(folder, trust=True)  # trusted: the saved index is used
+    assert loaded.index is not None
+    (folder / "umap_model.joblib").unlink()
+    import json
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]["umap_model.joblib"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    untrusted = load_reference(folder)  # no pickle, not trusted: index rebuilt on demand
+    assert untrusted.index is None
+    labels = transfer_labels(project(shifted_query(planted), untrusted).embedding, untrusted)
+    assert (labels["label"] != UNASSIGNED).all()
