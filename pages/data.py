@@ -69,7 +69,7 @@ if dataset is None:
 
 # --- QC and coverage before projecting ---------------------------------------------------------
 adata = dataset.adata
-st.subheader(dataset.name, anchor=False)
+st.subheader(widgets.md(dataset.name), anchor=False)
 try:
     with st.spinner("Mapping the peaks onto the reference universe..."):
         coverage = cached.cached_coverage(dataset.digest, ref_key, adata, reference)

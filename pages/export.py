@@ -8,8 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from scembed_app import cached, exports, figures, results, state
+from scembed_app import cached, exports, figures, results, state, widgets
 from scembed_core.annotate import annotate_clusters
+from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report
 
 st.title("Export")
@@ -21,7 +22,11 @@ base = dataset.name.removeprefix("demo: ").split(" + ")[0].split(".")[0]
 stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in base)[:40] or "scembed"
 
 cluster = results.current_clusters(run, dataset)
-transferred = results.labels(run, reference, adata.obs_names)
+try:
+    transferred = results.labels(run, reference, adata.obs_names)
+except ScEmbedError as exc:
+    widgets.show_engine_error(exc, hint="Check the thresholds on the Annotation page.")
+    st.stop()
 table = exports.per_cell_table(adata.obs_names, run.projection, cluster, transferred)
 params = {
     "reference": reference.name,

@@ -107,7 +107,7 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
 # --- the current reference --------------------------------------------------------------------
 ref_key, reference = state.require_reference()
 
-st.subheader(reference.name, anchor=False)
+st.subheader(widgets.md(reference.name), anchor=False)
 cols = st.columns(4)
 cols[0].metric("Genome build", reference.genome)
 cols[1].metric("Reference cells", f"{reference.n_cells:,}")

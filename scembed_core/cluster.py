@@ -10,6 +10,7 @@ with igraph 1.0 and ``scanpy.tl.louvain`` is deprecated (see KNOWN-ISSUES.md).
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,14 +101,20 @@ def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int =
     return KnnGraph(graph, valid)
 
 
+#: igraph's random generator is process-wide: hold this lock while a seeded run uses it, so
+#: concurrent sessions of the app cannot swap each other's generator mid-run.
+_IGRAPH_RNG_LOCK = threading.Lock()
+
+
 def _with_seed(seed: int, run):
     import igraph as ig
 
-    ig.set_random_number_generator(random.Random(seed))
-    try:
-        return run()
-    finally:
-        ig.set_random_number_generator(random)
+    with _IGRAPH_RNG_LOCK:
+        ig.set_random_number_generator(random.Random(seed))
+        try:
+            return run()
+        finally:
+            ig.set_random_number_generator(random)
 
 
 def _expand(knn: KnnGraph, membership: list[int]) -> np.ndarray:
