@@ -28,6 +28,7 @@ PAGES = {
     "Build and share": [
         st.Page(state.PAGE_TRAIN, title="Train", icon=":material/model_training:"),
         st.Page(state.PAGE_EXPORT, title="Export", icon=":material/download:"),
+        st.Page(state.PAGE_ATLAS, title="Atlas results", icon=":material/public:"),
     ],
     "Help": [st.Page(state.PAGE_ABOUT, title="About", icon=":material/info:")],
 }

@@ -41,6 +41,7 @@ PAGE_CLUSTERS = "pages/clusters.py"
 PAGE_ANNOTATE = "pages/annotate.py"
 PAGE_TRAIN = "pages/train.py"
 PAGE_EXPORT = "pages/export.py"
+PAGE_ATLAS = "pages/atlas.py"
 PAGE_ABOUT = "pages/about.py"
 
 DEFAULT_RESOLUTION = 1.0

@@ -34,6 +34,7 @@ PAGES = [
     state.PAGE_ANNOTATE,
     state.PAGE_TRAIN,
     state.PAGE_EXPORT,
+    state.PAGE_ATLAS,
     state.PAGE_ABOUT,
 ]
 

@@ -266,3 +266,25 @@ def test_reference_without_a_folder_is_scattered(reference, in_memory, client, t
     np.testing.assert_array_equal(
         result.obs["scembed_label"].astype(str).to_numpy(), labels["label"].to_numpy()
     )
+
+
+def test_app_opens_a_finished_store_and_draws_it(store):
+    """The Atlas results page opens a .zarr result and draws (a sample of) its cells."""
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    at = AppTest.from_file(app, default_timeout=180)
+    at.run()
+    at.switch_page("pages/atlas.py").run()
+    assert at.info, "empty state before a store is opened"
+    at.text_input[0].input(str(store[0]))
+    [b for b in at.button if b.label == "Open result"][0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cells in the store"] == f"{store[1]['n_cells']:,}"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    drawn = sum(len(t.get("x", [])) for t in spec["data"] if t.get("name") != "reference")
+    assert 0 < drawn <= store[1]["n_cells"]
