@@ -9,10 +9,18 @@ accumulates the trained vectors, in parallel over cells. Compiled code is cached
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
 __all__ = ["pool_cells"]
+
+
+#: numba's fallback threading layer (workqueue, used where neither OpenMP nor TBB is present)
+#: aborts the process when two threads launch parallel kernels at once, as concurrent app
+#: sessions would. Launches are serialised; each one already uses every core.
+_LAUNCH_LOCK = threading.Lock()
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -92,15 +100,16 @@ def pool_cells(
     out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
     counts = np.zeros(n_cells, dtype=np.int64)
     n_chunks = max(1, min(n_cells, 64))
-    _pool_cells(
-        np.ascontiguousarray(x_indptr, dtype=np.int64),
-        np.ascontiguousarray(x_indices, dtype=np.int64),
-        np.ascontiguousarray(m_indptr, dtype=np.int64),
-        np.ascontiguousarray(m_indices, dtype=np.int64),
-        np.ascontiguousarray(vectors, dtype=np.float32),
-        np.ascontiguousarray(trained, dtype=np.bool_),
-        n_chunks,
-        out,
-        counts,
-    )
+    with _LAUNCH_LOCK:
+        _pool_cells(
+            np.ascontiguousarray(x_indptr, dtype=np.int64),
+            np.ascontiguousarray(x_indices, dtype=np.int64),
+            np.ascontiguousarray(m_indptr, dtype=np.int64),
+            np.ascontiguousarray(m_indices, dtype=np.int64),
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(trained, dtype=np.bool_),
+            n_chunks,
+            out,
+            counts,
+        )
     return out, counts

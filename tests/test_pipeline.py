@@ -265,3 +265,18 @@ def test_untrusted_bundle_index_is_rebuilt_not_parsed(
     assert untrusted.index is None
     labels = transfer_labels(project(shifted_query(planted), untrusted).embedding, untrusted)
     assert (labels["label"] != UNASSIGNED).all()
+
+
+def test_pooling_from_concurrent_threads_matches_serial():
+    """App sessions run on threads: concurrent launches of the parallel kernel stay correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    x = sp.random(400, 300, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    trained = np.ones(300, dtype=bool)
+    expected = pool_region_vectors(x, vectors, trained)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: pool_region_vectors(x, vectors, trained), range(16)))
+    for got in results:
+        np.testing.assert_array_equal(got, expected)
