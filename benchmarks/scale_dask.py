@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,21 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from scembed_core.scale import peak_rss
+
 ROOT = Path(__file__).resolve().parents[1]
 GRANJA = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
 GiB = 2**30
-
-
-def _peak_rss() -> int:
-    """Peak RSS of this process's own address space (VmHWM; ru_maxrss survives fork+exec)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _log(message: str) -> None:
@@ -120,7 +109,7 @@ def grow_dataset(
         "nnz": int(nnz),
         "bytes": out.stat().st_size,
         "seconds": time.perf_counter() - started,
-        "peak_rss_bytes": _peak_rss(),
+        "peak_rss_bytes": peak_rss(),
     }
 
 
@@ -150,7 +139,7 @@ def _stage_in_memory(path: str) -> dict:
         "labels_seconds": done - projected,
         "seconds": done - loaded,
         "timings": projection.timings,
-        "peak_rss_bytes": _peak_rss(),
+        "peak_rss_bytes": peak_rss(),
     }
 
 
@@ -187,7 +176,7 @@ def _stage_dask(path: str, out: str, chunk_size: int) -> dict:
         "n_clusters": int(labels.max()) + 1,
         "open_result_seconds": open_seconds,
         "open_result_rows": len(frame),
-        "driver_peak_rss_bytes": _peak_rss(),
+        "driver_peak_rss_bytes": peak_rss(),
     }
 
 

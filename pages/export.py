@@ -45,36 +45,48 @@ if transferred is not None:
 else:
     cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
 
+
+def download(column, label: str, data, file_name: str, mime: str, **kwargs) -> None:
+    """A deferred download button (the file is built only when clicked)."""
+    column.download_button(
+        label,
+        data=data,
+        file_name=file_name,
+        mime=mime,
+        icon=":material/download:",
+        on_click="ignore",
+        **kwargs,
+    )
+
+
 st.subheader("Data")
 st.caption(
     f"{len(table):,} cells; columns {', '.join(table.columns)}. Settings: resolution "
     f"{params['resolution']:.3f}, minimum confidence {params['min_confidence']:.2f}."
 )
 cols = st.columns(3)
-cols[0].download_button(
+download(
+    cols[0],
     "Annotated .h5ad",
-    data=lambda: exports.annotated_h5ad_bytes(adata, table, run.projection, params=params),
-    file_name=f"{stem}_scembed.h5ad",
-    mime="application/x-hdf5",
-    icon=":material/download:",
-    on_click="ignore",
-    help="Your data with scembed_* columns in obs, X_scembed and X_umap_scembed in obsm.",
+    lambda: exports.annotated_h5ad_bytes(adata, table, run.projection, params=params),
+    f"{stem}_scembed.h5ad",
+    "application/x-hdf5",
+    help="Your data with scembed_* columns in obs; X_scembed, X_scembed_whitened and "
+    "X_scembed_umap in obsm (the command line's keys).",
 )
-cols[1].download_button(
+download(
+    cols[1],
     "Per-cell table (.csv)",
-    data=lambda: exports.csv_bytes(table),
-    file_name=f"{stem}_cells.csv",
-    mime="text/csv",
-    icon=":material/download:",
-    on_click="ignore",
+    lambda: exports.csv_bytes(table),
+    f"{stem}_cells.csv",
+    "text/csv",
 )
-cols[2].download_button(
+download(
+    cols[2],
     "Cluster table (.csv)",
-    data=lambda: exports.csv_bytes(cluster_table, index=False),
-    file_name=f"{stem}_clusters.csv",
-    mime="text/csv",
-    icon=":material/download:",
-    on_click="ignore",
+    lambda: exports.csv_bytes(cluster_table, index=False),
+    f"{stem}_clusters.csv",
+    "text/csv",
 )
 st.dataframe(table.head(200), height=250)
 
@@ -83,12 +95,15 @@ st.subheader("Figures (interactive HTML)")
 has_map = run.projection.umap is not None
 
 
+def map_coords() -> np.ndarray:
+    """The reference-map coordinates, or the query's own UMAP when there is no map."""
+    if has_map:
+        return np.asarray(run.projection.umap)
+    return cached.cached_embedding_umap(run.cache_key, run.projection.space)
+
+
 def map_figure() -> go.Figure:
-    coords = (
-        np.asarray(run.projection.umap)
-        if has_map
-        else cached.cached_embedding_umap(run.cache_key, run.projection.space)
-    )
+    coords = map_coords()
     color = transferred["label"] if transferred is not None else cluster
     return figures.query_map(
         coords,
@@ -100,13 +115,8 @@ def map_figure() -> go.Figure:
 
 
 def panels_figure() -> go.Figure:
-    coords = (
-        np.asarray(run.projection.umap)
-        if has_map
-        else cached.cached_embedding_umap(run.cache_key, run.projection.space)
-    )
     ref = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
-    return figures.cluster_panels(coords, cluster, reference_coords=ref)
+    return figures.cluster_panels(map_coords(), cluster, reference_coords=ref)
 
 
 # Deferred downloads run on another thread, outside this script run: read the session's
@@ -122,30 +132,28 @@ def confusion_figure() -> go.Figure:
 
 
 cols = st.columns(3)
-cols[0].download_button(
+html = "text/html"
+download(
+    cols[0],
     "Map (labels or clusters)",
-    data=lambda: exports.figure_html(map_figure()),
-    file_name=f"{stem}_map.html",
-    mime="text/html",
-    icon=":material/download:",
-    on_click="ignore",
+    lambda: exports.figure_html(map_figure()),
+    f"{stem}_map.html",
+    html,
 )
-cols[1].download_button(
+download(
+    cols[1],
     "Per-cluster panels",
-    data=lambda: exports.figure_html(panels_figure()),
-    file_name=f"{stem}_cluster_panels.html",
-    mime="text/html",
-    icon=":material/download:",
-    on_click="ignore",
+    lambda: exports.figure_html(panels_figure()),
+    f"{stem}_cluster_panels.html",
+    html,
 )
 if transferred is not None and truth_key in adata.obs:
-    cols[2].download_button(
+    download(
+        cols[2],
         "Confusion matrix",
-        data=lambda: exports.figure_html(confusion_figure()),
-        file_name=f"{stem}_confusion.html",
-        mime="text/html",
-        icon=":material/download:",
-        on_click="ignore",
+        lambda: exports.figure_html(confusion_figure()),
+        f"{stem}_confusion.html",
+        html,
     )
 else:
     cols[2].caption("The confusion matrix needs a truth column (Annotation page).")

@@ -20,13 +20,18 @@ def per_cell_table(
     clusters: pd.Series,
     transferred: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """One row per query cell: cluster, label, confidence, mapping distance, map position."""
+    """One row per query cell: cluster, label, confidence, mapping distance, map position.
+
+    Column names are those of ``python -m scembed_core project`` (see
+    :func:`scembed_core.pipeline.annotated_adata`), so files from the app and the command
+    line read the same way.
+    """
     table = pd.DataFrame(index=pd.Index(obs_names, name="cell"))
     table["scembed_cluster"] = clusters.to_numpy()
     if transferred is not None:
         table["scembed_label"] = transferred["label"].to_numpy()
         table["scembed_predicted"] = transferred["predicted"].to_numpy()
-        table["scembed_confidence"] = transferred["confidence"].to_numpy(dtype=float)
+        table["scembed_label_confidence"] = transferred["confidence"].to_numpy(dtype=float)
     if projection.mapping_distance is not None:
         table["scembed_mapping_distance"] = np.asarray(projection.mapping_distance, dtype=float)
     table["scembed_n_regions"] = np.asarray(projection.coverage.n_regions_per_cell)
@@ -48,8 +53,10 @@ def annotated_h5ad_bytes(
         values = table[column].to_numpy()
         out.obs[column] = pd.Categorical(values) if values.dtype == object else values
     out.obsm["X_scembed"] = np.asarray(projection.embedding, dtype=np.float32)
+    if projection.analysis is not None:
+        out.obsm["X_scembed_whitened"] = np.asarray(projection.analysis, dtype=np.float32)
     if projection.umap is not None:
-        out.obsm["X_umap_scembed"] = np.asarray(projection.umap, dtype=np.float32)
+        out.obsm["X_scembed_umap"] = np.asarray(projection.umap, dtype=np.float32)
     out.uns["scembed"] = {k: ("" if v is None else v) for k, v in params.items()}
     with tempfile.TemporaryDirectory(prefix="scembed-export-") as tmp:
         path = Path(tmp) / "annotated.h5ad"

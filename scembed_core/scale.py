@@ -71,6 +71,7 @@ __all__ = [
     "cluster_large",
     "open_result",
     "chunk_markers",
+    "peak_rss",
 ]
 
 ProgressCallback = Callable[[float, str], None]
@@ -316,7 +317,7 @@ def _analysis_dim(reference: Reference) -> int | None:
     return None if whitening is None else int(np.asarray(whitening.matrix).shape[1])
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
     """Peak resident memory of this process's own address space, in bytes.
 
     ``VmHWM`` from ``/proc/self/status`` (Linux). ``ru_maxrss`` is only the fallback: it
@@ -407,7 +408,7 @@ def _project_chunk(
         "read_seconds": read_seconds,
         "worker": worker,
         "pid": os.getpid(),
-        "peak_rss_bytes": _peak_rss(),
+        "peak_rss_bytes": peak_rss(),
     }
 
 
@@ -844,7 +845,7 @@ def project_out_of_core(
         "worker_peak_rss_bytes": workers,
         "max_worker_peak_rss_bytes": max(workers.values(), default=0),
         "worker_memory_limit": str(memory_limit) if scheduler is None else "scheduler's",
-        "driver_peak_rss_bytes": _peak_rss(),
+        "driver_peak_rss_bytes": peak_rss(),
         "timings": timings,
         "coverage": coverage,
     }

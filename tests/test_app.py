@@ -289,6 +289,10 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
     back = ad.read_h5ad(path)
     assert back.obsm["X_scembed"].shape == (planted.n_obs, planted_reference.model.dim)
     assert list(back.obs["scembed_label"].astype(str)) == list(labels["label"])
+    # the same keys as `python -m scembed_core project` writes
+    assert back.obsm["X_scembed_umap"].shape == (planted.n_obs, 2)
+    assert "X_scembed_whitened" in back.obsm
+    assert {"scembed_cluster", "scembed_label_confidence"} <= set(back.obs.columns)
     assert b"<html" in exports.figure_html(figures.histogram(np.arange(10)))[:200]
 
 
