@@ -17,7 +17,8 @@ FORMATS = """
 - 10x `matrix.mtx(.gz)` + `barcodes.tsv(.gz)` + `peaks.bed(.gz)`: the three files together,
   or one `.zip` / `.tar.gz` holding them
 - `.csv` cells x peaks (first column: cell names; header: peak names)
-- `fragments.tsv.gz` (peaks are called from the fragments' tiles)
+- `fragments.tsv.gz` (no peak calling: each cell's fragments are counted over the reference's
+  regions, so the "peaks" are the reference universe)
 
 Pickles (`.pkl`, `.joblib`) are refused: loading them could run code.
 """

@@ -1,6 +1,6 @@
 """Train: build a reference from a labelled upload (Word2Vec on cells-as-documents)."""
 
-import hashlib
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -68,11 +68,28 @@ with st.form("train_form"):
             key="train_epochs",
             help="The paper uses 100.",
         )
-        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0)
+        seed = st.number_input(
+            "Seed",
+            min_value=0,
+            max_value=2**31 - 1,
+            value=0,
+            help="Seeds the corpus shuffling, Word2Vec's initialisation, the map and the index.",
+        )
+        reproducible = st.checkbox(
+            "Bit-for-bit reproducible (one thread, about half the speed)",
+            value=False,
+            key="train_reproducible",
+            help=(
+                "Word2Vec trains with two threads by default. gensim's threads share the "
+                "vectors without locks, so two runs with the same seed give slightly "
+                "different vectors (labels usually agree). With one thread the same seed "
+                "gives the same reference every time."
+            ),
+        )
     words = int(adata.X.nnz)
     st.caption(
         f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {words:,} words per epoch: about "
-        f"{words / WORDS_PER_SECOND:.0f} s per epoch."
+        f"{words / WORDS_PER_SECOND:.0f} s per epoch (twice that when reproducible)."
     )
     submitted = st.form_submit_button("Train reference", type="primary")
 
@@ -97,7 +114,9 @@ if submitted:
                 reference = train_reference(
                     adata,
                     label_key=label_key,
-                    params=TrainingParams(epochs=int(epochs), seed=int(seed)),
+                    params=TrainingParams(
+                        epochs=int(epochs), seed=int(seed), workers=1 if reproducible else 2
+                    ),
                     genome=genome.strip() or "unknown",
                     name=safe_name,
                     source=dataset.name,
@@ -105,20 +124,28 @@ if submitted:
                 )
             status.update(label="Packing the bundle...")
             with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
-                folder = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
-                bundle = bundle_to_zip_bytes(folder)
-            reference.path = None  # the folder is gone; the bundle lives in the zip
+                saved = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
+                bundle = bundle_to_zip_bytes(saved.path)
+            # the folder is gone (the bundle lives in the zip); the manifest now lists the
+            # sha256 of every file, so the fingerprint covers the labels it was built from
+            reference = dataclasses.replace(saved, path=None)
         except ScEmbedError as exc:
             status.update(label="Training failed", state="error")
             widgets.show_engine_error(exc, hint="Check the label column and the data.")
             st.stop()
-        digest = hashlib.sha256(reference.model.vectors.tobytes()).hexdigest()[:16]
         st.session_state[state.TRAINED][safe_name] = state.TrainedReference(
             name=safe_name,
-            key=f"trained:{safe_name}:{digest}",
+            # Cached results of every session are keyed on this: the fingerprint hashes
+            # the bundle's per-file sha256 map (cells, labels, vectors, map, index), so two
+            # references built under one name from different data never share an entry.
+            key=f"trained:{safe_name}:{reference.fingerprint}",
             reference=reference,
             label_key=label_key,
-            params={"epochs": 0 if reuse else int(epochs), "seed": int(seed)},
+            params={
+                "epochs": 0 if reuse else int(epochs),
+                "seed": int(seed),
+                "reproducible": bool(reproducible or reuse),
+            },
             bundle_zip=bundle,
         )
         status.update(label=f"Trained {safe_name}", state="complete", expanded=False)

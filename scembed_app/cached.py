@@ -54,15 +54,26 @@ def load_reference_spec(spec: str, trust: bool) -> Any:
     return cached_reference(spec, trust)
 
 
+def reference_key(spec: str, reference: Any) -> str:
+    """Cache key of a reference: its spec plus its content fingerprint.
+
+    Every per-dataset result cached for all sessions (``st.cache_data`` is global to the
+    server) is keyed on this, so references that differ in any file (labels, vectors, map)
+    never share an entry, whatever they are called.
+    """
+    return f"{spec}#{reference.fingerprint}"
+
+
 def active_reference() -> tuple[str, Any]:
     """The reference chosen in this tab as ``(cache key, Reference)``."""
     spec = st.session_state.get(state.REFERENCE_SPEC, "default")
     if spec.startswith("session:"):
         trained = st.session_state.get(state.TRAINED, {}).get(spec.removeprefix("session:"))
         if trained is not None:
-            return trained.key, trained.reference
+            return reference_key(trained.key, trained.reference), trained.reference
     trust = bool(st.session_state.get(state.TRUST_HUB, False))
-    return spec, load_reference_spec(spec, trust)
+    reference = load_reference_spec(spec, trust)
+    return reference_key(spec, reference), reference
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

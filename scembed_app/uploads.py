@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 from anndata import AnnData
 
 from scembed_core.errors import InputFormatError, UnsafeInputError
+from scembed_core.io import PICKLE_SUFFIXES
 from scembed_core.regions import GenomicRegions
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
 MAX_UPLOAD_BYTES = 1024**3  # mirrors server.maxUploadSize = 1024 (MB) in .streamlit/config.toml
 # Extensions offered by the uploader (the last suffix only, as st.file_uploader checks it).
 ACCEPTED_EXTENSIONS = ["h5ad", "h5", "mtx", "gz", "tsv", "bed", "csv", "zip", "tgz", "tar", "txt"]
-_REFUSED_SUFFIXES = (".pkl", ".pickle", ".joblib", ".npy", ".npz", ".pt", ".pth", ".sav")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _safe_name(name: str) -> str:
     base = PurePath(name.replace("\\", "/")).name
     if not base or base in {".", ".."}:
         raise InputFormatError(f"The uploaded file name {name!r} is empty or invalid.")
-    if base.lower().endswith(_REFUSED_SUFFIXES):
+    if base.lower().endswith(PICKLE_SUFFIXES):
         raise UnsafeInputError(
             f"{base} looks like a pickled Python object (.pkl/.joblib/...). Loading it "
             "could run arbitrary code, so it is refused. Export your data as .h5ad "

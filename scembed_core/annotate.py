@@ -25,6 +25,9 @@ __all__ = [
     "build_cell_index",
     "load_cell_index",
     "query_reference_neighbors",
+    "drop_self_neighbors",
+    "self_mapping_distances",
+    "mapping_distance_threshold",
     "knn_query",
     "transfer_labels",
     "annotate_clusters",
@@ -126,12 +129,74 @@ def knn_query(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     distances = np.full((len(queries), k), np.nan, dtype=np.float32)
     valid = np.isfinite(queries).all(axis=1)
     if valid.any():
-        if hasattr(index, "set_ef"):
-            index.set_ef(max(HNSW_EF_QUERY, k))
+        # The index is shared and read-only: ``ef`` was set once when it was built or
+        # loaded, and hnswlib searches with max(ef, k) candidates, so nothing is set here.
         found, dist = index.knn_query(queries[valid], k=k)
         indices[valid] = found
         distances[valid] = dist
     return indices, distances
+
+
+def drop_self_neighbors(
+    indices: np.ndarray, distances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each point's own entry from a self-query of ``k + 1`` neighbours.
+
+    Row ``i`` of ``indices`` lists the neighbours of point ``i`` found by querying the
+    points against themselves. Self is usually first, but not when several points share
+    one embedding (common for cells with only one or two regions): ties come back in any
+    order. So the entry equal to ``i`` is removed wherever it is, and rows where self was
+    not returned at all lose their farthest entry instead. Returns ``k`` columns.
+    """
+    n, width = indices.shape
+    if width < 2:
+        raise ParameterError("A self-query needs at least 2 neighbours per point.")
+    drop = indices == np.arange(n)[:, None]
+    first = drop & (np.cumsum(drop, axis=1) == 1)  # one self entry per row at most
+    missing = ~first.any(axis=1)
+    first[missing, -1] = True
+    keep = ~first
+    return indices[keep].reshape(n, width - 1), distances[keep].reshape(n, width - 1)
+
+
+def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
+    """Mean cosine distance of each reference cell to its ``k`` nearest other cells.
+
+    The reference's own distribution of mapping distances: a query cell is far from the
+    reference when its mapping distance (at the same ``k``) is above a high quantile.
+    """
+    space = reference.cell_space
+    k = int(min(k, len(space) - 1))
+    if k < 1:
+        raise ParameterError("A reference needs at least two cells for mapping distances.")
+    indices, distances = knn_query(reference.index, space, k + 1)
+    _, distances = drop_self_neighbors(indices, distances)
+    return row_mean_ignoring_nan(distances)
+
+
+#: Neighbours over which the mapping-distance quantiles of bundles that do not say were taken.
+LEGACY_MAPPING_DISTANCE_K = 15
+
+
+def mapping_distance_threshold(
+    reference: Reference, k: int, quantile: float = 0.99
+) -> float | None:
+    """The reference's own ``quantile`` of mapping distances over ``k`` neighbours.
+
+    Read from the manifest when it was stored for this ``k``; otherwise computed from the
+    reference cells once per (reference, k, quantile) and memoized on the reference, so a
+    query mapped with ``k_neighbors=50`` is compared with distances over 50 neighbours.
+    """
+    if reference.cells is None or reference.index is None:
+        return None
+    stored_k = int(reference.manifest.get("mapping_distance_k", LEGACY_MAPPING_DISTANCE_K))
+    key = f"mapping_distance_q{round(quantile * 100):d}"
+    if k == stored_k and key in reference.manifest:
+        return float(reference.manifest[key])
+    return reference.memoized(
+        ("mapping_distance", int(k), float(quantile)),
+        lambda: float(np.quantile(self_mapping_distances(reference, k), quantile)),
+    )
 
 
 def query_reference_neighbors(
@@ -142,10 +207,8 @@ def query_reference_neighbors(
     ``embedding`` holds E-projection embeddings; both sides are compared in the
     reference's analysis space (whitened when the reference has a whitening).
     """
-    if reference.cells is None:
+    if reference.cells is None or reference.index is None:
         raise ParameterError("This reference has no cells to search.")
-    if reference.index is None:
-        reference.index = build_cell_index(reference.cell_space)
     return knn_query(reference.index, reference.analysis_space(embedding), k)
 
 

@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--window", type=int, default=5)
     train.add_argument("--dim", type=int, default=100)
     train.add_argument("--min-count", type=int, default=5)
-    train.add_argument("--workers", type=int, default=2)
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="gensim threads (default 2); only --workers 1 is reproducible for a given --seed",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--genome", default="unknown")
     train.add_argument("--name", default=None)
@@ -130,7 +135,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    save_reference(reference, args.out)
+    reference = save_reference(reference, args.out)
     stats = reference.manifest["training_stats"]
     print(
         f"wrote {args.out}: {reference.n_cells} cells, {reference.n_regions} regions, "

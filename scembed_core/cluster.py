@@ -57,7 +57,7 @@ class KnnGraph:
 
 
 def _knn(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from .annotate import build_cell_index, knn_query
+    from .annotate import build_cell_index, drop_self_neighbors, knn_query
 
     if len(embedding) <= EXACT_KNN_MAX_CELLS:
         from sklearn.neighbors import NearestNeighbors
@@ -67,7 +67,7 @@ def _knn(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarr
     else:
         index = build_cell_index(embedding, seed=seed)
         indices, distances = knn_query(index, embedding, k + 1)
-    return indices[:, 1:], distances[:, 1:]
+    return drop_self_neighbors(indices, distances)
 
 
 def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int = 0) -> KnnGraph:

@@ -63,6 +63,7 @@ from .regions import (
 __all__ = [
     "DEFAULT_MAX_UNCOMPRESSED_BYTES",
     "MAX_COMPRESSION_RATIO",
+    "PICKLE_SUFFIXES",
     "SUPPORTED_FORMATS",
     "check_memory_budget",
     "default_memory_budget",
@@ -89,7 +90,8 @@ DEFAULT_MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
 MAX_COMPRESSION_RATIO = 200
 _RATIO_FLOOR_BYTES = 64 * 1024**2
 
-_PICKLE_SUFFIXES = (
+#: File suffixes of formats that are (or may carry) Python pickles; refused everywhere.
+PICKLE_SUFFIXES = (
     ".pkl",
     ".pickle",
     ".joblib",
@@ -264,7 +266,7 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         return "mtx_dir"
     name = path.name.lower()
-    if name.endswith(_PICKLE_SUFFIXES):
+    if name.endswith(PICKLE_SUFFIXES):
         raise _unsafe_pickle(path.name)
     if path.stat().st_size == 0:
         raise EmptyDataError(f"{path.name} is empty (0 bytes).")
@@ -1247,7 +1249,7 @@ def _find_dataset(root: Path, archive: str) -> Path:
         if not p.is_file() or p.parent in mtx_dirs:
             continue
         name = p.name.lower()
-        if name.endswith(_PICKLE_SUFFIXES):
+        if name.endswith(PICKLE_SUFFIXES):
             continue
         data_suffix = name.endswith((".h5ad", ".h5", ".hdf5", ".csv", ".csv.gz", ".tsv", ".tsv.gz"))
         fragments = "fragments" in name and not name.endswith((".tbi", ".csi"))

@@ -171,11 +171,21 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
 
 
 def _plain(value):
-    """Make a nested structure writable by h5py (no None, no empty lists of objects)."""
+    """Make a nested structure writable by h5py without changing what it says.
+
+    anndata writes ``None``, numbers, strings and numeric arrays natively; only lists that
+    mix types (which h5py cannot store) become lists of strings, and numpy scalars become
+    Python numbers. Numeric lists stay numeric and ``None`` stays ``None``.
+    """
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [str(v) for v in value] if value else "none"
+        items = [_plain(v) for v in value]
+        if all(isinstance(v, (bool, int, float)) for v in items):
+            return np.asarray(items, dtype=None if items else np.float64)
+        if all(isinstance(v, str) for v in items):
+            return items
+        return [str(v) for v in items]
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -9,6 +9,7 @@ the UMAP model fitted on the reference cells, so new cells land on the reference
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[float, str], None]
+
+#: umap-learn's transform prepares the model's search structures lazily and is not safe to
+#: call from several threads on one model: a reference is shared by every app session and
+#: by the threads of a Dask worker, so every transform of a reference's model holds this.
+_UMAP_LOCK = threading.Lock()
 
 #: Below this fraction of query peaks overlapping the universe, coverage is called low.
 LOW_COVERAGE_FRACTION = 0.2
@@ -194,6 +200,7 @@ def embed_cells(coverage: Coverage, model: RegionModel) -> np.ndarray:
         coverage.mapping.matrix.indices,
         model.vectors,
         model.trained,
+        pooling=model.pooling,
     )
     return embedding
 
@@ -204,8 +211,9 @@ def pool_region_vectors(
     trained: np.ndarray,
     *,
     chunk_size: int = 50_000,
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """Mean of the trained region vectors of each cell, as chunked sparse algebra.
+    """Mean (or max) of the trained region vectors of each cell, chunk by chunk.
 
     Parameters
     ----------
@@ -217,6 +225,8 @@ def pool_region_vectors(
         Mask of regions with learned vectors; the others are excluded from the mean.
     chunk_size
         Cells per chunk, bounding the dense intermediate to ``chunk_size x dim``.
+    pooling
+        ``"mean"`` (default) or ``"max"`` (element-wise maximum over the cell's regions).
 
     Returns
     -------
@@ -230,7 +240,7 @@ def pool_region_vectors(
     for begin in range(0, x.shape[0], chunk_size):
         block = x[begin : begin + chunk_size]
         out[begin : begin + chunk_size], _ = pool_cells(
-            block.indptr, block.indices, identity, identity[:-1], vectors, trained
+            block.indptr, block.indices, identity, identity[:-1], vectors, trained, pooling=pooling
         )
     return out
 
@@ -292,7 +302,8 @@ def ev_project(embedding: np.ndarray, reference: Reference) -> np.ndarray:
     valid = ~np.isnan(embedding).any(axis=1)
     if valid.any():
         space = reference.analysis_space(embedding[valid])
-        coords[valid] = reference.umap_model.transform(space).astype(np.float32)
+        with _UMAP_LOCK:
+            coords[valid] = reference.umap_model.transform(space).astype(np.float32)
     return coords
 
 
@@ -304,7 +315,8 @@ def warm_umap(reference: Reference) -> float:
     if reference.umap_model is None or reference.cells is None:
         return 0.0
     started = time.perf_counter()
-    reference.umap_model.transform(reference.cell_space[:5])
+    with _UMAP_LOCK:
+        reference.umap_model.transform(reference.cell_space[:5])
     return time.perf_counter() - started
 
 
@@ -371,12 +383,16 @@ def project(
     if reference.cells is not None:
         started = time.perf_counter()
         report(0.45, "Finding nearest reference cells")
-        from .annotate import query_reference_neighbors, row_mean_ignoring_nan
+        from .annotate import (
+            mapping_distance_threshold,
+            query_reference_neighbors,
+            row_mean_ignoring_nan,
+        )
 
         indices, distances = query_reference_neighbors(reference, embedding, k=k_neighbors)
         result.neighbors = (indices, distances)
         result.mapping_distance = row_mean_ignoring_nan(distances)
-        threshold = reference.manifest.get("mapping_distance_q99")
+        threshold = mapping_distance_threshold(reference, indices.shape[1])
         if threshold is not None and result.mapping_distance is not None:
             result.mapping_outlier = result.mapping_distance > float(threshold)
         timings["neighbors"] = time.perf_counter() - started

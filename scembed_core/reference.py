@@ -10,6 +10,8 @@ A bundle is a folder::
     whitening_mean.npy   mean of the reference cell embeddings (analysis space, see Whitening)
     whitening_matrix.npy (dim, n_components) whitening projection fitted on the reference cells
     knn_index.bin        hnswlib cosine index over the whitened reference cell embeddings
+                         (parsed only for the built-in bundle; rebuilt from the stored cell
+                         vectors for any other, since hnswlib's loader trusts its input)
     umap_model.joblib    fitted UMAP (a pickle: loaded only from trusted sources)
 
 Only the UMAP model is a pickle. It is loaded from the built-in bundle, from bundles this
@@ -19,12 +21,15 @@ caller passes ``trust=True``; never from an upload.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import threading
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._kernels import POOLING_METHODS
 from .errors import ReferenceBundleError, UntrustedSourceError
 from .regions import GenomicRegions
 
@@ -106,6 +112,11 @@ class RegionModel:
         """Embedding dimension."""
         return int(self.vectors.shape[1])
 
+    @property
+    def pooling(self) -> str:
+        """How a cell's region vectors are combined: ``"mean"`` (default) or ``"max"``."""
+        return str(self.metadata.get("pooling") or "mean")
+
 
 @dataclass
 class Whitening:
@@ -151,12 +162,17 @@ class Whitening:
         )
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Reference:
     """A loaded reference: region model plus (optionally) annotated reference cells.
 
     A region-only reference (e.g. a geniml model from the hub) supports E-projection;
     one with cells, a UMAP model and labels supports EV-projection and label transfer.
+
+    A reference is shared by every session of an app server, so it is immutable once
+    built: the kNN index over the reference cells is built (or, for the built-in bundle,
+    read) when the object is made, never lazily on first use, and updates such as
+    :func:`save_reference` return a new object (``dataclasses.replace``).
     """
 
     model: RegionModel
@@ -164,8 +180,56 @@ class Reference:
     umap_model: Any = None
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
-    index: Any = None  # hnswlib.Index over analysis-space reference cells, built or loaded
+    index: Any = None  # cosine index over analysis-space reference cells (built if None)
     whitening: Whitening | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "manifest", dict(self.manifest))
+        if self.cells is not None and self.index is None:
+            from .annotate import build_cell_index
+
+            object.__setattr__(self, "index", build_cell_index(self.cell_space))
+        object.__setattr__(self, "_memo_lock", threading.Lock())
+        object.__setattr__(self, "_memo", {})
+
+    def memoized(self, key: tuple, compute: Any) -> Any:
+        """``compute()`` once per ``key`` for this reference (derived, read-only values).
+
+        Used for values derived from the frozen reference (e.g. its own mapping-distance
+        quantiles at another ``k``); thread-safe.
+        """
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of everything results computed with this reference depend on.
+
+        A bundle's manifest lists the sha256 of each of its files, so the manifest (with
+        the name, labels, parameters and that file map) is hashed; a reference that was
+        built in memory and never saved also hashes its arrays: region vectors, trained
+        mask, universe, whitening, the reference cells' embeddings, map and label columns.
+        Cache keys of per-dataset results use it, so two references that differ in any
+        of these never share a cached result.
+        """
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.manifest, sort_keys=True, default=str).encode())
+        if not self.manifest.get("files"):
+            universe = self.model.universe
+            arrays = [self.model.vectors, self.model.trained, universe.start, universe.end]
+            digest.update("\t".join(universe.chrom).encode())
+            if self.whitening is not None:
+                arrays += [self.whitening.mean, self.whitening.matrix]
+            if self.cells is not None:
+                arrays += [np.asarray(v) for _, v in sorted(self.cells.obsm.items())]
+                for column in self.cells.obs.columns:
+                    digest.update(column.encode())
+                    digest.update("\t".join(self.cells.obs[column].astype(str)).encode())
+            for array in arrays:
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def analysis_space(self, embedding: np.ndarray) -> np.ndarray:
         """Map E-projection embeddings to the space used for kNN, clustering and the map."""
@@ -263,18 +327,23 @@ def _remember_trusted(digest: str) -> None:
 
 def save_reference(
     reference: Reference, folder: str | Path, *, remember_trust: bool = True
-) -> Path:
+) -> Reference:
     """Write a reference bundle (see the module docstring for the layout).
 
     Parameters
     ----------
     reference
-        The reference to save.
+        The reference to save (left unchanged).
     folder
         Target folder (created; existing bundle files are overwritten).
     remember_trust
         Record the UMAP pickle's hash in the local trust store so this machine can load
         it again without ``trust=True``.
+
+    Returns
+    -------
+    A new :class:`Reference` equal to ``reference`` with ``path`` set to the folder and
+    the written manifest (with the sha256 of every file).
     """
     import anndata as ad
     import joblib
@@ -296,14 +365,8 @@ def save_reference(
                 slim.obs[column] = slim.obs[column].astype(str)
         slim.write_h5ad(folder / _FILES["cells"], compression="gzip")
         written.append("cells")
-        index = reference.index
-        if index is None:
-            from .annotate import build_cell_index
-
-            index = build_cell_index(reference.cell_space)
-            reference.index = index
-        if hasattr(index, "save_index"):
-            index.save_index(str(folder / _FILES["index"]))
+        if hasattr(reference.index, "save_index"):
+            reference.index.save_index(str(folder / _FILES["index"]))
             written.append("index")
     if reference.whitening is not None:
         np.save(folder / _FILES["whitening_mean"], reference.whitening.mean, allow_pickle=False)
@@ -322,16 +385,15 @@ def save_reference(
             "embedding_dim": model.dim,
             "n_cells": reference.n_cells,
             "genome": reference.genome,
+            "pooling": model.pooling,
             "files": {_FILES[k]: _sha256(folder / _FILES[k]) for k in written},
         }
     )
     manifest.setdefault("name", folder.name)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    reference.manifest = manifest
-    reference.path = folder
     if remember_trust and "umap" in written:
         _remember_trusted(manifest["files"][_FILES["umap"]])
-    return folder
+    return dataclasses.replace(reference, manifest=manifest, path=folder)
 
 
 def _read_manifest(folder: Path) -> dict:
@@ -373,11 +435,6 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
             )
 
 
-def _umap_hash_trusted(files: dict) -> bool:
-    digest = files.get(_FILES["umap"])
-    return digest is not None and digest in _trusted_hashes()
-
-
 def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
@@ -410,35 +467,46 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     universe = GenomicRegions.read_bed(folder / _FILES["universe"])
     vectors = np.load(folder / _FILES["vectors"], allow_pickle=False)
     trained = np.load(folder / _FILES["trained"], allow_pickle=False)
-    model = RegionModel(universe, vectors, trained, {"genome": manifest.get("genome")})
-    reference = Reference(model=model, manifest=manifest, path=folder)
+    metadata = {"genome": manifest.get("genome"), "pooling": manifest.get("pooling", "mean")}
+    if metadata["pooling"] not in POOLING_METHODS:
+        raise ReferenceBundleError(
+            f"manifest.json: pooling {metadata['pooling']!r} is not one of {POOLING_METHODS}."
+        )
+    model = RegionModel(universe, vectors, trained, metadata)
     files = manifest["files"]
+    cells = None
     if _FILES["cells"] in files:
-        reference.cells = ad.read_h5ad(folder / _FILES["cells"])
-    if reference.cells is not None and "X_scembed" not in reference.cells.obsm:
-        raise ReferenceBundleError("cells.h5ad has no obsm['X_scembed'] (reference embeddings).")
+        cells = ad.read_h5ad(folder / _FILES["cells"])
+        if "X_scembed" not in cells.obsm:
+            raise ReferenceBundleError(
+                "cells.h5ad has no obsm['X_scembed'] (reference embeddings)."
+            )
     if (_FILES["whitening_matrix"] in files) != (_FILES["whitening_mean"] in files):
         raise ReferenceBundleError(
             "The bundle lists only one of whitening_mean.npy and whitening_matrix.npy."
         )
+    whitening = None
     if _FILES["whitening_matrix"] in files:
-        reference.whitening = Whitening(
+        whitening = Whitening(
             np.load(folder / _FILES["whitening_mean"], allow_pickle=False),
             np.load(folder / _FILES["whitening_matrix"], allow_pickle=False),
         )
-        shape = reference.whitening.matrix.shape
-        if reference.whitening.mean.shape != (model.dim,) or shape[0] != model.dim:
+        shape = whitening.matrix.shape
+        if whitening.mean.shape != (model.dim,) or shape[0] != model.dim:
             raise ReferenceBundleError(
                 f"The whitening ({shape}) does not fit {model.dim}-dimensional region vectors."
             )
-    trusted_source = trust or _is_builtin(folder) or _umap_hash_trusted(files)
-    if _FILES["index"] in files and reference.cells is not None and trusted_source:
+    index = None
+    if _FILES["index"] in files and cells is not None and _is_builtin(folder):
+        # Only the built-in bundle's binary index is parsed (hnswlib's loader trusts its
+        # input); any other bundle's index is rebuilt from its stored cell vectors, which
+        # takes well under a second in the 20-dimensional analysis space. Trusting a
+        # bundle's pickle never extends to its other files.
         from .annotate import load_cell_index
 
-        space_dim = reference.whitening.matrix.shape[1] if reference.whitening else model.dim
-        reference.index = load_cell_index(folder / _FILES["index"], space_dim, reference.n_cells)
-    # otherwise the index is rebuilt from the reference cells on first use (never parse an
-    # untrusted binary index with hnswlib's unchecked loader)
+        space_dim = whitening.matrix.shape[1] if whitening is not None else model.dim
+        index = load_cell_index(folder / _FILES["index"], space_dim, int(cells.n_obs))
+    umap_model = None
     if _FILES["umap"] in files:
         digest = files[_FILES["umap"]]
         if not (trust or _is_builtin(folder) or digest in _trusted_hashes()):
@@ -449,8 +517,16 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             )
         import joblib
 
-        reference.umap_model = joblib.load(folder / _FILES["umap"])
-    return reference
+        umap_model = joblib.load(folder / _FILES["umap"])
+    return Reference(
+        model=model,
+        cells=cells,
+        umap_model=umap_model,
+        manifest=manifest,
+        path=folder,
+        index=index,
+        whitening=whitening,
+    )
 
 
 def load_default_reference() -> Reference:
@@ -479,11 +555,10 @@ def resolve_reference(spec: str | Path, *, trust: bool = False) -> Reference:
         folder, _ = load_hub_reference(text, trust=trust)
         reference = _load_folder(Path(folder), trust=trust)
         known = {m["repo_id"]: m for m in KNOWN_HUB_MODELS}.get(repo_id, {})
-        reference.manifest["name"] = repo_id
-        reference.manifest["source"] = text
+        manifest = {**reference.manifest, "name": repo_id, "source": text}
         if reference.genome == "unknown" and known.get("genome"):
-            reference.manifest["genome"] = known["genome"]
-        return reference
+            manifest["genome"] = known["genome"]
+        return dataclasses.replace(reference, manifest=manifest)
     return _load_folder(Path(text), trust=trust)
 
 

@@ -261,6 +261,63 @@ class PeakMapping:
         }
 
 
+#: Universe regions longer than this many times the median length (and at least 10 kb) are
+#: searched apart from the others, so that one huge region cannot make every later query
+#: scan the whole chromosome (the candidate window is bounded by the running max of ends).
+LONG_REGION_FACTOR = 8
+LONG_REGION_MIN_BP = 10_000
+#: At most this many candidate (peak, region) pairs are expanded at once.
+MAX_CANDIDATE_PAIRS = 20_000_000
+
+
+def _candidate_windows(
+    q_start: np.ndarray, q_end: np.ndarray, us: np.ndarray, ue: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last candidate region (start-sorted ``us``/``ue``) per query."""
+    reach = np.maximum.accumulate(ue)
+    hi = np.searchsorted(us, q_end, side="left")  # regions starting before the query ends
+    lo = np.searchsorted(reach, q_start, side="right")  # first region that may end after q_start
+    return lo, np.maximum(hi, lo)
+
+
+def _expand_pairs(
+    q_start: np.ndarray, lo: np.ndarray, hi: np.ndarray, ue: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of the queries' windows, kept where the region ends after the start."""
+    counts = hi - lo
+    total = int(counts.sum())
+    q_rep = np.repeat(np.arange(len(lo)), counts)
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.repeat(lo, counts) + (np.arange(total) - offsets)
+    keep = ue[pos] > q_start[q_rep]
+    return q_rep[keep], pos[keep]
+
+
+def _overlap_sorted(
+    q_start: np.ndarray, q_end: np.ndarray, u_start: np.ndarray, u_end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(u_start, kind="stable")
+    us, ue = u_start[order], u_end[order]
+    lo, hi = _candidate_windows(q_start, q_end, us, ue)
+    counts = hi - lo
+    if int(counts.sum()) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    # bound the memory of the expansion: queries in blocks of at most MAX_CANDIDATE_PAIRS
+    cumulative = np.cumsum(counts)
+    cuts = np.searchsorted(
+        cumulative,
+        np.arange(1, cumulative[-1] // MAX_CANDIDATE_PAIRS + 1) * MAX_CANDIDATE_PAIRS,
+        side="left",
+    )
+    bounds = np.unique(np.concatenate([[0], np.minimum(cuts + 1, len(counts)), [len(counts)]]))
+    rows, cols = [], []
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        qi, pos = _expand_pairs(q_start[begin:end], lo[begin:end], hi[begin:end], ue)
+        rows.append(qi + begin)
+        cols.append(order[pos])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def _overlap_pairs_one_chrom(
     q_start: np.ndarray, q_end: np.ndarray, u_start: np.ndarray, u_end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -268,22 +325,24 @@ def _overlap_pairs_one_chrom(
 
     The universe is sorted by start; a running maximum of ends bounds the first region
     that can reach a query start, so regions of any length (overlapping each other or
-    not) are handled exactly.
+    not) are handled exactly. Unusually long regions are searched as a set of their own:
+    mixed with the others, one chromosome-long region would keep the running maximum
+    ahead of every later query and make the candidate pairs quadratic.
     """
-    order = np.argsort(u_start, kind="stable")
-    us, ue = u_start[order], u_end[order]
-    reach = np.maximum.accumulate(ue)
-    hi = np.searchsorted(us, q_end, side="left")  # regions starting before the query ends
-    lo = np.searchsorted(reach, q_start, side="right")  # first region that may end after q_start
-    counts = np.maximum(hi - lo, 0)
-    total = int(counts.sum())
-    if total == 0:
+    if len(u_start) == 0 or len(q_start) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    q_rep = np.repeat(np.arange(len(q_start)), counts)
-    offsets = np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(lo, counts) + (np.arange(total) - offsets)
-    keep = ue[pos] > q_start[q_rep]
-    return q_rep[keep], order[pos[keep]]
+    lengths = u_end - u_start
+    threshold = max(LONG_REGION_MIN_BP, LONG_REGION_FACTOR * float(np.median(lengths)))
+    long = lengths > threshold
+    if not long.any():
+        return _overlap_sorted(q_start, q_end, u_start, u_end)
+    rows, cols = [], []
+    for subset in (np.flatnonzero(~long), np.flatnonzero(long)):
+        if len(subset):
+            qi, ui = _overlap_sorted(q_start, q_end, u_start[subset], u_end[subset])
+            rows.append(qi)
+            cols.append(subset[ui])
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 def map_peaks_to_universe(peaks: GenomicRegions, universe: GenomicRegions) -> PeakMapping:

@@ -278,7 +278,6 @@ class _Mapping:
 
 _REFERENCES: dict[tuple, Reference] = {}
 _REFERENCES_LOCK = threading.Lock()
-_UMAP_LOCK = threading.Lock()
 
 
 def _worker_reference(path: str, umap_digest: str | None, trust: bool) -> Reference:
@@ -352,7 +351,13 @@ def _project_chunk(
     read_seconds = time.perf_counter() - started
     model = reference.model
     embedding, n_regions = pool_cells(
-        signal.indptr, signal.indices, mapping.indptr, mapping.indices, model.vectors, model.trained
+        signal.indptr,
+        signal.indices,
+        mapping.indptr,
+        mapping.indices,
+        model.vectors,
+        model.trained,
+        pooling=model.pooling,
     )
     del signal
     results: dict[str, np.ndarray] = {
@@ -388,8 +393,7 @@ def _project_chunk(
             umap_model = copy.copy(reference.umap_model)
             umap_model.n_epochs = plan.umap_epochs
             placed = dataclasses.replace(reference, umap_model=umap_model)
-        with _UMAP_LOCK:  # the model's search index is shared by the threads of a worker
-            results["obsm/X_scembed_umap"] = ev_project(embedding, placed)
+        results["obsm/X_scembed_umap"] = ev_project(embedding, placed)  # locked inside
     root = zarr.open_group(plan.out, mode="r+", use_consolidated=False)
     for key, values in results.items():
         root[key][begin:end] = values
@@ -771,7 +775,11 @@ def project_out_of_core(
     umap_digest = None
     if loadable and reference.umap_model is not None:
         umap_digest = (reference.manifest.get("files") or {}).get(_UMAP_FILE)
-    threshold = reference.manifest.get("mapping_distance_q99")
+    threshold = None
+    if reference.cells is not None:
+        from .annotate import mapping_distance_threshold
+
+        threshold = mapping_distance_threshold(reference, int(min(k_neighbors, reference.n_cells)))
     plan = _Plan(
         source=source,
         out=str(out.resolve()),

@@ -8,6 +8,7 @@ Word2Vec learns one vector per region. The learning rate decays exponentially pe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -59,9 +60,12 @@ class TrainingParams:
     negative
         Negative samples per positive pair.
     workers
-        gensim worker threads.
+        gensim worker threads. With more than one, training is not reproducible bit for
+        bit even with a fixed ``seed`` (gensim's threads update shared vectors without
+        locks and in an order the OS decides); use ``workers=1`` for that.
     seed
-        Seed of gensim's initialisation and of the per-epoch shuffles.
+        Seed of gensim's initialisation and of the per-epoch shuffles (fully determines
+        the result only with ``workers=1``).
     """
 
     vector_size: int = 100
@@ -312,9 +316,10 @@ def train_reference(
         seed=params.seed,
         progress=lambda f, m: report(0.8 + 0.2 * f, m),
     )
-    reference.manifest["training"] = params.to_dict()
-    reference.manifest["training_stats"] = stats
-    return reference
+    return dataclasses.replace(
+        reference,
+        manifest={**reference.manifest, "training": params.to_dict(), "training_stats": stats},
+    )
 
 
 def _label_keys(adata, label_key: str | list[str] | None) -> list[str]:
@@ -373,7 +378,7 @@ def build_reference(
     """
     import anndata as ad
 
-    from .annotate import build_cell_index, knn_query, row_mean_ignoring_nan
+    from .annotate import LEGACY_MAPPING_DISTANCE_K, build_cell_index, self_mapping_distances
     from .project import compute_coverage, embed_cells
     from .reference import Reference, Whitening
 
@@ -400,9 +405,7 @@ def build_reference(
         cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
     report(0.8, "Building the kNN index")
     index = build_cell_index(space, seed=seed)
-    k = int(min(16, keep.sum()))
-    _, distances = knn_query(index, space, k)
-    self_distance = row_mean_ignoring_nan(distances[:, 1:])
+    k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     manifest = {
         "name": name,
         "genome": genome,
@@ -411,18 +414,27 @@ def build_reference(
         "n_cells_dropped_no_regions": int((~keep).sum()),
         "whiten_components": int(whitening.matrix.shape[1]) if whitening else 0,
         "fraction_peaks_mapped": float(coverage.fraction_peaks_mapped),
-        "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
-        "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+        "pooling": model.pooling,
         "label_counts": {k: cells.obs[k].astype(str).value_counts().to_dict() for k in keys},
     }
     if model.metadata.get("format"):
         manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
-    report(1.0, "Reference ready")
-    return Reference(
+    reference = Reference(
         model=model,
         cells=cells,
         umap_model=umap_model,
         manifest=manifest,
         index=index,
         whitening=whitening,
+    )
+    self_distance = self_mapping_distances(reference, k)
+    report(1.0, "Reference ready")
+    return dataclasses.replace(
+        reference,
+        manifest={
+            **manifest,
+            "mapping_distance_k": k,
+            "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
+            "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+        },
     )

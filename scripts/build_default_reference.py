@@ -9,6 +9,7 @@ out of training and written as the demo query; the rest trains the reference.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -68,13 +69,18 @@ def main() -> None:
             "see ../shared/data/granja2019_bmmc/PROVENANCE.md"
         ),
     )
-    reference.manifest["build_seconds"] = time.perf_counter() - started
-    reference.manifest["holdout"] = {
+    holdout = {
         "fraction": HOLDOUT_FRACTION,
         "seed": SEED,
         "n_query_cells": int(len(query_idx)),
         "demo_query": DEMO_QUERY_PATH.name,
     }
+    manifest = {
+        **reference.manifest,
+        "build_seconds": time.perf_counter() - started,
+        "holdout": holdout,
+    }
+    reference = dataclasses.replace(reference, manifest=manifest)
     if DEFAULT_REFERENCE_DIR.exists():
         shutil.rmtree(DEFAULT_REFERENCE_DIR)
     save_reference(reference, DEFAULT_REFERENCE_DIR, remember_trust=False)

@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import screenshots  # noqa: E402
 
 APP = str(ROOT / "app.py")
-SESSION_SIZES = (150, 200, 250)
+#: Eight users at once, each with a slice of a different size (so any cross-talk shows).
+SESSION_SIZES = (120, 140, 160, 180, 200, 220, 240, 260)
+SLICE_STEP = 160
 
 
 def _rss(process: psutil.Process) -> int:
@@ -40,6 +42,13 @@ def _rss(process: psutil.Process) -> int:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += child.memory_info().rss
     return total
+
+
+def _metric(page, label: str) -> int:
+    """The integer value of the ``st.metric`` whose label is ``label``."""
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    value = box.locator('[data-testid="stMetricValue"]').inner_text()
+    return int(value.replace(",", ""))
 
 
 def _upload_dirs() -> set[str]:
@@ -54,7 +63,7 @@ def test_concurrent_sessions_do_not_see_each_other(tmp_path):
     files = []
     for i, size in enumerate(SESSION_SIZES):
         path = tmp_path / f"session{i}.h5ad"
-        demo[i * 300 : i * 300 + size].copy().write_h5ad(path)
+        demo[i * SLICE_STEP : i * SLICE_STEP + size].copy().write_h5ad(path)
         files.append(path)
     uploads_before = _upload_dirs()
 
@@ -90,12 +99,21 @@ def test_concurrent_sessions_do_not_see_each_other(tmp_path):
                 others = [f"session{j}.h5ad" for j in range(len(files)) if j != i]
                 assert not any(name in text for name in others), text
                 assert page.locator('[data-testid="stException"]').count() == 0
+            # each session's labels are those of its own cells: the counts add up to its size
+            for page, size in zip(pages, SESSION_SIZES, strict=True):
+                screenshots.go_to(page, "Annotation")
+                screenshots.wait_idle(page)
+                labelled = _metric(page, "Cells labelled") + _metric(page, "Unassigned")
+                assert labelled == size, (labelled, size)
+                assert page.locator('[data-testid="stException"]').count() == 0
+                peak = max(peak, _rss(server))
         finally:
             browser.close()
     growth = (peak - rss_idle) / 2**20
     print(
         f"\n{len(files)} concurrent sessions: server RSS idle {rss_idle / 2**20:.0f} MiB, "
-        f"peak {peak / 2**20:.0f} MiB (+{growth:.0f} MiB)"
+        f"peak {peak / 2**20:.0f} MiB (+{growth:.0f} MiB, {growth / len(files):.0f} MiB "
+        "per session)"
     )
     assert growth < 1024, f"server memory grew by {growth:.0f} MiB for {len(files)} small uploads"
     assert _upload_dirs() <= uploads_before, "per-session upload folders are removed"
