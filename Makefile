@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONPATH := $(CURDIR)
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas clean venv
+.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions clean venv
 
 venv: $(STAMP)
 
@@ -42,6 +42,9 @@ bench-peers: $(STAMP)
 
 bench-atlas: $(STAMP)
 	$(PY) -m benchmarks.scale_dask
+
+bench-sessions: $(STAMP)
+	$(PY) -m benchmarks.sessions
 
 bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale

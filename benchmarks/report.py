@@ -34,6 +34,7 @@ SECTIONS = {
     "bench-peers": "make bench-peers",
     "bench-scale": "make bench-scale",
     "bench-atlas": "make bench-atlas",
+    "bench-sessions": "make bench-sessions",
 }
 
 TITLE = """# Benchmarks
@@ -48,6 +49,7 @@ commands fill three sections, each stamped with its own date and machine:
   a separate virtual environment (`benchmarks/.venv-peers`).
 - `make bench-scale`: projection time and memory at 10k, 100k and 1M cells.
 - `make bench-atlas`: the out-of-core Dask path on 1M cells (time, memory per worker).
+- `make bench-sessions`: server memory with eight browser sessions projecting at once.
 
 Figures are in `benchmarks/figures/`, raw numbers as JSON in `benchmarks/results/`.
 """

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
+import os
 import re
 import sys
 import tempfile
@@ -115,6 +117,18 @@ def test_concurrent_sessions_do_not_see_each_other(tmp_path):
         f"peak {peak / 2**20:.0f} MiB (+{growth:.0f} MiB, {growth / len(files):.0f} MiB "
         "per session)"
     )
+    report = os.environ.get("SCEMBED_LOAD_REPORT")  # `make bench-sessions` reads this
+    if report:
+        Path(report).write_text(
+            json.dumps(
+                {
+                    "sessions": len(files),
+                    "cells_per_session": list(SESSION_SIZES),
+                    "rss_idle_bytes": rss_idle,
+                    "rss_peak_bytes": peak,
+                }
+            )
+        )
     assert growth < 1024, f"server memory grew by {growth:.0f} MiB for {len(files)} small uploads"
     assert _upload_dirs() <= uploads_before, "per-session upload folders are removed"
 
