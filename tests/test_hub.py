@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -40,6 +41,7 @@ from scembed_core.hub import (
 )
 
 TINY = Path(__file__).parent / "data" / "geniml_tiny"
+APP = Path(__file__).resolve().parents[1] / "app.py"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/name"
 
@@ -252,14 +254,53 @@ def test_detect_reference_format_on_missing_folder(tmp_path):
 
 
 def test_known_models_are_well_formed():
-    assert len(KNOWN_HUB_MODELS) >= 3
+    """The catalog the Reference page offers: distinct, parseable, each naming its build."""
+    assert KNOWN_HUB_MODELS, "the Reference page offers at least one hub model"
+    repo_ids = [entry["repo_id"] for entry in KNOWN_HUB_MODELS]
+    assert len({r.lower() for r in repo_ids}) == len(repo_ids), "repo ids are unique"
     for entry in KNOWN_HUB_MODELS:
         assert set(entry) == {"repo_id", "genome", "description"}
         assert parse_hub_spec("hf:" + entry["repo_id"]) == (entry["repo_id"], None)
-    genomes = {e["repo_id"]: e["genome"] for e in KNOWN_HUB_MODELS}
-    assert genomes["databio/r2v-luecken2021-hg38-v2"] == "hg38"
-    assert genomes["databio/r2v-buenrostro2018-hg19"] == "hg19"
-    assert genomes["databio/r2v-10x-pbmc-5k-hg19"] == "hg19"
+        # the genome the app shows for (and stamps onto) the model is a UCSC build name and
+        # the build the repository itself is named after
+        genome = entry["genome"]
+        assert re.fullmatch(r"(hg|mm)\d+", genome), entry
+        assert genome in entry["repo_id"].split("/")[1].split("-"), entry
+        description = entry["description"]
+        assert description.strip() and "\n" not in description, entry
+
+
+def test_reference_page_offers_the_catalog_and_loads_it(offline_hub):
+    """Every catalog model is on the Reference page's hub picker, in order, with its genome
+    and description, and loads (here from the local cache) as a reference of that genome."""
+    from streamlit.testing.v1 import AppTest
+
+    from scembed_app import cached, state
+
+    for entry in KNOWN_HUB_MODELS:
+        cache_repo(offline_hub, TINY, repo_id=entry["repo_id"])  # no genome in its config
+    n_regions = len((TINY / "universe.bed").read_text().splitlines())
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    try:
+        at.radio(key="reference_source").set_value("hub").run()
+        picker = at.selectbox[0]
+        assert picker.label == "Known models"
+        assert picker.options == [entry["repo_id"] for entry in KNOWN_HUB_MODELS]
+        for entry in KNOWN_HUB_MODELS:
+            picker.set_value("hf:" + entry["repo_id"]).run()
+            captions = [c.value for c in at.caption]
+            assert f"{entry['genome']}: {entry['description']}" in captions
+            next(b for b in at.button if b.label == "Load from the hub").click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert not at.error, [e.value for e in at.error]
+            assert at.session_state[state.REFERENCE_SPEC] == "hf:" + entry["repo_id"]
+            metrics = {m.label: m.value for m in at.metric}
+            assert metrics["Genome build"] == entry["genome"], entry
+            assert metrics["Regions"] == f"{n_regions:,}"
+            picker = at.selectbox[0]
+    finally:
+        cached.cached_reference.clear()  # process-wide: drop the references of this cache
 
 
 MANIFEST = {
