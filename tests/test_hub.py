@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fake_hub import FakeHub
 
 from scembed_core import hub
 from scembed_core.errors import (
@@ -193,18 +195,72 @@ def test_progress_reports_start_and_end(offline_hub):
     assert "owner/name" in calls[-1][1]
 
 
-def test_progress_adapter_forwards_bytes_written():
-    calls = []
-    cls = hub._progress_tqdm_class(lambda f, m: calls.append((f, m)), REPO)
-    files = cls(desc="Fetching 3 files", total=3, disable=True)
-    files.update(1)
-    assert calls == []
-    written = cls(desc="Reconstructing (incomplete total...)", unit="B", total=0, disable=True)
-    written.total = 2_000_000
-    written.update(1_000_000)
-    assert calls == [(0.5, "Downloading owner/name: 1.0 of 2.0 MB")]
-    files.close()
-    written.close()
+#: Run in a child process so that huggingface_hub reads HF_ENDPOINT at import, as for a user.
+FETCH_WITH_PROGRESS = """
+import json, sys
+from scembed_core.hub import fetch_hub_model
+calls = []
+folder = fetch_hub_model(sys.argv[1], progress=lambda f, m: calls.append((f, m)))
+print(json.dumps({"folder": str(folder), "calls": calls}))
+"""
+
+
+#: ``FakeHub`` delays (seconds before the headers, before the body) of two downloads:
+#: - together: every file starts at once and they complete one after another, so the bytes
+#:   fraction climbs (about 0.01, 0.40, 1.0 of the bytes);
+#: - staggered: config.yaml is complete before model.safetensors starts, which is still
+#:   arriving when universe.bed starts and completes, so huggingface_hub's bytes total grows
+#:   during the download; the fraction reported must still never go back.
+DOWNLOADS = {
+    "together": {"config.yaml": (0, 0.5), "universe.bed": (0, 1.0), "model.safetensors": (0, 1.5)},
+    "staggered": {"model.safetensors": (0.5, 0.6), "universe.bed": (0.8, 0.0)},
+}
+
+
+@pytest.mark.parametrize("timing", list(DOWNLOADS))
+def test_progress_follows_a_real_download(tmp_path, expected, timing):
+    """huggingface_hub's own snapshot_download, from a hub on 127.0.0.1, drives the callback."""
+    files = {p.name: p.read_bytes() for p in TINY.iterdir() if p.name != "expected_weight.npy"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
+    env.update(HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"))
+    env["PYTHONPATH"] = os.pathsep.join([str(APP.parent), env.get("PYTHONPATH", "")])
+    delays = DOWNLOADS[timing]
+    with FakeHub(REPO, COMMIT, files, delays=delays) as server:
+        env["HF_ENDPOINT"] = server.endpoint
+        done = subprocess.run(
+            [sys.executable, "-c", FETCH_WITH_PROGRESS, f"hf:{REPO}@main"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    resolved = [p for m, p in server.requests if m == "GET" and "/resolve/" in p]
+    fetched = sorted(p.rsplit("/", 1)[1] for p in resolved)
+    assert fetched == ["config.yaml", "model.safetensors", "universe.bed"]  # no .pt: a twin
+    assert ("GET", f"/api/models/{REPO}/revision/main") in server.requests
+
+    calls = [tuple(call) for call in result["calls"]]
+    assert calls[0] == (0.0, f"Fetching {REPO} from the Hugging Face hub")
+    assert calls[-1] == (1.0, f"{REPO} is in the local cache")
+    downloading = calls[1:-1]
+    assert len(downloading) >= len(fetched), "every file's bytes reach the callback"
+    assert all(m.startswith(f"Downloading {REPO}: ") for _, m in downloading), downloading
+    fractions = [f for f, _ in downloading]
+    assert fractions == sorted(fractions), f"progress goes backwards: {fractions}"
+    assert fractions[0] > 0.02 and fractions[-1] == pytest.approx(0.98)
+    if timing == "together":  # a fraction for each file, as its bytes are written
+        assert len(set(fractions)) >= 3 and fractions[0] < 0.1 and 0.3 < fractions[1] < 0.5
+    megabytes = sum(len(files[name]) for name in fetched) / 1e6
+    assert downloading[-1][1] == f"Downloading {REPO}: {megabytes:.1f} of {megabytes:.1f} MB"
+
+    folder = Path(result["folder"])
+    assert folder == tmp_path / "hf-home" / "hub" / "models--owner--name" / "snapshots" / COMMIT
+    np.testing.assert_array_equal(read_geniml_model(folder).vectors, expected)
+    # and offline, from the cache huggingface_hub wrote
+    assert load_hub_reference(f"hf:{REPO}@main") == HubReference(folder, "geniml")
 
 
 def test_load_hub_reference_detects_formats(offline_hub, tmp_path):
