@@ -175,15 +175,23 @@ def _report(progress: ProgressCallback | None, fraction: float, message: str) ->
         progress(fraction, message)
 
 
+#: The ``name`` huggingface_hub gives snapshot_download's bar of bytes written to the cache.
+_SNAPSHOT_BYTES_BAR = "huggingface_hub.snapshot_download"
+
+
 def _progress_tqdm_class(progress: ProgressCallback, repo_id: str) -> type:
-    """A huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``."""
+    """A huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``.
+
+    The bar is recognised by the ``name`` huggingface_hub passes, not by its text. Its total
+    grows as each file starts downloading, so the fraction reported never goes back.
+    """
     from huggingface_hub.utils import tqdm as hf_tqdm
 
     class _ProgressTqdm(hf_tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            desc = str(kwargs.get("desc") or "")
-            self._scembed_forward = kwargs.get("unit") == "B" and desc.startswith("Reconstruct")
+            self._scembed_forward = kwargs.get("name") == _SNAPSHOT_BYTES_BAR
             self._scembed_done = kwargs.get("initial", 0) or 0
+            self._scembed_fraction = 0.0
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
@@ -191,7 +199,8 @@ def _progress_tqdm_class(progress: ProgressCallback, repo_id: str) -> type:
             self._scembed_done += n or 0
             total = getattr(self, "total", None) or 0
             if self._scembed_forward and total > 0:
-                fraction = min(max(self._scembed_done / total, 0.0), 1.0)
+                fraction = min(max(self._scembed_done / total, self._scembed_fraction), 1.0)
+                self._scembed_fraction = fraction
                 progress(
                     0.02 + 0.96 * fraction,
                     f"Downloading {repo_id}: {self._scembed_done / 1e6:.1f} of "

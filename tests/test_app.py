@@ -150,8 +150,10 @@ def test_demo_flow_end_to_end():
     at.selectbox(key="w_truth_key").set_value("cell_type").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any({"heatmap"} == types for types in chart_types(at)), "confusion matrix"
+    # the same bar as the command line on the same held-out cells (tests/test_cli.py):
+    # measured 0.732 here with the page's defaults (no confidence or distance limit)
     accuracy = float(metric(at, "Accuracy"))
-    assert accuracy > 0.4, "labels transferred from the reference agree with the truth"
+    assert accuracy >= 0.65, f"label accuracy {accuracy} against the demo's cell_type"
     for label in ("Macro F1", "ARI (clusters)", "AMI (clusters)", "Homogeneity"):
         assert 0.0 <= float(metric(at, label)) <= 1.0
     at.slider(key="w_min_confidence").set_value(1.0).run()

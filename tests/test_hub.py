@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import warnings
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fake_hub import FakeHub
 
 from scembed_core import hub
 from scembed_core.errors import (
@@ -40,6 +43,7 @@ from scembed_core.hub import (
 )
 
 TINY = Path(__file__).parent / "data" / "geniml_tiny"
+APP = Path(__file__).resolve().parents[1] / "app.py"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/name"
 
@@ -191,18 +195,72 @@ def test_progress_reports_start_and_end(offline_hub):
     assert "owner/name" in calls[-1][1]
 
 
-def test_progress_adapter_forwards_bytes_written():
-    calls = []
-    cls = hub._progress_tqdm_class(lambda f, m: calls.append((f, m)), REPO)
-    files = cls(desc="Fetching 3 files", total=3, disable=True)
-    files.update(1)
-    assert calls == []
-    written = cls(desc="Reconstructing (incomplete total...)", unit="B", total=0, disable=True)
-    written.total = 2_000_000
-    written.update(1_000_000)
-    assert calls == [(0.5, "Downloading owner/name: 1.0 of 2.0 MB")]
-    files.close()
-    written.close()
+#: Run in a child process so that huggingface_hub reads HF_ENDPOINT at import, as for a user.
+FETCH_WITH_PROGRESS = """
+import json, sys
+from scembed_core.hub import fetch_hub_model
+calls = []
+folder = fetch_hub_model(sys.argv[1], progress=lambda f, m: calls.append((f, m)))
+print(json.dumps({"folder": str(folder), "calls": calls}))
+"""
+
+
+#: ``FakeHub`` delays (seconds before the headers, before the body) of two downloads:
+#: - together: every file starts at once and they complete one after another, so the bytes
+#:   fraction climbs (about 0.01, 0.40, 1.0 of the bytes);
+#: - staggered: config.yaml is complete before model.safetensors starts, which is still
+#:   arriving when universe.bed starts and completes, so huggingface_hub's bytes total grows
+#:   during the download; the fraction reported must still never go back.
+DOWNLOADS = {
+    "together": {"config.yaml": (0, 0.5), "universe.bed": (0, 1.0), "model.safetensors": (0, 1.5)},
+    "staggered": {"model.safetensors": (0.5, 0.6), "universe.bed": (0.8, 0.0)},
+}
+
+
+@pytest.mark.parametrize("timing", list(DOWNLOADS))
+def test_progress_follows_a_real_download(tmp_path, expected, timing):
+    """huggingface_hub's own snapshot_download, from a hub on 127.0.0.1, drives the callback."""
+    files = {p.name: p.read_bytes() for p in TINY.iterdir() if p.name != "expected_weight.npy"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
+    env.update(HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"))
+    env["PYTHONPATH"] = os.pathsep.join([str(APP.parent), env.get("PYTHONPATH", "")])
+    delays = DOWNLOADS[timing]
+    with FakeHub(REPO, COMMIT, files, delays=delays) as server:
+        env["HF_ENDPOINT"] = server.endpoint
+        done = subprocess.run(
+            [sys.executable, "-c", FETCH_WITH_PROGRESS, f"hf:{REPO}@main"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    resolved = [p for m, p in server.requests if m == "GET" and "/resolve/" in p]
+    fetched = sorted(p.rsplit("/", 1)[1] for p in resolved)
+    assert fetched == ["config.yaml", "model.safetensors", "universe.bed"]  # no .pt: a twin
+    assert ("GET", f"/api/models/{REPO}/revision/main") in server.requests
+
+    calls = [tuple(call) for call in result["calls"]]
+    assert calls[0] == (0.0, f"Fetching {REPO} from the Hugging Face hub")
+    assert calls[-1] == (1.0, f"{REPO} is in the local cache")
+    downloading = calls[1:-1]
+    assert len(downloading) >= len(fetched), "every file's bytes reach the callback"
+    assert all(m.startswith(f"Downloading {REPO}: ") for _, m in downloading), downloading
+    fractions = [f for f, _ in downloading]
+    assert fractions == sorted(fractions), f"progress goes backwards: {fractions}"
+    assert fractions[0] > 0.02 and fractions[-1] == pytest.approx(0.98)
+    if timing == "together":  # a fraction for each file, as its bytes are written
+        assert len(set(fractions)) >= 3 and fractions[0] < 0.1 and 0.3 < fractions[1] < 0.5
+    megabytes = sum(len(files[name]) for name in fetched) / 1e6
+    assert downloading[-1][1] == f"Downloading {REPO}: {megabytes:.1f} of {megabytes:.1f} MB"
+
+    folder = Path(result["folder"])
+    assert folder == tmp_path / "hf-home" / "hub" / "models--owner--name" / "snapshots" / COMMIT
+    np.testing.assert_array_equal(read_geniml_model(folder).vectors, expected)
+    # and offline, from the cache huggingface_hub wrote
+    assert load_hub_reference(f"hf:{REPO}@main") == HubReference(folder, "geniml")
 
 
 def test_load_hub_reference_detects_formats(offline_hub, tmp_path):
@@ -252,14 +310,53 @@ def test_detect_reference_format_on_missing_folder(tmp_path):
 
 
 def test_known_models_are_well_formed():
-    assert len(KNOWN_HUB_MODELS) >= 3
+    """The catalog the Reference page offers: distinct, parseable, each naming its build."""
+    assert KNOWN_HUB_MODELS, "the Reference page offers at least one hub model"
+    repo_ids = [entry["repo_id"] for entry in KNOWN_HUB_MODELS]
+    assert len({r.lower() for r in repo_ids}) == len(repo_ids), "repo ids are unique"
     for entry in KNOWN_HUB_MODELS:
         assert set(entry) == {"repo_id", "genome", "description"}
         assert parse_hub_spec("hf:" + entry["repo_id"]) == (entry["repo_id"], None)
-    genomes = {e["repo_id"]: e["genome"] for e in KNOWN_HUB_MODELS}
-    assert genomes["databio/r2v-luecken2021-hg38-v2"] == "hg38"
-    assert genomes["databio/r2v-buenrostro2018-hg19"] == "hg19"
-    assert genomes["databio/r2v-10x-pbmc-5k-hg19"] == "hg19"
+        # the genome the app shows for (and stamps onto) the model is a UCSC build name and
+        # the build the repository itself is named after
+        genome = entry["genome"]
+        assert re.fullmatch(r"(hg|mm)\d+", genome), entry
+        assert genome in entry["repo_id"].split("/")[1].split("-"), entry
+        description = entry["description"]
+        assert description.strip() and "\n" not in description, entry
+
+
+def test_reference_page_offers_the_catalog_and_loads_it(offline_hub):
+    """Every catalog model is on the Reference page's hub picker, in order, with its genome
+    and description, and loads (here from the local cache) as a reference of that genome."""
+    from streamlit.testing.v1 import AppTest
+
+    from scembed_app import cached, state
+
+    for entry in KNOWN_HUB_MODELS:
+        cache_repo(offline_hub, TINY, repo_id=entry["repo_id"])  # no genome in its config
+    n_regions = len((TINY / "universe.bed").read_text().splitlines())
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    try:
+        at.radio(key="reference_source").set_value("hub").run()
+        picker = at.selectbox[0]
+        assert picker.label == "Known models"
+        assert picker.options == [entry["repo_id"] for entry in KNOWN_HUB_MODELS]
+        for entry in KNOWN_HUB_MODELS:
+            picker.set_value("hf:" + entry["repo_id"]).run()
+            captions = [c.value for c in at.caption]
+            assert f"{entry['genome']}: {entry['description']}" in captions
+            next(b for b in at.button if b.label == "Load from the hub").click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert not at.error, [e.value for e in at.error]
+            assert at.session_state[state.REFERENCE_SPEC] == "hf:" + entry["repo_id"]
+            metrics = {m.label: m.value for m in at.metric}
+            assert metrics["Genome build"] == entry["genome"], entry
+            assert metrics["Regions"] == f"{n_regions:,}"
+            picker = at.selectbox[0]
+    finally:
+        cached.cached_reference.clear()  # process-wide: drop the references of this cache
 
 
 MANIFEST = {

@@ -106,10 +106,35 @@ def test_k_larger_than_reference_and_single_cell(planted, planted_reference):
     assert n_clusters_of(louvain(graph, 1.0)) == 1
 
 
-def test_identical_cells_cluster_together():
-    embedding = np.tile(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), (20, 1))
-    labels = louvain(build_knn_graph(embedding, 5), 1.0)
+def identical_cells(vector, n=20):
+    return np.tile(np.asarray([vector], dtype=np.float32), (n, 1))
+
+
+@pytest.mark.parametrize("method", [louvain, leiden], ids=["louvain", "leiden"])
+def test_identical_cells_cluster_together(method):
+    # two groups of 20 identical cells, 120 degrees apart (cosine -0.5): each group is
+    # one cluster and the two groups are two clusters
+    a = identical_cells([1.0, 2.0, 3.0])
+    b = identical_cells([-3.0, 1.0, -2.0])
+    labels = method(build_knn_graph(np.vstack([a, b]), 5), 1.0)
+    first, second = labels[:20], labels[20:]
+    assert len(set(first)) == 1, f"identical cells split into {sorted(set(first.tolist()))}"
+    assert len(set(second)) == 1, f"identical cells split into {sorted(set(second.tolist()))}"
+    assert first[0] != second[0] and (labels >= 0).all()
+    assert n_clusters_of(labels) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect (cluster.py, issue 11): the neighbours of identical cells are "
+    "ties, broken by index, so every cell links to the same few cells; modularity then "
+    "splits a lone group of identical cells into two clusters",
+)
+@pytest.mark.parametrize("method", [louvain, leiden], ids=["louvain", "leiden"])
+def test_a_lone_group_of_identical_cells_is_one_cluster(method):
+    labels = method(build_knn_graph(identical_cells([1.0, 2.0, 3.0]), 5), 1.0)
     assert (labels >= 0).all()
+    assert len(set(labels)) == 1, f"identical cells split into {sorted(set(labels.tolist()))}"
 
 
 def test_hnswlib_and_exact_search_agree(planted_reference):
@@ -178,8 +203,7 @@ def test_clustering_scores_perfect_and_random():
 
 def test_dropout_removes_requested_fraction_and_degrades_gracefully(planted, planted_reference):
     x = sp.csr_matrix(planted.X)
-    dropped = drop_nonzeros(x, 0.5, seed=1)
-    assert abs(dropped.nnz / x.nnz - 0.5) < 0.05
+    truth = planted.obs["cell_type"]
     model = planted_reference.model
 
     def embed(matrix):
@@ -188,9 +212,29 @@ def test_dropout_removes_requested_fraction_and_degrades_gracefully(planted, pla
     def cluster(embedding):
         return kmeans(np.nan_to_num(embedding), 4)
 
-    table = dropout_robustness(x, planted.obs["cell_type"], embed, cluster, fractions=(0.0, 0.5))
-    assert list(table["dropout"]) == [0.0, 0.5]
-    assert table["ari"].iloc[0] >= 0.8 and table["ari_drift"].iloc[0] == 0.0
+    # the 0.5 row's matrix (dropout_robustness uses seed 0): a subset of the non-zeros,
+    # about half of each cell's
+    dropped = drop_nonzeros(x, 0.5, seed=0)
+    assert (dropped - dropped.multiply(x)).nnz == 0, "dropout only removes entries"
+    assert abs(dropped.nnz / x.nnz - 0.5) < 0.02
+    kept = np.diff(dropped.indptr) / np.diff(x.indptr)
+    assert abs(kept.mean() - 0.5) < 0.02
+    assert np.quantile(kept, 0.01) > 0.2 and np.quantile(kept, 0.99) < 0.8
+
+    fractions = (0.0, 0.5, 0.8)
+    table = dropout_robustness(x, truth, embed, cluster, fractions=fractions).set_index("dropout")
+    assert list(table.index) == list(fractions)
+    # the 0.5 row scores the half-dropped matrix above, not the intact one
+    assert table.loc[0.5, "ari"] == clustering_scores(truth, cluster(embed(dropped)))["ari"]
+    for key in ("ari", "ami", "homogeneity"):
+        np.testing.assert_allclose(
+            table[f"{key}_drift"], table[key] - table.loc[0.0, key], atol=1e-12
+        )
+    # planted types survive losing half of every cell's regions (measured: ARI 1.0 at 0.5,
+    # 0.83-0.86 at 0.8 over seeds 0-4); the score never rises as more signal is dropped
+    assert table.loc[0.0, "ari"] >= 0.9 and table.loc[0.5, "ari"] >= 0.9
+    assert table.loc[0.5, "ari_drift"] <= 1e-9
+    assert table.loc[0.8, "ari"] >= 0.6 and table.loc[0.8, "ari_drift"] < -0.05
 
 
 def test_bundle_round_trip_and_integrity(tmp_path, planted, planted_reference):
