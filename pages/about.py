@@ -1,5 +1,9 @@
 """About: the method, where the data come from, and links."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import streamlit as st
 
 from scembed_app import cached, catalog, state, widgets
