@@ -12,7 +12,10 @@ started server (every wake-up of a hosted app) therefore meets a bookmark, a sha
 refresh without its router. :func:`start_page` sees that the router is not running, runs it
 (the router's ``st.navigation`` selects the same page by its URL path, so the page runs once,
 inside the router) and stops the stray run. From then on the process is in ``st.navigation``
-mode for every session.
+mode for every session. The legacy navigation itself is sent before any of our code runs, so
+``.streamlit/config.toml`` hides it (``client.showSidebarNavigation = false``) and :func:`run`
+turns the sidebar navigation back on for its own ``st.navigation``: no navigation of file
+names ever shows, not even for a moment. ``tests/test_deeplinks.py`` checks all of it.
 """
 
 from __future__ import annotations
@@ -73,7 +76,10 @@ def run() -> None:
         menu_items={"About": "scEmbed: projection and annotation of scATAC-seq cells."},
     )
     state.init_state()
-    st.set_option("client.showSidebarNavigation", True)
+    if st.get_option("client.showSidebarNavigation") is False:
+        # config.toml hides the legacy navigation of file names a fresh server draws before
+        # this router runs; the router's own navigation is the one to show (process-wide).
+        st.set_option("client.showSidebarNavigation", True)
     page = st.navigation(pages())
     outer = getattr(_run, "routing", False)
     _run.routing = True
