@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	SCEMBED_ALLOW_TRUST=1 $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	SCEMBED_HOSTED=0 SCEMBED_ALLOW_TRUST=1 $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,8 +1,12 @@
 """About: the method, where the data come from, and links."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import streamlit as st
 
-from scembed_app import cached, catalog, state, widgets
+from scembed_app import cached, catalog, deployment, state, widgets
 from scembed_core.errors import ScEmbedError
 
 st.title("About scEmbed")
@@ -40,13 +44,17 @@ st.subheader("Data provenance")
 try:
     ref_key, reference = cached.active_reference()
 except ScEmbedError as exc:
-    st.warning(f"The current reference could not be loaded: {exc}")
+    st.warning(f"The current reference could not be loaded: {widgets.engine_message(exc)}")
 else:
     manifest = reference.manifest
     st.markdown(
         f"- **Current reference:** {widgets.md(reference.name)} ({widgets.md(reference.genome)}), "
         f"{reference.n_cells:,} cells, {reference.n_regions:,} regions."
-        + (f" Source: {manifest['source']}." if manifest.get("source") else "")
+        + (
+            f" Source: {deployment.public_text(str(manifest['source']))}."
+            if manifest.get("source")
+            else ""
+        )
     )
 st.markdown(
     """

@@ -1,5 +1,9 @@
 """Annotation: transferred labels per cell and per cluster, scored against known labels."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import numpy as np
 import pandas as pd
 import streamlit as st

@@ -1,11 +1,15 @@
 """Atlas results: open a finished out-of-core (.zarr) projection and draw a sample of it."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, state, widgets
+from scembed_app import deployment, figures, state, widgets
 from scembed_core.errors import ScEmbedError
 
 MAX_POINTS = 50_000
@@ -17,6 +21,15 @@ st.caption(
     f"Open the finished `.zarr` here: at most {MAX_POINTS:,} cells are read and drawn, never "
     "the whole store."
 )
+
+if deployment.is_hosted():
+    st.info(
+        "Atlas results are read from the server's disk, which this public deployment does not "
+        "open. Run the command above on your own machine and open the result in a local copy "
+        "of the app (`make run`).",
+        icon=":material/lock:",
+    )
+    st.stop()
 
 with st.form("atlas_form"):
     path = st.text_input("Result store on the server", placeholder="/data/BIG.zarr")

@@ -4,6 +4,10 @@ The graph is cached per upload digest and reference, so moving the slider re-run
 only Louvain (milliseconds), never the projection.
 """
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import numpy as np
 import pandas as pd
 import streamlit as st

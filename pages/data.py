@@ -1,5 +1,9 @@
 """Data: upload a query dataset (or the demo) and check its coverage before projecting."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import numpy as np
 import streamlit as st
 
@@ -57,7 +61,7 @@ if file_ids != st.session_state[state.UPLOAD_IDS]:
                     cached.cached_read_upload(upload_digest(payload), ref_key, payload, reference)
                 )
         except ScEmbedError as exc:
-            st.session_state[state.UPLOAD_ERROR] = str(exc)
+            st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

@@ -3,6 +3,10 @@
 Every file is built only when its button is clicked (deferred download data).
 """
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go

@@ -1,5 +1,9 @@
 """Project: embed the query cells with the reference's region vectors and map them."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import dataclasses
 
 import numpy as np

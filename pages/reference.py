@@ -1,8 +1,12 @@
 """Reference: choose the pretrained model the query cells are projected onto."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import streamlit as st
 
-from scembed_app import cached, catalog, figures, state, widgets
+from scembed_app import cached, catalog, deployment, figures, state, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -12,16 +16,26 @@ st.caption(
     "on its map and labelled from its nearest cells."
 )
 
+HOSTED = deployment.is_hosted()
 SOURCES = {
     "default": "Built-in default",
     "folder": "Folder on disk",
     "session": "Trained in this session",
     "hub": "Hugging Face hub",
 }
+if HOSTED:  # a public deployment never opens a folder a visitor names
+    del SOURCES["folder"]
 
 
 def use_reference(spec: str, trust: bool) -> None:
     """Load ``spec``; on success make it this tab's reference, else explain why not."""
+    if HOSTED and not (spec == "default" or spec.startswith(("hf:", "session:"))):
+        st.error(
+            "This public deployment loads hub models (hf:owner/name[@revision]), the built-in "
+            "reference and references trained in this tab, not folders.",
+            icon=":material/error:",
+        )
+        return
     try:
         cached.load_reference_spec(spec, trust)
     except UntrustedSourceError as exc:
@@ -33,7 +47,8 @@ def use_reference(spec: str, trust: bool) -> None:
         widgets.show_engine_error(
             exc,
             hint="This server cannot download the model now. Use the built-in reference, "
-            "a folder on the server, or train a reference on the Train page.",
+            + ("" if HOSTED else "a folder on the server, ")
+            + "or train a reference on the Train page.",
         )
         return
     except ScEmbedError as exc:
@@ -164,6 +179,11 @@ elif reference.cells is None:
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
     manifest = {k: v for k, v in reference.manifest.items() if k != "files"}
-    st.json(manifest or reference.model.metadata, expanded=1)
+    shown = manifest or reference.model.metadata
+    if HOSTED:  # e.g. a hub model's "source" is its folder in the server's download cache
+        shown = {
+            k: deployment.redact_paths(v) if isinstance(v, str) else v for k, v in shown.items()
+        }
+    st.json(shown, expanded=1)
 
 st.page_link(state.PAGE_DATA, label="Next: load your data", icon=":material/arrow_forward:")

@@ -1,5 +1,9 @@
 """Train: build a reference from a labelled upload (Word2Vec on cells-as-documents)."""
 
+from scembed_app import router
+
+router.start_page()  # first: hands over to the router when run alone
+
 import dataclasses
 import tempfile
 from pathlib import Path

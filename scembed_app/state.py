@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from scembed_app.uploads import LoadedDataset
+from scembed_app import deployment
+
+if TYPE_CHECKING:  # anndata is heavy: not imported before the router's navigation is sent
+    from scembed_app.uploads import LoadedDataset
 
 # --- keys -----------------------------------------------------------------------------
 REFERENCE_SPEC = "reference_spec"  # str: "default", a folder, "hf:owner/name@rev", "session:NAME"
@@ -113,10 +116,11 @@ def trust_allowed() -> bool:
     """Whether visitors may allow pickled reference parts (the server operator decides).
 
     Off unless ``SCEMBED_ALLOW_TRUST=1`` is set for the server (``make run`` sets it, as
-    the person running it locally is the operator). On a shared, hosted app an anonymous
-    visitor must never be able to make the server unpickle a file of their choosing.
+    the person running it locally is the operator), and always off in hosted mode
+    (:mod:`scembed_app.deployment`): on a shared, hosted app an anonymous visitor must never
+    be able to make the server unpickle a file of their choosing.
     """
-    return os.environ.get("SCEMBED_ALLOW_TRUST") == "1"
+    return os.environ.get("SCEMBED_ALLOW_TRUST") == "1" and not deployment.is_hosted()
 
 
 # --- guards ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, results, state
+from scembed_app import deployment, figures, results, state
 from scembed_app.uploads import LoadedDataset
 
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True}
@@ -23,9 +23,14 @@ def md(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
+def engine_message(exc: BaseException) -> str:
+    """An engine error's message as the visitor may see it (no server paths when hosted)."""
+    return deployment.public_text(str(exc))
+
+
 def show_engine_error(exc: BaseException, *, hint: str | None = None) -> None:
     """Show an engine error as one message (never a traceback) plus what to do next."""
-    st.error(str(exc), icon=":material/error:")
+    st.error(engine_message(exc), icon=":material/error:")
     if hint:
         st.caption(hint)
 
@@ -62,7 +67,7 @@ def sidebar_summary() -> None:
     try:
         reference_name = active_reference()[1].name
     except ScEmbedError:
-        reference_name = f"{spec.removeprefix('session:')} (not loaded)"
+        reference_name = deployment.public_text(f"{spec.removeprefix('session:')} (not loaded)")
     with st.sidebar:
         st.caption("This session")
         st.markdown(f":material/hub: Reference: {md(_short(reference_name, 40))}")
@@ -142,10 +147,14 @@ def map_explorer(
 def trust_checkbox(help_text: str, *, key: str) -> bool:
     """The "I trust this source" box, shown only where the server operator allows it."""
     if not state.trust_allowed():
+        how = (
+            "They stay off on a public deployment."
+            if deployment.is_hosted()
+            else "The operator can allow them with `SCEMBED_ALLOW_TRUST=1`."
+        )
         st.caption(
             ":material/lock: Pickled reference parts are disabled on this server; models "
-            "without pickles load as usual. The operator can allow them with "
-            "`SCEMBED_ALLOW_TRUST=1`."
+            f"without pickles load as usual. {how}"
         )
         return False
     return st.checkbox("I trust this source", help=help_text, key=key)

@@ -44,15 +44,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(port: int | None = None, *, timeout: float = 120) -> Iterator[str]:
-    """Run ``streamlit run app.py`` headless; yield its URL once /_stcore/health is 200."""
-    with running_server(port, timeout=timeout) as (url, _):
+def running_app(
+    port: int | None = None,
+    *,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """Run ``streamlit run app.py`` headless; yield its URL once /_stcore/health is 200.
+
+    ``env`` adds variables to the server's environment; ``log_path`` keeps its output.
+    """
+    with running_server(port, timeout=timeout, env=env, log_path=log_path) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
 def running_server(
-    port: int | None = None, *, timeout: float = 120
+    port: int | None = None,
+    *,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like :func:`running_app`, also yielding the server process (for memory figures)."""
     port = port or free_port()
@@ -71,8 +84,10 @@ def running_server(
         "--browser.gatherUsageStats",
         "false",
     ]
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path or os.devnull, "wb")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
