@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         "--trust", action="store_true", help="allow pickled parts of this reference"
     )
     project.add_argument("--layer", default=None, help="h5ad layer holding the counts")
+    project.add_argument(
+        "--query-genome",
+        choices=["auto", "hg19", "hg38"],
+        default="auto",
+        help="genome build of the input (default: detect it); peaks on another build than "
+        "the reference's are lifted over",
+    )
+    project.add_argument(
+        "--no-liftover",
+        action="store_true",
+        help="refuse, instead of lifting, when the input is on another build",
+    )
     group = project.add_mutually_exclusive_group()
     group.add_argument("--resolution", type=float, default=None)
     group.add_argument("--n-clusters", type=int, default=None)
@@ -105,10 +117,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .io import read_dataset
+    from .liftover.query import check_genome
+    from .project import regions_of
     from .reference import save_reference
     from .train import TrainingParams, train_reference
 
     adata = read_dataset(args.input)
+    detection = check_genome(regions_of(adata), args.genome)
+    if args.genome == "unknown" and detection.confident:
+        print(
+            f"note: the peaks look like {detection.build} ({detection.confidence:.1%}); pass "
+            f"--genome {detection.build} to record it in the bundle",
+            file=sys.stderr,
+        )
     params = TrainingParams(
         epochs=args.epochs,
         window=args.window,
@@ -148,7 +169,10 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     reference = resolve_reference(args.reference, trust=args.trust)
-    adata = read_dataset(args.input, layer=args.layer, universe=reference.model.universe)
+    chain = _fragments_chain(args, reference)
+    adata = read_dataset(
+        args.input, layer=args.layer, universe=reference.model.universe, liftover=chain
+    )
     bar = _Bar("project")
     try:
         result = run_pipeline(
@@ -165,10 +189,26 @@ def _cmd_project(args: argparse.Namespace) -> int:
             truth_key=args.truth_key,
             seed=args.seed,
             progress=bar,
+            query_genome=args.query_genome,
+            liftover=not args.no_liftover,
         )
     finally:
         bar.close()
     written = write_results(result, args.out, csv=args.csv)
+    if result.liftover:
+        lift = result.liftover
+        dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"
+        print(
+            f"lifted {lift['n_lifted']:,} of {lift['n_peaks']:,} peaks from "
+            f"{lift['source_build']} to {lift['target_build']} ({lift['chain']}); dropped: "
+            f"{dropped}"
+            + (
+                f"; overlap with the universe {lift['overlap_before']:.1%} -> "
+                f"{lift['overlap_after']:.1%}"
+                if "overlap_before" in lift
+                else ""
+            )
+        )
     coverage = result.projection.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
@@ -183,12 +223,35 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fragments_chain(args: argparse.Namespace, reference) -> object:
+    """For a fragments file: the chain to lift its fragments through while counting."""
+    from .io import detect_format, read_fragment_sample
+    from .liftover import chain_between
+    from .liftover.query import decide_lift
+
+    path = Path(args.input)
+    if not path.is_file() or detect_format(path) != "fragments":
+        return None
+    sample = read_fragment_sample(path)
+    _, detection, lift_from = decide_lift(
+        sample, reference, query_genome=args.query_genome, liftover=not args.no_liftover
+    )
+    if lift_from is None:
+        return None
+    return chain_between(lift_from, reference.genome)
+
+
 def _cmd_project_scale(args: argparse.Namespace) -> int:
     from .errors import ParameterError
     from .scale import cluster_large, project_out_of_core
 
     if args.truth_key or args.csv:
         raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")
+    if args.query_genome != "auto":
+        raise ParameterError(
+            "--query-genome is not available with --dask / .zarr output: lift the data to "
+            "the reference's build first (e.g. project it without --dask)."
+        )
     started = time.perf_counter()
     bar = _Bar("project")
     try:
