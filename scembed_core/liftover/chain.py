@@ -271,7 +271,8 @@ def parse_chain(raw: bytes, name: str = "chain") -> Chain:
     line_start, line_end = line_start[keep], line_end[keep]
     first = arr[line_start]
     blank = np.isin(first, (ord("#"), ord("\r"), ord(" "), ord("\t")))
-    is_header = first == ord("c")
+    probe = np.minimum(line_start[:, None] + np.arange(6), arr.size - 1)
+    is_header = (arr[probe] == np.frombuffer(b"chain ", np.uint8)).all(axis=1)
     is_block = ~(is_header | blank)
     if not is_header.any():
         raise _bad(name, "no 'chain' header line was found")
@@ -281,8 +282,6 @@ def parse_chain(raw: bytes, name: str = "chain") -> Chain:
     if len(tokens) != _HEADER_FIELDS * n_chains:
         raise _bad(name, f"{n_chains:,} header lines hold {len(tokens):,} fields, not 13 each")
     head = np.array(tokens, dtype=object).reshape(n_chains, _HEADER_FIELDS)
-    if not (head[:, 0] == b"chain").all():
-        raise _bad(name, "a line starting with 'c' is not a chain header")
     try:
         score = head[:, 1].astype(float)
         ints = head[:, [3, 5, 6, 8, 10, 11]].astype(np.int64)
