@@ -51,12 +51,19 @@ class LoadedDataset:
         Cells x peaks AnnData as returned by the engine's reader.
     n_bytes
         Total uploaded size.
+    original
+        For a dataset lifted onto the reference's genome build: the dataset as uploaded
+        (``digest`` then also names the liftover, so every cache key covers it).
+    liftover
+        For a lifted dataset: the engine's liftover record.
     """
 
     name: str
     digest: str
     adata: AnnData
     n_bytes: int = 0
+    original: LoadedDataset | None = None
+    liftover: dict | None = None
 
 
 def upload_digest(files: Sequence[tuple[str, bytes]]) -> str:

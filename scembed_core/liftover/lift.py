@@ -30,12 +30,13 @@ from ..errors import ChromosomeNamingError, ParameterError
 from ..regions import GenomicRegions, reconcile_chromosome_names
 from .chain import Chain
 
-__all__ = ["DROP_REASONS", "LiftResult", "lift_regions", "lift_positions"]
+__all__ = ["DROP_REASONS", "REASON_TEXT", "LiftResult", "lift_regions", "lift_positions"]
 
 #: Why a peak was not lifted; index = code in :attr:`LiftResult.reason` (0 = lifted).
 DROP_REASONS = ("lifted", "unknown_contig", "past_chrom_end", "unaligned", "split_chains",
                 "length_changed")  # fmt: skip
-_REASON_TEXT = {
+#: What each drop reason means, completing "dropped N intervals ...".
+REASON_TEXT = {
     "unknown_contig": "on contigs the chain does not know",
     "past_chrom_end": "past the end of their chromosome in the source build",
     "unaligned": "with too few bases aligned to the other build",
@@ -93,7 +94,7 @@ class LiftResult:
         """One sentence: how many were lifted, how many dropped and why."""
         text = f"{self.n_lifted:,} of {self.n_input:,} intervals lifted with {self.chain}"
         if self.n_dropped:
-            parts = [f"{n:,} {_REASON_TEXT[r]}" for r, n in self.dropped.items()]
+            parts = [f"{n:,} {REASON_TEXT[r]}" for r, n in self.dropped.items()]
             text += "; dropped " + ", ".join(parts)
         return text + "."
 
