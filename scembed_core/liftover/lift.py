@@ -110,9 +110,17 @@ class LiftResult:
         }
 
 
-def _aligned_before(chain: Chain, x: np.ndarray) -> np.ndarray:
+def _search(sorted_values: np.ndarray, x: np.ndarray, side: str, order: np.ndarray) -> np.ndarray:
+    """``searchsorted`` with the needles visited in sorted ``order`` (cache-friendly: numpy
+    narrows each search from the previous one), results in the needles' own order."""
+    out = np.empty(len(x), dtype=np.int64)
+    out[order] = np.searchsorted(sorted_values, x[order], side=side)
+    return out
+
+
+def _aligned_before(chain: Chain, x: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Aligned source bases before global position ``x``."""
-    i = np.searchsorted(chain.piece_start, x, side="right") - 1
+    i = _search(chain.piece_start, x, "right", order) - 1
     safe = np.maximum(i, 0)
     inside = np.clip(
         x - chain.piece_start[safe], 0, chain.piece_end[safe] - chain.piece_start[safe]
@@ -128,11 +136,12 @@ def _dest(chain: Chain, piece: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _contig_index(chain: Chain, chrom: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
-    renamed, _ = reconcile_chromosome_names(chrom, chain.contigs)
-    names = pd.Series(chrom, dtype=object)
-    if renamed:
-        names = names.replace(renamed)
-    return pd.Index(chain.contigs).get_indexer(names), renamed
+    """Index of each name's contig in the chain (-1 if unknown); names handled once each."""
+    codes, uniques = pd.factorize(np.asarray(chrom))
+    uniques = np.asarray(uniques, dtype=object).astype(str)
+    renamed, _ = reconcile_chromosome_names(uniques, chain.contigs)
+    names = [renamed.get(name, name) for name in uniques]
+    return pd.Index(chain.contigs).get_indexer(names)[codes], renamed
 
 
 def lift_regions(
@@ -182,11 +191,12 @@ def lift_regions(
     gs = chain.offsets[safe] + start
     ge = chain.offsets[safe] + np.minimum(end, chain.contig_sizes[safe])
     length = np.maximum(end - start, 1)
-    aligned = _aligned_before(chain, ge) - _aligned_before(chain, gs)
+    order = np.argsort(gs)
+    aligned = _aligned_before(chain, ge, order) - _aligned_before(chain, gs, order)
     reason[(reason == 0) & (aligned < min_match * length)] = 3
     n_pieces = len(chain.piece_start)
-    first = np.minimum(np.searchsorted(chain.piece_end, gs, side="right"), n_pieces - 1)
-    last = np.maximum(np.searchsorted(chain.piece_start, ge, side="left") - 1, 0)
+    first = np.minimum(_search(chain.piece_end, gs, "right", order), n_pieces - 1)
+    last = np.maximum(_search(chain.piece_start, ge, "left", order) - 1, 0)
     first_base = np.maximum(gs, chain.piece_start[first])
     last_base = np.minimum(ge, chain.piece_end[last]) - 1
     ok = reason == 0
