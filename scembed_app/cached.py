@@ -86,8 +86,9 @@ def cached_demo_dataset() -> LoadedDataset:
 def cached_read_upload(
     digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
 ) -> LoadedDataset:
-    """Parse an upload once per content digest (fragments are counted over the universe)."""
-    return load_uploads(list(_files), universe=_reference.model.universe)
+    """Parse an upload once per content digest (fragments are counted over the universe,
+    lifted onto the reference's build first when they are confidently on another)."""
+    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)

@@ -22,8 +22,9 @@ from scembed_core.errors import ScEmbedError
 
 def describe_liftover(record: dict) -> str:
     """One sentence about a liftover record (peaks lifted, dropped and why)."""
+    what = "Fragments" if record.get("what") == "fragments" else "Peaks"
     text = (
-        f"Peaks were lifted from {record['source_build']} to {record['target_build']} "
+        f"{what} were lifted from {record['source_build']} to {record['target_build']} "
         f"({record['chain']}): {record['n_lifted']:,} of {record['n_peaks']:,} lifted"
     )
     from scembed_core.liftover.lift import REASON_TEXT
@@ -43,6 +44,9 @@ def build_panel(dataset: LoadedDataset, reference_key: str, reference: Any) -> L
     from scembed_core.liftover import normalize_build
 
     uploaded = dataset.original or dataset
+    if uploaded.liftover and uploaded.liftover.get("what") == "fragments":
+        st.success(describe_liftover(uploaded.liftover), icon=":material/swap_horiz:")
+        return _use(dataset, uploaded)  # lifted while counting: already on the reference's build
     try:
         with st.spinner("Checking the genome build..."):
             detection = cached.cached_build_detection(

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Any
 
 from anndata import AnnData
 
@@ -94,6 +95,7 @@ def load_uploads(
     *,
     universe: GenomicRegions | None = None,
     min_fragments: int = 1,
+    reference: Any = None,
 ) -> LoadedDataset:
     """Read one upload (or a 10x triple uploaded as three files) with the engine.
 
@@ -106,6 +108,10 @@ def load_uploads(
         every other format).
     min_fragments
         Passed to :func:`scembed_core.io.read_dataset` (fragments files only).
+    reference
+        The reference (optional): a fragments file whose build is confidently another
+        than the reference's is lifted onto it while it is counted
+        (:func:`scembed_core.liftover.query.chain_for_fragments`).
 
     Raises
     ------
@@ -133,9 +139,21 @@ def load_uploads(
         for name, (_, data) in zip(names, files, strict=True):
             (folder / name).write_bytes(data)
         target = folder / names[0] if len(names) == 1 else folder
-        adata = read_dataset(target, universe=universe, min_fragments=min_fragments)
+        chain = None
+        if reference is not None:
+            from scembed_core.liftover.query import chain_for_fragments
+
+            chain = chain_for_fragments(target, reference)
+        adata = read_dataset(target, universe=universe, min_fragments=min_fragments, liftover=chain)
         adata = adata.to_memory() if adata.isbacked else adata
-    return LoadedDataset(name=" + ".join(names), digest=digest, adata=adata, n_bytes=total)
+    lifted = adata.uns.get("scembed_read", {}).get("liftover")
+    return LoadedDataset(
+        name=" + ".join(names),
+        digest=digest,
+        adata=adata,
+        n_bytes=total,
+        liftover=dict(lifted) if lifted else None,
+    )
 
 
 def load_upload(name: str, data: bytes, *, universe: GenomicRegions | None = None) -> LoadedDataset:

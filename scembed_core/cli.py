@@ -169,7 +169,11 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     reference = resolve_reference(args.reference, trust=args.trust)
-    chain = _fragments_chain(args, reference)
+    from .liftover.query import chain_for_fragments
+
+    chain = chain_for_fragments(
+        args.input, reference, query_genome=args.query_genome, liftover=not args.no_liftover
+    )
     adata = read_dataset(
         args.input, layer=args.layer, universe=reference.model.universe, liftover=chain
     )
@@ -221,24 +225,6 @@ def _cmd_project(args: argparse.Namespace) -> int:
         print("evaluation:", json.dumps(result.evaluation, indent=1, default=float))
     print("wrote", ", ".join(str(p) for p in written))
     return 0
-
-
-def _fragments_chain(args: argparse.Namespace, reference) -> object:
-    """For a fragments file: the chain to lift its fragments through while counting."""
-    from .io import detect_format, read_fragment_sample
-    from .liftover import chain_between
-    from .liftover.query import decide_lift
-
-    path = Path(args.input)
-    if not path.is_file() or detect_format(path) != "fragments":
-        return None
-    sample = read_fragment_sample(path)
-    _, detection, lift_from = decide_lift(
-        sample, reference, query_genome=args.query_genome, liftover=not args.no_liftover
-    )
-    if lift_from is None:
-        return None
-    return chain_between(lift_from, reference.genome)
 
 
 def _cmd_project_scale(args: argparse.Namespace) -> int:

@@ -86,3 +86,16 @@ def test_demo_on_the_reference_build_is_not_lifted():
     assert metric(at, "Detected build") == "hg19"
     assert not [t for t in at.toggle if t.label.startswith("Lift")]
     assert at.session_state[state.DATASET].liftover is None
+
+
+def test_hg38_fragments_upload_is_lifted_while_counting(tmp_path):
+    from test_liftover import write_fragments
+
+    from scembed_core.reference import load_default_reference
+
+    _, hg38, _ = write_fragments(tmp_path, load_default_reference())
+    at = upload(goto(open_app(), state.PAGE_DATA), "fragments.tsv.gz", hg38.read_bytes())
+    assert not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("Fragments were lifted from hg38") for s in at.success)
+    assert at.session_state[state.DATASET].liftover["what"] == "fragments"
+    assert float(metric(at, "Peaks in universe").rstrip("%")) > 0

@@ -395,21 +395,19 @@ def test_prepare_query_keeps_a_valid_matrix_when_peaks_collapse(demo_hg38, refer
     assert coverage.fraction_peaks_mapped > 0.99
 
 
-def test_fragments_are_lifted_while_counting(tmp_path, reference, backward):
-    from scembed_core.io import read_dataset, read_fragment_sample
-    from scembed_core.liftover.query import decide_lift
+def write_fragments(folder, reference) -> tuple[object, object, object]:
+    """Fragments inside the hg19 reference regions, written on hg19 and lifted to hg38.
 
+    Returns the hg19 and hg38 file paths and the lift result.
+    """
     universe = reference.model.universe
     rng = np.random.default_rng(5)
     region = rng.choice(len(universe), 3000)
     offset = rng.integers(0, 300, len(region))
-    frags19 = GenomicRegions(
-        universe.chrom[region],
-        universe.start[region] + offset,
-        universe.start[region] + offset + 150,
-    )
+    start = universe.start[region] + offset
+    frags19 = GenomicRegions(universe.chrom[region], start, start + 150)
     barcodes = np.array([f"cell{i}" for i in rng.integers(0, 40, len(region))])
-    moved = lift_regions(frags19, backward)
+    moved = lift_regions(frags19, chain_between("hg19", "hg38"))
 
     def write(path, regions, rows):
         frame = pd.DataFrame(
@@ -418,13 +416,32 @@ def test_fragments_are_lifted_while_counting(tmp_path, reference, backward):
         )  # fmt: skip
         frame.to_csv(path, sep="\t", header=False, index=False, compression="gzip")
 
-    write(tmp_path / "hg19.fragments.tsv.gz", frags19, np.arange(len(region)))
-    write(tmp_path / "hg38.fragments.tsv.gz", moved.regions, moved.kept)
+    write(folder / "hg19.fragments.tsv.gz", frags19, np.arange(len(region)))
+    write(folder / "hg38.fragments.tsv.gz", moved.regions, moved.kept)
+    return folder / "hg19.fragments.tsv.gz", folder / "hg38.fragments.tsv.gz", moved
+
+
+def test_fragments_are_lifted_while_counting(tmp_path, reference):
+    from scembed_app.uploads import load_uploads
+    from scembed_core.io import read_dataset, read_fragment_sample
+    from scembed_core.liftover.query import chain_for_fragments, decide_lift
+
+    universe = reference.model.universe
+    _, _, moved = write_fragments(tmp_path, reference)
     sample = read_fragment_sample(tmp_path / "hg38.fragments.tsv.gz")
     build, detection, lift_from = decide_lift(sample, reference)
     assert build == "hg38" and lift_from == "hg38" and detection.confident
     with pytest.raises(GenomeBuildError):
         decide_lift(sample, reference, liftover=False)
+    chain = chain_for_fragments(tmp_path / "hg38.fragments.tsv.gz", reference)
+    assert (chain.source, chain.target) == ("hg38", "hg19")
+    assert chain_for_fragments(tmp_path / "hg19.fragments.tsv.gz", reference) is None
+    assert chain_for_fragments(DEMO_QUERY_PATH, reference) is None  # not fragments
+    path = tmp_path / "hg38.fragments.tsv.gz"
+    uploaded = load_uploads(
+        [(path.name, path.read_bytes())], universe=universe, reference=reference
+    )
+    assert uploaded.liftover["what"] == "fragments" and uploaded.liftover["n_lifted"] > 0
     plain = read_dataset(tmp_path / "hg19.fragments.tsv.gz", universe=universe)
     lifted = read_dataset(
         tmp_path / "hg38.fragments.tsv.gz", universe=universe,
@@ -473,3 +490,16 @@ def test_cli_bad_chain_and_train_genome(tmp_path, demo):
 
 def test_chain_error_is_an_input_format_error():
     assert issubclass(ChainFileError, InputFormatError)
+
+
+def test_cli_lifts_fragments_while_counting(tmp_path, reference):
+    _, hg38, _ = write_fragments(tmp_path, reference)
+    out = tmp_path / "frags.h5ad"
+    refused = run_cli("project", str(hg38), "--out", str(out), "--no-ev", "--no-liftover")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "liftover is turned off" in refused.stderr
+    done = run_cli("project", str(hg38), "--out", str(out), "--no-ev", "--resolution", "0.5")
+    assert done.returncode == 0, done.stderr
+    lift = ad.read_h5ad(out).uns["scembed"]["liftover"]
+    assert lift["what"] == "fragments" and lift["source_build"] == "hg38"
+    assert "lifted" in done.stdout

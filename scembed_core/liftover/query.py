@@ -16,6 +16,7 @@ coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
     import anndata as ad
 
     from ..reference import Reference
+    from .chain import Chain
 
 __all__ = [
     "QUERY_GENOME_CHOICES",
     "PreparedQuery",
     "check_genome",
+    "chain_for_fragments",
     "decide_lift",
     "lift_dataset",
     "prepare_query",
@@ -243,3 +246,30 @@ def check_genome(peaks: GenomicRegions, genome: str) -> BuildDetection:
             f"{detection.build}, or check the data."
         )
     return detection
+
+
+def chain_for_fragments(
+    path: str | Path,
+    reference: Reference,
+    *,
+    query_genome: str = "auto",
+    liftover: bool = True,
+) -> Chain | None:
+    """For a fragments file: the chain to lift it through while counting, or None.
+
+    The build is detected on the file's first 200,000 fragments (``auto``). Pass the result
+    to :func:`scembed_core.io.read_dataset` as ``liftover``; other formats give None.
+
+    Raises
+    ------
+    GenomeBuildError
+        As :func:`decide_lift`.
+    """
+    from ..io import detect_format, read_fragment_sample
+
+    path = Path(path)
+    if not path.is_file() or detect_format(path) != "fragments":
+        return None
+    sample = read_fragment_sample(path)
+    _, _, lift_from = decide_lift(sample, reference, query_genome=query_genome, liftover=liftover)
+    return None if lift_from is None else chain_between(lift_from, reference.genome)
