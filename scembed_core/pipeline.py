@@ -186,6 +186,7 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
         uns["evaluation"] = _plain(result.evaluation)
     if result.cluster_table is not None:
         uns["cluster_table"] = result.cluster_table.astype({"cluster": str, "label": str})
+    out.uns.pop("scembed_liftover", None)  # recorded under uns["scembed"]["liftover"]
     out.uns["scembed"] = _plain(uns)
     return out
 

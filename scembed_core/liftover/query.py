@@ -199,6 +199,7 @@ def prepare_query(
     peaks = _regions_of(adata)
     read_info = adata.uns.get("scembed_read", {})
     done = read_info.get("liftover") if isinstance(read_info, dict) else None
+    done = adata.uns.get("scembed_liftover", done)
     query_build, detection, lift_from = decide_lift(
         peaks, reference, query_genome=query_genome, liftover=liftover,
         declared=adata.uns.get("genome"),
@@ -224,6 +225,7 @@ def prepare_query(
     }
     if detection is not None:
         record["detection_confidence"] = float(detection.confidence)
+    lifted.uns["scembed_liftover"] = record  # travels with the data (e.g. to the app's export)
     return PreparedQuery(lifted, query_build, detection, record)
 
 
