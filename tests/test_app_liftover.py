@@ -14,9 +14,8 @@ from scembed_core.reference import DEMO_QUERY_PATH
 pytestmark = pytest.mark.xdist_group("app")
 
 
-@pytest.fixture(scope="module")
-def demo_hg38_bytes(tmp_path_factory) -> bytes:
-    """The demo query lifted to hg38 (as an hg38 user would upload it), as .h5ad bytes."""
+def write_demo_hg38(path):
+    """Write the demo query lifted to hg38 (as an hg38 user would upload it) to ``path``."""
     import anndata as ad
 
     from scembed_core.io import read_dataset
@@ -30,9 +29,13 @@ def demo_hg38_bytes(tmp_path_factory) -> bytes:
     ).astype(str)
     keep = ~var.index.duplicated()
     out = ad.AnnData(lifted.X[:, keep], obs=demo.obs[["cell_type"]].copy(), var=var[keep])
-    path = tmp_path_factory.mktemp("hg38") / "demo_hg38.h5ad"
     out.write_h5ad(path)
-    return path.read_bytes()
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_hg38_bytes(tmp_path_factory) -> bytes:
+    return write_demo_hg38(tmp_path_factory.mktemp("hg38") / "demo_hg38.h5ad").read_bytes()
 
 
 def toggle(at, label_start: str):
