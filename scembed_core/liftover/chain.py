@@ -26,7 +26,7 @@ import gzip
 import io
 import re
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ def _readonly(*arrays: np.ndarray) -> None:
         array.setflags(write=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Chain:
     """A parsed liftover chain: source contigs, chains, and resolved aligned pieces.
 
@@ -103,11 +103,6 @@ class Chain:
         """Number of chains."""
         return len(self.chain_score)
 
-    @property
-    def destination_contigs(self) -> np.ndarray:
-        """Destination contig names."""
-        return np.unique(self.chain_dest)
-
     def swap(self) -> Chain:
         """The same alignment read the other way (UCSC ``chainSwap``).
 
@@ -141,9 +136,11 @@ class Chain:
             block_size=size,
         )
 
-    def renamed(self, name: str) -> Chain:
-        """The same chain under another display name."""
-        return replace(self, name=name)
+    def __repr__(self) -> str:
+        return (
+            f"Chain({self.name!r}: {self.source} -> {self.target}, {self.n_chains:,} chains, "
+            f"{self.n_blocks:,} blocks, {len(self.piece_start):,} pieces)"
+        )
 
 
 def _infer_build(names: np.ndarray, sizes: np.ndarray) -> str:
@@ -273,11 +270,7 @@ _HEADER_COLUMNS = ["chain", "score", "t_name", "t_size", "t_strand", "t_start", 
 
 def _read_headers(heads: list[bytes], name: str) -> pd.DataFrame:
     """The header lines as a frame (pandas' C parser; 25k lines in a few ms)."""
-    text = (
-        b"\n".join(h.replace(b"\t", b" ") for h in heads)
-        if heads[0].find(b"\t") >= 0
-        else (b"\n".join(heads))
-    )
+    text = b"\n".join(heads).replace(b"\t", b" ")
     try:
         frame = pd.read_csv(
             io.BytesIO(text), sep=" ", header=None, names=_HEADER_COLUMNS, skipinitialspace=True,
