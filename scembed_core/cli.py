@@ -164,13 +164,12 @@ def _cmd_project(args: argparse.Namespace) -> int:
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
     from .io import read_dataset
+    from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_results
     from .reference import resolve_reference
 
     started = time.perf_counter()
     reference = resolve_reference(args.reference, trust=args.trust)
-    from .liftover.query import chain_for_fragments
-
     chain = chain_for_fragments(
         args.input, reference, query_genome=args.query_genome, liftover=not args.no_liftover
     )
@@ -227,17 +226,43 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_scale_build(args: argparse.Namespace) -> None:
+    """The out-of-core path does not lift peaks: refuse data on another build than the
+    reference's (detected from an ``.h5ad``'s peak table, or as given)."""
+    from .errors import GenomeBuildError
+    from .liftover.query import decide_lift
+    from .reference import resolve_reference
+
+    path = Path(args.input)
+    if args.query_genome == "auto" and path.suffix != ".h5ad":
+        return
+    import anndata as ad
+
+    from .project import regions_of
+
+    reference = resolve_reference(args.reference, trust=args.trust)
+    if path.suffix == ".h5ad" and path.is_file():
+        peaks = regions_of(ad.read_h5ad(path, backed="r"))
+    else:
+        from .regions import GenomicRegions
+
+        peaks = GenomicRegions(["chr1"], [0], [1])  # no evidence: the given build decides
+    build, _, lift_from = decide_lift(peaks, reference, query_genome=args.query_genome)
+    if lift_from is not None:
+        raise GenomeBuildError(
+            f"The query is on {build} but the reference is on {reference.genome}, and the "
+            "out-of-core path (--dask / .zarr output) does not lift peaks over: project "
+            "without --dask (which lifts them), or lift the data first."
+        )
+
+
 def _cmd_project_scale(args: argparse.Namespace) -> int:
     from .errors import ParameterError
     from .scale import cluster_large, project_out_of_core
 
     if args.truth_key or args.csv:
         raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")
-    if args.query_genome != "auto":
-        raise ParameterError(
-            "--query-genome is not available with --dask / .zarr output: lift the data to "
-            "the reference's build first (e.g. project it without --dask)."
-        )
+    _check_scale_build(args)
     started = time.perf_counter()
     bar = _Bar("project")
     try:

@@ -518,3 +518,12 @@ def test_app_export_records_the_liftover(tmp_path, demo_hg38, reference):
     written = ad.read_h5ad(path)
     assert written.uns["scembed"]["liftover"]["source_build"] == "hg38"
     assert "scembed_liftover" not in written.uns
+
+
+def test_cli_out_of_core_refuses_another_build(tmp_path, demo_hg38):
+    source = tmp_path / "demo_hg38.h5ad"
+    demo_hg38.write_h5ad(source)
+    done = run_cli("project", str(source), "--out", str(tmp_path / "o.zarr"), "--no-ev")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "does not lift peaks over" in done.stderr and "on hg38" in done.stderr
+    assert not (tmp_path / "o.zarr").exists()
