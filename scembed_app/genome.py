@@ -96,23 +96,27 @@ def build_panel(dataset: LoadedDataset, reference_key: str, reference: Any) -> L
             icon=":material/warning:",
         )
         return _use(dataset, uploaded)
-    try:
-        with st.spinner(f"Lifting the peaks from {detection.build} to {ref_build}..."):
-            prepared = cached.cached_lift_query(
-                uploaded.digest, reference_key, detection.build, uploaded.adata, reference
-            )
-    except ScEmbedError as exc:
-        widgets.show_engine_error(exc, hint="Choose a reference on the data's genome build.")
-        return _use(dataset, uploaded)
-    record = prepared.liftover
-    lifted = LoadedDataset(
-        name=uploaded.name,
-        digest=f"{uploaded.digest}|lift:{record['source_build']}>{record['target_build']}",
-        adata=prepared.adata,
-        n_bytes=uploaded.n_bytes,
-        original=uploaded,
-        liftover=record,
-    )
+    digest = f"{uploaded.digest}|{reference_key}|lift:{detection.build}>{ref_build}"
+    if dataset.digest == digest:  # lifted on an earlier run (same reference): reuse it
+        lifted = dataset
+    else:
+        try:
+            with st.spinner(f"Lifting the peaks from {detection.build} to {ref_build}..."):
+                prepared = cached.cached_lift_query(
+                    uploaded.digest, reference_key, detection.build, uploaded.adata, reference
+                )
+        except ScEmbedError as exc:
+            widgets.show_engine_error(exc, hint="Choose a reference on the data's genome build.")
+            return _use(dataset, uploaded)
+        lifted = LoadedDataset(
+            name=uploaded.name,
+            digest=digest,
+            adata=prepared.adata,
+            n_bytes=uploaded.n_bytes,
+            original=uploaded,
+            liftover=prepared.liftover,
+        )
+    record = lifted.liftover
     st.success(
         describe_liftover(record)
         + f" Overlap with the universe: {record['overlap_before']:.1%} -> "
