@@ -35,6 +35,7 @@ SECTIONS = {
     "bench-scale": "make bench-scale",
     "bench-atlas": "make bench-atlas",
     "bench-sessions": "make bench-sessions",
+    "bench-liftover": "python -m benchmarks.liftover",
 }
 
 TITLE = """# Benchmarks
@@ -50,6 +51,7 @@ commands fill three sections, each stamped with its own date and machine:
 - `make bench-scale`: projection time and memory at 10k, 100k and 1M cells.
 - `make bench-atlas`: the out-of-core Dask path on 1M cells (time, memory per worker).
 - `make bench-sessions`: server memory with eight browser sessions projecting at once.
+- `python -m benchmarks.liftover`: loading the hg38 -> hg19 chain and lifting 200,000 peaks.
 
 Figures are in `benchmarks/figures/`, raw numbers as JSON in `benchmarks/results/`.
 """

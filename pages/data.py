@@ -7,7 +7,7 @@ router.start_page()  # first: hands over to the router when run alone
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, results, state, widgets
+from scembed_app import cached, figures, genome, results, state, widgets
 from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
@@ -73,8 +73,9 @@ if dataset is None:
     st.stop()
 
 # --- QC and coverage before projecting ---------------------------------------------------------
-adata = dataset.adata
 st.subheader(widgets.md(dataset.name), anchor=False)
+dataset = genome.build_panel(dataset, ref_key, reference)  # detected build; liftover toggle
+adata = dataset.adata
 try:
     with st.spinner("Mapping the peaks onto the reference universe..."):
         coverage = cached.cached_coverage(dataset.digest, ref_key, adata, reference)

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, results, state, widgets
+from scembed_app import cached, figures, genome, results, state, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
@@ -25,6 +25,8 @@ st.caption(
     "regions their peaks overlap (E-projection), then placed on the reference map through "
     "its UMAP model (EV-projection) and labelled from their nearest reference cells."
 )
+if dataset.liftover:
+    st.info(genome.describe_liftover(dataset.liftover), icon=":material/swap_horiz:")
 ev = st.toggle(
     "Place the cells on the reference map (EV-projection)",
     value=reference.can_ev_project,

@@ -97,8 +97,9 @@ def cached_demo_dataset() -> LoadedDataset:
 def cached_read_upload(
     digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
 ) -> LoadedDataset:
-    """Parse an upload once per content digest (fragments are counted over the universe)."""
-    return load_uploads(list(_files), universe=_reference.model.universe)
+    """Parse an upload once per content digest (fragments are counted over the universe,
+    lifted onto the reference's build first when they are confidently on another)."""
+    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
@@ -107,6 +108,34 @@ def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: An
     from scembed_core.project import compute_coverage
 
     return compute_coverage(_adata, _reference)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+def cached_build_detection(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
+    """The query's likely genome build, against the reference universe (as uploaded)."""
+    from scembed_core.liftover import detect_build
+    from scembed_core.project import regions_of
+
+    return detect_build(
+        regions_of(_adata),
+        _reference.model.universe,
+        _reference.genome,
+        declared=_adata.uns.get("genome"),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
+def cached_lift_query(
+    digest: str, reference_key: str, source_build: str, _adata: Any, _reference: Any
+) -> Any:
+    """The query lifted from ``source_build`` onto the reference's build (a new AnnData).
+
+    Keyed on the upload digest, the reference and the build lifted from: the target build
+    is the reference's.
+    """
+    from scembed_core.liftover.query import prepare_query
+
+    return prepare_query(_adata, _reference, query_genome=source_build, liftover=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)

@@ -58,6 +58,11 @@ def annotated_h5ad_bytes(
     if projection.umap is not None:
         out.obsm["X_scembed_umap"] = np.asarray(projection.umap, dtype=np.float32)
     out.uns["scembed"] = {k: ("" if v is None else v) for k, v in params.items()}
+    read = adata.uns.get("scembed_read")
+    lift = adata.uns.get("scembed_liftover") or (read.get("liftover") if read else None)
+    if lift:  # the peaks (or fragments) were lifted onto the reference's build
+        out.uns["scembed"]["liftover"] = dict(lift)
+        out.uns.pop("scembed_liftover", None)
     with tempfile.TemporaryDirectory(prefix="scembed-export-") as tmp:
         path = Path(tmp) / "annotated.h5ad"
         out.write_h5ad(path, compression="gzip")

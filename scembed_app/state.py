@@ -36,6 +36,7 @@ MAX_DISTANCE = "max_distance"  # float | None: cells mapped farther are Unassign
 TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth
 LABEL_MAP = "label_map"  # dict[str, str]: reference label -> user label (scoring only)
 NORMALIZE_CONFUSION = "normalize_confusion"  # bool
+LIFTOVER = "liftover"  # bool: lift peaks onto the reference's build when detection is confident
 
 PAGE_REFERENCE = "pages/reference.py"
 PAGE_DATA = "pages/data.py"
@@ -71,6 +72,7 @@ def _defaults() -> dict[str, Any]:
         TRUTH_KEY: None,
         LABEL_MAP: {},
         NORMALIZE_CONFUSION: True,
+        LIFTOVER: True,
     }
 
 

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Any
 
 from anndata import AnnData
 
@@ -51,12 +52,19 @@ class LoadedDataset:
         Cells x peaks AnnData as returned by the engine's reader.
     n_bytes
         Total uploaded size.
+    original
+        For a dataset lifted onto the reference's genome build: the dataset as uploaded
+        (``digest`` then also names the liftover, so every cache key covers it).
+    liftover
+        For a lifted dataset: the engine's liftover record.
     """
 
     name: str
     digest: str
     adata: AnnData
     n_bytes: int = 0
+    original: LoadedDataset | None = None
+    liftover: dict | None = None
 
 
 def upload_digest(files: Sequence[tuple[str, bytes]]) -> str:
@@ -87,6 +95,7 @@ def load_uploads(
     *,
     universe: GenomicRegions | None = None,
     min_fragments: int = 1,
+    reference: Any = None,
 ) -> LoadedDataset:
     """Read one upload (or a 10x triple uploaded as three files) with the engine.
 
@@ -99,6 +108,10 @@ def load_uploads(
         every other format).
     min_fragments
         Passed to :func:`scembed_core.io.read_dataset` (fragments files only).
+    reference
+        The reference (optional): a fragments file whose build is confidently another
+        than the reference's is lifted onto it while it is counted
+        (:func:`scembed_core.liftover.query.chain_for_fragments`).
 
     Raises
     ------
@@ -126,9 +139,21 @@ def load_uploads(
         for name, (_, data) in zip(names, files, strict=True):
             (folder / name).write_bytes(data)
         target = folder / names[0] if len(names) == 1 else folder
-        adata = read_dataset(target, universe=universe, min_fragments=min_fragments)
+        chain = None
+        if reference is not None:
+            from scembed_core.liftover.query import chain_for_fragments
+
+            chain = chain_for_fragments(target, reference)
+        adata = read_dataset(target, universe=universe, min_fragments=min_fragments, liftover=chain)
         adata = adata.to_memory() if adata.isbacked else adata
-    return LoadedDataset(name=" + ".join(names), digest=digest, adata=adata, n_bytes=total)
+    lifted = adata.uns.get("scembed_read", {}).get("liftover")
+    return LoadedDataset(
+        name=" + ".join(names),
+        digest=digest,
+        adata=adata,
+        n_bytes=total,
+        liftover=dict(lifted) if lifted else None,
+    )
 
 
 def load_upload(name: str, data: bytes, *, universe: GenomicRegions | None = None) -> LoadedDataset:

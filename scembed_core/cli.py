@@ -74,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
         "--trust", action="store_true", help="allow pickled parts of this reference"
     )
     project.add_argument("--layer", default=None, help="h5ad layer holding the counts")
+    project.add_argument(
+        "--query-genome",
+        choices=["auto", "hg19", "hg38"],
+        default="auto",
+        help="genome build of the input (default: detect it); peaks on another build than "
+        "the reference's are lifted over",
+    )
+    project.add_argument(
+        "--no-liftover",
+        action="store_true",
+        help="refuse, instead of lifting, when the input is on another build",
+    )
     group = project.add_mutually_exclusive_group()
     group.add_argument("--resolution", type=float, default=None)
     group.add_argument("--n-clusters", type=int, default=None)
@@ -110,10 +122,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .io import read_dataset
+    from .liftover.query import check_genome
+    from .project import regions_of
     from .reference import save_reference
     from .train import TrainingParams, train_reference
 
     adata = read_dataset(args.input)
+    detection = check_genome(regions_of(adata), args.genome)
+    if args.genome == "unknown" and detection.confident:
+        print(
+            f"note: the peaks look like {detection.build} ({detection.confidence:.1%}); pass "
+            f"--genome {detection.build} to record it in the bundle",
+            file=sys.stderr,
+        )
     params = TrainingParams(
         epochs=args.epochs,
         window=args.window,
@@ -148,12 +169,18 @@ def _cmd_project(args: argparse.Namespace) -> int:
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
     from .io import read_dataset
+    from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_results
     from .reference import resolve_reference
 
     started = time.perf_counter()
     reference = resolve_reference(args.reference, trust=args.trust)
-    adata = read_dataset(args.input, layer=args.layer, universe=reference.model.universe)
+    chain = chain_for_fragments(
+        args.input, reference, query_genome=args.query_genome, liftover=not args.no_liftover
+    )
+    adata = read_dataset(
+        args.input, layer=args.layer, universe=reference.model.universe, liftover=chain
+    )
     bar = _Bar("project")
     try:
         result = run_pipeline(
@@ -170,10 +197,26 @@ def _cmd_project(args: argparse.Namespace) -> int:
             truth_key=args.truth_key,
             seed=args.seed,
             progress=bar,
+            query_genome=args.query_genome,
+            liftover=not args.no_liftover,
         )
     finally:
         bar.close()
     written = write_results(result, args.out, csv=args.csv)
+    if result.liftover:
+        lift = result.liftover
+        dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"
+        print(
+            f"lifted {lift['n_lifted']:,} of {lift['n_peaks']:,} peaks from "
+            f"{lift['source_build']} to {lift['target_build']} ({lift['chain']}); dropped: "
+            f"{dropped}"
+            + (
+                f"; overlap with the universe {lift['overlap_before']:.1%} -> "
+                f"{lift['overlap_after']:.1%}"
+                if "overlap_before" in lift
+                else ""
+            )
+        )
     coverage = result.projection.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
@@ -188,12 +231,43 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_scale_build(args: argparse.Namespace) -> None:
+    """The out-of-core path does not lift peaks: refuse data on another build than the
+    reference's (detected from an ``.h5ad``'s peak table, or as given)."""
+    from .errors import GenomeBuildError
+    from .liftover.query import decide_lift
+    from .reference import resolve_reference
+
+    path = Path(args.input)
+    if args.query_genome == "auto" and path.suffix != ".h5ad":
+        return
+    import anndata as ad
+
+    from .project import regions_of
+
+    reference = resolve_reference(args.reference, trust=args.trust)
+    if path.suffix == ".h5ad" and path.is_file():
+        peaks = regions_of(ad.read_h5ad(path, backed="r"))
+    else:
+        from .regions import GenomicRegions
+
+        peaks = GenomicRegions(["chr1"], [0], [1])  # no evidence: the given build decides
+    build, _, lift_from = decide_lift(peaks, reference, query_genome=args.query_genome)
+    if lift_from is not None:
+        raise GenomeBuildError(
+            f"The query is on {build} but the reference is on {reference.genome}, and the "
+            "out-of-core path (--dask / .zarr output) does not lift peaks over: project "
+            "without --dask (which lifts them), or lift the data first."
+        )
+
+
 def _cmd_project_scale(args: argparse.Namespace) -> int:
     from .errors import ParameterError
     from .scale import cluster_large, project_out_of_core
 
     if args.truth_key or args.csv:
         raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")
+    _check_scale_build(args)
     started = time.perf_counter()
     bar = _Bar("project")
     try:

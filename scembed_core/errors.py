@@ -35,6 +35,18 @@ class ChromosomeNamingError(ScEmbedError, ValueError):
     """Query and universe chromosome names share nothing, even after reconciling styles."""
 
 
+class ChainFileError(InputFormatError):
+    """A liftover chain file is truncated, corrupt, or not in UCSC chain format."""
+
+
+class GenomeBuildError(ScEmbedError, ValueError):
+    """Query and reference are on different genome builds and cannot be reconciled here.
+
+    Raised when no chain links the two builds, when liftover was turned off, or when a
+    declared build contradicts the data.
+    """
+
+
 class UnsafeInputError(ScEmbedError, ValueError):
     """An input was refused for safety (pickles, path traversal, decompression bombs)."""
 
@@ -73,6 +85,10 @@ class ScEmbedWarning(UserWarning):
 
 class LowCoverageWarning(ScEmbedWarning):
     """Few query peaks overlap the reference universe (possible genome-build mismatch)."""
+
+
+class GenomeBuildWarning(ScEmbedWarning):
+    """The genome build given disagrees with the one the peaks look like."""
 
 
 class UnpinnedRevisionWarning(ScEmbedWarning):

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anndata as ad
 import h5py
@@ -60,6 +60,9 @@ from .regions import (
     reconcile_chromosome_names,
 )
 
+if TYPE_CHECKING:
+    from .liftover import Chain
+
 __all__ = [
     "DEFAULT_MAX_UNCOMPRESSED_BYTES",
     "MAX_COMPRESSION_RATIO",
@@ -72,6 +75,7 @@ __all__ = [
     "extract_archive",
     "read_dataset",
     "read_fragments",
+    "read_fragment_sample",
     "read_h5ad_checked",
 ]
 
@@ -945,6 +949,45 @@ def _read_barcode_list(path: str | Path) -> pd.Index:
     return values
 
 
+def _lift_fragments(
+    frags: GenomicRegions,
+    local: np.ndarray,
+    codes: np.ndarray,
+    chain: Chain,
+    tally: dict[str, int],
+) -> tuple[GenomicRegions, np.ndarray, np.ndarray]:
+    """Lift one chunk of fragments (vectorised) and count the lifted and dropped ones."""
+    from .errors import ChromosomeNamingError
+    from .liftover import lift_regions
+
+    try:
+        result = lift_regions(frags, chain)
+    except ChromosomeNamingError:
+        tally["unknown_contig"] = tally.get("unknown_contig", 0) + len(frags)
+        return GenomicRegions(frags.chrom[:0], frags.start[:0], frags.end[:0]), local[:0], codes[:0]
+    tally["n_lifted"] = tally.get("n_lifted", 0) + result.n_lifted
+    for reason, n in result.dropped.items():
+        tally[reason] = tally.get(reason, 0) + n
+    return result.regions, local[result.kept], codes[result.kept]
+
+
+def read_fragment_sample(path: str | Path, n: int = 200_000) -> GenomicRegions:
+    """The first ``n`` fragments of a fragments file, as regions (for build detection)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(
+            path, sep="\t", header=None, comment="#", usecols=[0, 1, 2], nrows=n,
+            names=["chr", "start", "end"], dtype={"chr": str},
+            compression="gzip" if _is_gzip(path) else None,
+        )  # fmt: skip
+    except (pd.errors.ParserError, ValueError, *_DECOMPRESS_ERRORS) as exc:
+        raise InputFormatError(
+            f"{path.name} could not be read as a fragments file ({exc}). Expected 5 "
+            "tab-separated columns chr, start, end, barcode, count."
+        ) from exc
+    return GenomicRegions.from_frame(frame)
+
+
 def _parse_fragments(
     path: Path,
     universe: GenomicRegions,
@@ -952,6 +995,7 @@ def _parse_fragments(
     min_fragments: int,
     max_bytes: int | None,
     chunksize: int,
+    liftover: Chain | None = None,
 ) -> _Parsed:
     source = path.name
     universe.validate("universe regions")
@@ -969,6 +1013,7 @@ def _parse_fragments(
     renamed: dict[str, str] = {}
     unknown: set[str] = set()
     stored = 0
+    lifted: dict[str, int] = {}
     try:
         reader = pd.read_csv(
             path, sep="\t", header=None, comment="#", usecols=[0, 1, 2, 3],
@@ -994,6 +1039,8 @@ def _parse_fragments(
                 n_overlap = np.pad(n_overlap, (0, len(ids) - len(n_overlap)))
             n_total += np.bincount(codes, minlength=len(ids))
             stats["n_fragments"] += len(chunk)
+            if liftover is not None:
+                frags, local, codes = _lift_fragments(frags, local, codes, liftover, lifted)
             chunk_renamed, chunk_unknown = reconcile_chromosome_names(
                 np.unique(frags.chrom), universe.chrom
             )
@@ -1058,6 +1105,17 @@ def _parse_fragments(
         "unknown_chromosomes": sorted(str(c) for c in unknown),
         **stats,
     }
+    if liftover is not None:
+        info["liftover"] = {
+            "chain": liftover.name,
+            "source_build": liftover.source,
+            "target_build": liftover.target,
+            "what": "fragments",
+            "n_peaks": int(stats["n_fragments"]),
+            "n_lifted": int(lifted.pop("n_lifted", 0)),
+            "n_dropped": int(sum(lifted.values())),
+            "dropped": dict(lifted),
+        }
     if kept_idx.size == 0:
         raise EmptyDataError(
             f"{source}: none of the {len(ids):,} barcodes has >= {min_fragments} fragments "
@@ -1075,6 +1133,7 @@ def read_fragments(
     min_fragments: int = 1,
     max_bytes: int | None = None,
     chunksize: int = 1_000_000,
+    liftover: Chain | None = None,
 ) -> ad.AnnData:
     """Count fragments per barcode over a region universe, streaming the file in chunks.
 
@@ -1093,6 +1152,8 @@ def read_fragments(
         Memory budget (default: half the free memory).
     chunksize
         Fragments per chunk.
+    liftover
+        A chain to lift the fragments through onto the universe's build before counting.
 
     Returns
     -------
@@ -1103,7 +1164,7 @@ def read_fragments(
     """
     path = Path(path)
     keep = _read_barcode_list(barcodes) if barcodes is not None else None
-    parsed = _parse_fragments(path, universe, keep, min_fragments, max_bytes, chunksize)
+    parsed = _parse_fragments(path, universe, keep, min_fragments, max_bytes, chunksize, liftover)
     return _finalize(parsed, source=path.name)
 
 
@@ -1318,6 +1379,7 @@ def _parse(
     keep: pd.Index | None,
     min_fragments: int,
     max_bytes: int | None,
+    liftover: Chain | None = None,
 ) -> _Parsed:
     if kind == "h5ad":
         return _parse_h5ad(path, layer, max_bytes)
@@ -1337,7 +1399,7 @@ def _parse(
                 f"{path.name} is a fragments file: counting it needs a region universe "
                 "(pick a reference first)."
             )
-        return _parse_fragments(path, universe, keep, min_fragments, max_bytes, 1_000_000)
+        return _parse_fragments(path, universe, keep, min_fragments, max_bytes, 1_000_000, liftover)
     raise InputFormatError(f"{path.name}: archives inside archives are not supported.")
 
 
@@ -1350,6 +1412,7 @@ def read_dataset(
     min_fragments: int = 1,
     max_bytes: int | None = None,
     max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    liftover: Chain | None = None,
 ) -> ad.AnnData:
     """Read any supported scATAC-seq dataset into the normalised AnnData form.
 
@@ -1375,6 +1438,10 @@ def read_dataset(
         free memory).
     max_uncompressed_bytes
         For archives: the most they may expand to.
+    liftover
+        For fragments files: a chain (:func:`scembed_core.liftover.chain_between`) to lift
+        the fragments through onto the universe's build before counting; the counts of
+        lifted and dropped fragments go to ``uns["scembed_read"]["liftover"]``.
 
     Returns
     -------
@@ -1402,6 +1469,7 @@ def read_dataset(
         "keep": keep,
         "min_fragments": min_fragments,
         "max_bytes": max_bytes,
+        "liftover": liftover,
     }
     if kind not in ("zip", "tar"):
         parsed = _parse(path, kind, **options)

@@ -40,6 +40,8 @@ class PipelineResult:
     params: dict
     resolution_curve: pd.DataFrame | None = None
     evaluation: dict = field(default_factory=dict)
+    liftover: dict | None = None
+    build_detection: dict | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -62,16 +64,26 @@ def run_pipeline(
     truth_key: str | None = None,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    query_genome: str = "auto",
+    liftover: bool = True,
 ) -> PipelineResult:
     """Project ``adata`` onto ``reference``, cluster it and transfer labels.
 
     Parameters mirror the ``project`` command; ``resolution`` defaults to 1.0 unless
     ``n_clusters`` asks for a resolution search. ``truth_key`` names a query obs column to
     score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
+    ``query_genome`` (``auto``, ``hg19``, ``hg38``) and ``liftover`` decide whether the
+    peaks are first lifted onto the reference's build
+    (:func:`scembed_core.liftover.query.prepare_query`); what was done is recorded in
+    ``uns["scembed"]["liftover"]``.
     """
     from .errors import ParameterError
+    from .liftover.query import prepare_query
 
     report = progress or (lambda fraction, message: None)
+    report(0.0, "Checking the genome build")
+    prepared = prepare_query(adata, reference, query_genome=query_genome, liftover=liftover)
+    adata = prepared.adata
     if truth_key is not None and truth_key not in adata.obs:
         raise ParameterError(
             f"Truth column {truth_key!r} is not in the query's obs columns {list(adata.obs.columns)}."
@@ -112,10 +124,14 @@ def run_pipeline(
         "min_confidence": min_confidence,
         "max_mapping_distance": max_mapping_distance,
         "seed": seed,
+        "query_genome": prepared.query_build,
     }
     result = PipelineResult(
         adata, projection, clusters, float(resolution), labels, table, params, curve
     )
+    result.liftover = prepared.liftover
+    if prepared.detection is not None:
+        result.build_detection = prepared.detection.summary()
     if truth_key is not None:
         truth = adata.obs[truth_key]
         result.evaluation["clustering"] = clustering_scores(truth, clusters)
@@ -162,10 +178,15 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
         )
     uns = {"params": result.params, "coverage": _plain(projection.coverage.summary())}
     uns["timings"] = dict(projection.timings)
+    if result.liftover:
+        uns["liftover"] = result.liftover
+    if result.build_detection:
+        uns["build_detection"] = result.build_detection
     if result.evaluation:
         uns["evaluation"] = _plain(result.evaluation)
     if result.cluster_table is not None:
         uns["cluster_table"] = result.cluster_table.astype({"cluster": str, "label": str})
+    out.uns.pop("scembed_liftover", None)  # recorded under uns["scembed"]["liftover"]
     out.uns["scembed"] = _plain(uns)
     return out
 

@@ -114,9 +114,17 @@ class Coverage:
 
 
 def mapping_warnings(
-    mapping: PeakMapping, genome: str, low_coverage: float = LOW_COVERAGE_FRACTION
+    mapping: PeakMapping,
+    genome: str,
+    low_coverage: float = LOW_COVERAGE_FRACTION,
+    *,
+    lifted_from: str | None = None,
 ) -> list[str]:
-    """Warnings about chromosome naming and low overlap (a likely genome-build mismatch)."""
+    """Warnings about chromosome naming and low overlap (a likely genome-build mismatch).
+
+    ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
+    is then not blamed on the build.
+    """
     warnings = []
     if mapping.renamed_chromosomes:
         pairs = ", ".join(f"{k}->{v}" for k, v in list(mapping.renamed_chromosomes.items())[:4])
@@ -127,7 +135,13 @@ def mapping_warnings(
             f"({', '.join(mapping.unknown_chromosomes[:5])}); their peaks are unmapped."
         )
     fraction = mapping.fraction_mapped
-    if fraction < low_coverage:
+    if fraction < low_coverage and lifted_from:
+        warnings.append(
+            f"Only {fraction:.1%} of the query peaks overlap the reference universe, even "
+            f"after lifting them from {lifted_from} to {genome}: the reference's regions may "
+            "not cover this data's peaks (another tissue, or a sparse universe)."
+        )
+    elif fraction < low_coverage:
         warnings.append(
             f"Only {fraction:.1%} of the query peaks overlap the reference universe "
             f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
@@ -168,7 +182,13 @@ def compute_coverage(
         no_vectors,
         model.trained,
     )
-    warnings = mapping_warnings(mapping, model.metadata.get("genome", "unknown"), low_coverage)
+    lifted = adata.uns.get("scembed_liftover") or adata.uns.get("scembed_read", {}).get("liftover")
+    warnings = mapping_warnings(
+        mapping,
+        model.metadata.get("genome", "unknown"),
+        low_coverage,
+        lifted_from=lifted.get("source_build") if lifted else None,
+    )
     n_unmapped = int((n_regions == 0).sum())
     if n_unmapped:
         warnings.append(
