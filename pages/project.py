@@ -9,6 +9,9 @@ from scembed_app import cached, figures, results, state, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
+#: Frames of the "watch it project" animation (a sample of <= 2,000 cells).
+ANIMATION_FRAMES = 20
+
 st.title("Project")
 ref_key, reference = state.require_reference()
 dataset = state.require_dataset()
@@ -18,14 +21,15 @@ adata = dataset.adata
 st.caption(
     f"Project **{adata.n_obs:,} cells** of *{widgets.md(dataset.name)}* onto **{widgets.md(reference.name)}** "
     f"({widgets.md(reference.genome)}). Cells are embedded by averaging the vectors of the reference "
-    "regions their peaks overlap (E-projection), then placed on the reference map through "
-    "its UMAP model (EV-projection) and labelled from their nearest reference cells."
+    "regions their peaks overlap (E-projection), then placed on the reference map by UMAP's "
+    "transform against the fixed reference cells (EV-projection) and labelled from their "
+    "nearest reference cells."
 )
 ev = st.toggle(
     "Place the cells on the reference map (EV-projection)",
     value=reference.can_ev_project,
     disabled=not reference.can_ev_project,
-    help="Needs a reference with cells and a fitted UMAP model.",
+    help="Needs a reference with cells and a map.",
 )
 clicked = st.button("Project cells", type="primary", icon=":material/play_arrow:")
 
@@ -47,14 +51,20 @@ if clicked:
                 seconds=0.0,
             )
             if ev:
-                with stages.stage("Warm up UMAP (numba compilation, first run only)"):
-                    cached.cached_warm_umap(ref_key, reference)
                 with stages.stage("EV-projection onto the reference map"):
-                    coords = cached.cached_ev_project(
-                        run.cache_key, projection.embedding, reference
+                    cached.start_kernel_warmup().join()  # done at server start, normally
+                    placed = cached.cached_ev_project(
+                        run.cache_key,
+                        ANIMATION_FRAMES,
+                        projection.embedding,
+                        reference,
+                        projection.neighbors,
                     )
                 run = dataclasses.replace(
-                    run, projection=dataclasses.replace(projection, umap=coords)
+                    run,
+                    projection=dataclasses.replace(
+                        projection, umap=placed.coords, map_transform=placed
+                    ),
                 )
             if reference.can_transfer_labels:
                 with stages.stage("kNN label transfer"):

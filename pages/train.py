@@ -105,7 +105,7 @@ if submitted:
                 )
             status.update(label="Packing the bundle...")
             with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
-                folder = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
+                folder = save_reference(reference, Path(tmp) / safe_name)
                 bundle = bundle_to_zip_bytes(folder)
             reference.path = None  # the folder is gone; the bundle lives in the zip
         except ScEmbedError as exc:

@@ -10,11 +10,13 @@ A bundle is a folder::
     whitening_mean.npy   mean of the reference cell embeddings (analysis space, see Whitening)
     whitening_matrix.npy (dim, n_components) whitening projection fitted on the reference cells
     knn_index.bin        hnswlib cosine index over the whitened reference cell embeddings
-    umap_model.joblib    fitted UMAP (a pickle: loaded only from trusted sources)
+    map.json             the reference map's transform parameters (see scembed_core.evmap);
+                         the map itself is obsm X_umap of cells.h5ad
 
-Only the UMAP model is a pickle. It is loaded from the built-in bundle, from bundles this
-library wrote on this machine (their hashes are kept in a local trust store), or when the
-caller passes ``trust=True``; never from an upload.
+No file is a pickle, so a bundle from anywhere opens without trust. Bundles of the previous
+format carried a pickled umap-learn model (``umap_model.joblib``): it is never unpickled; the
+map is read from ``cells.h5ad`` and placed with umap-learn's default curve (the parameters
+every such bundle was fitted with), with a note in ``Reference.notes``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import ReferenceBundleError, UntrustedSourceError
+from .errors import ReferenceBundleError
+from .evmap import MapParams
 from .regions import GenomicRegions
 
 __all__ = [
@@ -60,7 +62,7 @@ _FILES = {
     "trained": "regions_trained.npy",
     "cells": "cells.h5ad",
     "index": "knn_index.bin",
-    "umap": "umap_model.joblib",
+    "map": "map.json",
     "whitening_mean": "whitening_mean.npy",
     "whitening_matrix": "whitening_matrix.npy",
 }
@@ -161,11 +163,12 @@ class Reference:
 
     model: RegionModel
     cells: Any = None  # anndata.AnnData with obsm X_scembed, X_umap
-    umap_model: Any = None
+    map_params: MapParams | None = None
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
     index: Any = None  # hnswlib.Index over analysis-space reference cells, built or loaded
     whitening: Whitening | None = None
+    notes: list[str] = field(default_factory=list)
 
     def analysis_space(self, embedding: np.ndarray) -> np.ndarray:
         """Map E-projection embeddings to the space used for kNN, clustering and the map."""
@@ -215,7 +218,14 @@ class Reference:
     @property
     def can_ev_project(self) -> bool:
         """Whether new cells can be placed on this reference's UMAP map."""
-        return self.umap_model is not None and self.cells is not None
+        return (
+            self.map_params is not None and self.cells is not None and "X_umap" in self.cells.obsm
+        )
+
+    @property
+    def map_coords(self) -> np.ndarray:
+        """``(n_cells, 2)`` float32 coordinates of the reference cells on the map."""
+        return np.asarray(self.cells.obsm["X_umap"], dtype=np.float32)
 
     @property
     def can_transfer_labels(self) -> bool:
@@ -238,32 +248,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _trust_store_path() -> Path:
-    default = Path.home() / ".cache" / "scembed" / "trusted-bundles.json"
-    return Path(os.environ.get("SCEMBED_TRUST_STORE", default))
-
-
-def _trusted_hashes() -> set[str]:
-    path = _trust_store_path()
-    try:
-        return set(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def _remember_trusted(digest: str) -> None:
-    """Record the hash of a pickle this library wrote, so it may be loaded later."""
-    path = _trust_store_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(sorted(_trusted_hashes() | {digest})))
-    except OSError:
-        pass  # read-only home (hosted app): the bundle then needs trust=True to reload
-
-
-def save_reference(
-    reference: Reference, folder: str | Path, *, remember_trust: bool = True
-) -> Path:
+def save_reference(reference: Reference, folder: str | Path) -> Path:
     """Write a reference bundle (see the module docstring for the layout).
 
     Parameters
@@ -271,13 +256,10 @@ def save_reference(
     reference
         The reference to save.
     folder
-        Target folder (created; existing bundle files are overwritten).
-    remember_trust
-        Record the UMAP pickle's hash in the local trust store so this machine can load
-        it again without ``trust=True``.
+        Target folder (created; existing bundle files are overwritten). No file written
+        is a pickle.
     """
     import anndata as ad
-    import joblib
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,9 +291,11 @@ def save_reference(
         np.save(folder / _FILES["whitening_mean"], reference.whitening.mean, allow_pickle=False)
         np.save(folder / _FILES["whitening_matrix"], reference.whitening.matrix, allow_pickle=False)
         written += ["whitening_mean", "whitening_matrix"]
-    if reference.umap_model is not None:
-        joblib.dump(reference.umap_model, folder / _FILES["umap"], compress=3)
-        written.append("umap")
+    if reference.map_params is not None:
+        (folder / _FILES["map"]).write_text(json.dumps(reference.map_params.to_dict(), indent=2))
+        written.append("map")
+    for stale in _LEGACY_PICKLES:  # an older bundle rewritten in place loses its pickle
+        (folder / stale).unlink(missing_ok=True)
     manifest = dict(reference.manifest)
     manifest.update(
         {
@@ -329,8 +313,6 @@ def save_reference(
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     reference.manifest = manifest
     reference.path = folder
-    if remember_trust and "umap" in written:
-        _remember_trusted(manifest["files"][_FILES["umap"]])
     return folder
 
 
@@ -360,6 +342,8 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
         if required not in files:
             raise ReferenceBundleError(f"manifest.json does not list the required file {required}.")
     for name, expected in files.items():
+        if name in _LEGACY_PICKLES:
+            continue  # never read, so not checked either
         path = folder / name
         if not path.is_file():
             raise ReferenceBundleError(
@@ -373,9 +357,48 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
             )
 
 
-def _umap_hash_trusted(files: dict) -> bool:
-    digest = files.get(_FILES["umap"])
-    return digest is not None and digest in _trusted_hashes()
+#: Pickles written by earlier versions (never unpickled; deleted when a bundle is re-saved).
+_LEGACY_PICKLES = ("umap_model.joblib",)
+#: umap-learn's curve for its default ``min_dist=0.1, spread=1.0`` (``find_ab_params``), the
+#: settings every earlier bundle's map was fitted with.
+_DEFAULT_AB = (1.5769434602697652, 0.8950608778515733)
+
+
+def _read_map(folder: Path, files: dict, reference: Reference) -> None:
+    """Read ``map.json``, or give a previous-format bundle's map umap's default curve."""
+    if _FILES["map"] in files:
+        try:
+            data = json.loads((folder / _FILES["map"]).read_text())
+        except ValueError as exc:
+            raise ReferenceBundleError(f"map.json in {folder} is not valid JSON: {exc}") from exc
+        reference.map_params = MapParams.from_dict(data)
+    legacy = [name for name in _LEGACY_PICKLES if name in files or (folder / name).is_file()]
+    if legacy and reference.map_params is None and reference.cells is not None:
+        a, b = _DEFAULT_AB
+        reference.map_params = MapParams(
+            a=a, b=b, fit={"min_dist": 0.1, "spread": 1.0, "metric": "euclidean"}
+        )
+    if legacy:
+        reference.notes.append(
+            f"This bundle was written by an earlier version and carries a pickled UMAP model "
+            f"({', '.join(legacy)}). It was not loaded (pickles can run code); the map comes "
+            "from cells.h5ad and new cells are placed by scEmbed's own transform. Re-save the "
+            "bundle to drop the file."
+        )
+    if reference.map_params is not None and reference.cells is not None:
+        coords = reference.cells.obsm.get("X_umap")
+        if coords is None:
+            raise ReferenceBundleError(
+                "The bundle has map.json but cells.h5ad has no obsm['X_umap']."
+            )
+        coords = np.asarray(coords)
+        if coords.shape != (reference.n_cells, 2) or not np.isfinite(coords).all():
+            raise ReferenceBundleError(
+                f"obsm['X_umap'] of cells.h5ad must be finite ({reference.n_cells}, 2) map "
+                f"coordinates, got shape {coords.shape}."
+            )
+    if reference.map_params is not None and reference.cells is None:
+        raise ReferenceBundleError("The bundle has map.json but no reference cells (cells.h5ad).")
 
 
 def _is_builtin(folder: Path) -> bool:
@@ -390,15 +413,13 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     folder
         Bundle folder.
     trust
-        Allow unpickling the UMAP model of a bundle from elsewhere. Built-in bundles and
-        bundles written by this library on this machine are trusted without it.
+        Parse the bundle's saved kNN index (the built-in bundle's always is); otherwise the
+        index is rebuilt from the reference cells. Nothing in a bundle is unpickled.
 
     Raises
     ------
     ReferenceBundleError
-        Missing files, bad checksums, unsupported schema version.
-    UntrustedSourceError
-        The bundle has a pickled UMAP model from an untrusted source.
+        Missing files, bad checksums, unsupported schema version, invalid map.json.
     """
     import anndata as ad
 
@@ -431,7 +452,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             raise ReferenceBundleError(
                 f"The whitening ({shape}) does not fit {model.dim}-dimensional region vectors."
             )
-    trusted_source = trust or _is_builtin(folder) or _umap_hash_trusted(files)
+    trusted_source = trust or _is_builtin(folder)
     if _FILES["index"] in files and reference.cells is not None and trusted_source:
         from .annotate import load_cell_index
 
@@ -439,17 +460,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
         reference.index = load_cell_index(folder / _FILES["index"], space_dim, reference.n_cells)
     # otherwise the index is rebuilt from the reference cells on first use (never parse an
     # untrusted binary index with hnswlib's unchecked loader)
-    if _FILES["umap"] in files:
-        digest = files[_FILES["umap"]]
-        if not (trust or _is_builtin(folder) or digest in _trusted_hashes()):
-            raise UntrustedSourceError(
-                f"The bundle {folder.name} contains a pickled UMAP model (umap_model.joblib) "
-                "from a source this machine did not write. Unpickling can run code: pass "
-                "--trust (or tick 'I trust this source') only if you trust where it came from."
-            )
-        import joblib
-
-        reference.umap_model = joblib.load(folder / _FILES["umap"])
+    _read_map(folder, files, reference)
     return reference
 
 
