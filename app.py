@@ -7,7 +7,7 @@ the science in ``scembed_core/``.
 
 import streamlit as st
 
-from scembed_app import state, widgets
+from scembed_app import cached, state, widgets
 
 st.set_page_config(
     page_title="scEmbed",
@@ -16,6 +16,7 @@ st.set_page_config(
     menu_items={"About": "scEmbed: projection and annotation of scATAC-seq cells."},
 )
 state.init_state()
+cached.start_kernel_warmup()  # compile/load the map kernels in the background, once
 
 PAGES = {
     "Analyse": [

@@ -101,11 +101,13 @@ st.success(
 
 # --- views (lazy tabs: only the open one is computed) ---------------------------------------
 has_map = run.projection.umap is not None
-map_tab, panels_tab, umap_tab = st.tabs(
-    ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"],
-    key="project_view",
-    on_change="rerun",
+placed = run.projection.map_transform
+animated = has_map and placed is not None and placed.frames is not None
+names = ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"]
+tabs = st.tabs(
+    names + (["Watch it project"] if animated else []), key="project_view", on_change="rerun"
 )
+map_tab, panels_tab, umap_tab = tabs[:3]
 
 
 def query_coords() -> np.ndarray:
@@ -139,5 +141,21 @@ with umap_tab:
         widgets.map_explorer(
             run, dataset, reference, coords=coords, on_reference=False, key="embedding"
         )
+
+if animated:
+    with tabs[3]:
+        if tabs[3].open:
+            shown = len(placed.sample)
+            st.caption(
+                f"{shown:,} query cells"
+                + (f" (a random sample of {run.n_projected:,})" if shown < run.n_projected else "")
+                + f" moving from their start (the weighted mean of their nearest reference "
+                f"cells) to their place after {placed.n_epochs} epochs of UMAP's optimisation "
+                "against the fixed reference. Press Play, or drag the slider."
+            )
+            fig = figures.projection_animation(
+                placed.frames, placed.frame_epochs, reference_coords=reference.map_coords
+            )
+            widgets.plot(fig, key="project_animation")
 
 st.page_link(state.PAGE_CLUSTERS, label="Next: tune the clusters", icon=":material/arrow_forward:")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import anndata
@@ -55,6 +56,7 @@ def test_demo_flow_in_a_real_browser(tmp_path):
                 page.get_by_role("tab", name=tab).click()
                 screenshots.wait_idle(page)
                 page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+            watch_the_cells_move_into_place(page)
 
             screenshots.go_to(page, "Annotation")
             screenshots.select_option(page, "true cell types", "cell_type")
@@ -78,3 +80,37 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
+
+
+#: The query trace's points and the last animation frame's, read from the Plotly graph div.
+_POINTS_JS = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => g._transitionData && g._transitionData._frames.length);
+    const frames = gd._transitionData._frames;
+    const last = frames[frames.length - 1].data[0];
+    return {now: Array.from(gd.data[1].x).slice(0, 50), last: Array.from(last.x).slice(0, 50),
+            first: Array.from(frames[0].data[0].x).slice(0, 50)};
+}"""
+
+
+def watch_the_cells_move_into_place(page) -> None:
+    """The 'Watch it project' tab: Play runs the frames and ends on the final map."""
+    page.get_by_role("tab", name="Watch it project").click()
+    screenshots.wait_idle(page)
+    label = page.locator(".slider-current-value").first
+    label.wait_for(timeout=60_000)
+    assert label.text_content().strip() == "epoch 100"  # the final map is the default view
+    points = page.evaluate(_POINTS_JS)
+    assert points["now"] == points["last"] != points["first"]
+    page.locator(".updatemenu-button", has_text="Play").first.click()
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen.add(label.text_content().strip())
+        if len(seen) > 3 and label.text_content().strip() == "epoch 100":
+            break
+        page.wait_for_timeout(50)
+    assert "epoch 100" in seen and len(seen) > 3, seen  # it moved through the frames
+    page.wait_for_timeout(500)
+    points = page.evaluate(_POINTS_JS)
+    assert points["now"] == points["last"]  # and stopped on the final positions

@@ -1,0 +1,197 @@
+"""EV-projection: scEmbed's own transform (scembed_core.evmap) against umap-learn's.
+
+``python -m benchmarks.ev_transform`` (about 3 minutes here). Quality, in the same run:
+the fraction of each query cell's 15 nearest reference cells (analysis space, cosine) that
+are among its 15 nearest on the map, and the accuracy of a 15-nearest-reference-cells label
+vote on the map, for umap-learn's ``transform`` and ours on the same fitted map:
+
+* the demo query (held-out Granja cells, ``cell_type``) on a map fitted in this run with
+  the builder's settings (``fit_reference_umap``, cosine) on the built-in reference cells;
+* the same on the shipped built-in map, against the previous version's pickled model when
+  ``../main`` still has it (read only here, our own file);
+* planted clusters (8 types, 20-D).
+
+Speed: ``project`` on the demo query as a whole fresh process (this tree, and the previous
+version in ``--old-tree`` if given), and EV for 1M cells in memory (neighbour search + our
+transform; 1M query vectors resampled from the demo's with noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quality(query_space, ref_space, coords, ref_map, ref_labels, query_labels) -> dict:
+    from scembed_core.evaluate import map_quality
+
+    return map_quality(query_space, ref_space, coords, ref_map, ref_labels, query_labels)
+
+
+def demo_quality(old_tree: Path | None) -> dict:
+    """umap-learn vs ours on the demo query, on a fresh fit and on the shipped map."""
+    from scembed_core.annotate import query_reference_neighbors
+    from scembed_core.evmap import MapParams, transform
+    from scembed_core.io import read_dataset
+    from scembed_core.project import project
+    from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
+    from scembed_core.train import fit_reference_umap
+
+    reference = load_default_reference()
+    query = read_dataset(DEMO_QUERY_PATH)
+    projection = project(query, reference, ev=False)
+    space = projection.space
+    ok = np.isfinite(space).all(axis=1)
+    space, labels = space[ok], query.obs["cell_type"].to_numpy()[ok]
+    ref_space = reference.cell_space
+    ref_labels = reference.cells.obs["cell_type"].to_numpy()
+    indices, distances = query_reference_neighbors(reference, projection.embedding[ok], k=15)
+    out: dict = {"n_query": int(ok.sum()), "n_reference": reference.n_cells}
+
+    started = time.perf_counter()
+    model = fit_reference_umap(ref_space)
+    out["fit_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    theirs = model.transform(space)
+    umap_seconds = time.perf_counter() - started
+    params = MapParams.from_umap(model)
+    started = time.perf_counter()
+    mine = transform(indices, distances, model.embedding_, params).coords
+    ours_seconds = time.perf_counter() - started
+    out["fresh_fit"] = {
+        "umap_learn": _quality(space, ref_space, theirs, model.embedding_, ref_labels, labels),
+        "ours": _quality(space, ref_space, mine, model.embedding_, ref_labels, labels),
+        "umap_learn_seconds": umap_seconds,
+        "ours_seconds": ours_seconds,
+    }
+    shipped = reference.map_coords
+    mine = transform(indices, distances, shipped, reference.map_params).coords
+    out["shipped_map"] = {"ours": _quality(space, ref_space, mine, shipped, ref_labels, labels)}
+    pickle = None if old_tree is None else old_tree / "scembed_core/data/default_reference"
+    if pickle is not None and (pickle / "umap_model.joblib").is_file():
+        import joblib
+
+        old = joblib.load(pickle / "umap_model.joblib")  # our own built-in file
+        if np.allclose(old.embedding_, shipped):
+            theirs = old.transform(space)
+            out["shipped_map"]["umap_learn"] = _quality(
+                space, ref_space, theirs, shipped, ref_labels, labels
+            )
+    return out
+
+
+def planted_quality() -> dict:
+    """umap-learn vs ours on planted clusters (exact cosine neighbours for ours)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from scembed_core.evmap import MapParams, transform
+    from scembed_core.train import fit_reference_umap
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(8, 20)) * 3
+    ref_types, query_types = rng.integers(0, 8, 3000), rng.integers(0, 8, 1000)
+    ref = (centers[ref_types] + rng.normal(size=(3000, 20))).astype(np.float32)
+    query = (centers[query_types] + rng.normal(size=(1000, 20))).astype(np.float32)
+    model = fit_reference_umap(ref)
+    theirs = model.transform(query)
+    distances, indices = (
+        NearestNeighbors(metric="cosine", algorithm="brute").fit(ref).kneighbors(query, 15)
+    )
+    mine = transform(
+        indices, distances.astype(np.float32), model.embedding_, MapParams.from_umap(model)
+    ).coords
+    emb = model.embedding_
+    random = emb[rng.integers(0, len(emb), len(query))]
+    return {
+        name: _quality(query, ref, coords, emb, ref_types, query_types)
+        for name, coords in (("umap_learn", theirs), ("ours", mine), ("random", random))
+    }
+
+
+def cli_seconds(tree: Path, out_dir: Path) -> float:
+    """``python -m scembed_core project`` on the demo query, as a whole fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    demo = tree / "scembed_core/data/demo_query.h5ad"
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "scembed_core", "project", str(demo), "--reference", "default"]
+        + ["--out", str(out_dir / f"{tree.name}.h5ad")],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def million_cells(n: int = 1_000_000) -> dict:
+    """EV for ``n`` cells in memory: neighbour search + transform (30 epochs, umap's rule)."""
+    from scembed_core.annotate import knn_query
+    from scembed_core.evmap import transform, warm
+    from scembed_core.io import read_dataset
+    from scembed_core.project import project
+    from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
+
+    reference = load_default_reference()
+    space = project(read_dataset(DEMO_QUERY_PATH), reference, ev=False).space
+    space = space[np.isfinite(space).all(axis=1)]
+    rng = np.random.default_rng(0)
+    scale = 0.05 * space.std(axis=0)
+    big = space[rng.integers(0, len(space), n)] + rng.normal(size=(n, space.shape[1])) * scale
+    big = big.astype(np.float32)
+    warm()
+    if reference.index is None:
+        from scembed_core.annotate import build_cell_index
+
+        reference.index = build_cell_index(reference.cell_space)
+    started = time.perf_counter()
+    indices, distances = knn_query(reference.index, big, 15)
+    search = time.perf_counter() - started
+    started = time.perf_counter()
+    placed = transform(indices, distances, reference.map_coords, reference.map_params)
+    ev = time.perf_counter() - started
+    return {
+        "n_cells": n,
+        "search_seconds": search,
+        "transform_seconds": ev,
+        "total_seconds": search + ev,
+        "epochs": placed.n_epochs,
+        "finite": float(np.isfinite(placed.coords).all(axis=1).mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old-tree", type=Path, default=ROOT.parent / "main")
+    parser.add_argument("--cells", type=int, default=1_000_000)
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    old_tree = args.old_tree if (args.old_tree / "scembed_core").is_dir() else None
+    report: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        report["project_cli_seconds"] = {"this tree": cli_seconds(ROOT, Path(tmp))}
+        if old_tree is not None and (
+            old_tree / "scembed_core/data/default_reference/umap_model.joblib"
+        ).is_file():
+            report["project_cli_seconds"]["previous (umap-learn pickle)"] = cli_seconds(
+                old_tree, Path(tmp)
+            )
+    report["ev_in_memory"] = million_cells(args.cells)
+    if not args.skip_quality:
+        report["planted"] = planted_quality()
+        report["demo"] = demo_quality(old_tree)
+    print(json.dumps(report, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
