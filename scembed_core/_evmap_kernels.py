@@ -144,6 +144,7 @@ def optimize(
     """
     n, width = cols.shape
     n_ref = reference.shape[0]
+    inverse_n = 1.0 / n_ref
     dim = position.shape[1]
     n_snaps = snap_epochs.shape[0]
     # single precision, one power per update (d^(2b) = d^(2(b-1)) d^2): umap does the same
@@ -184,7 +185,13 @@ def optimize(
                 next_sample[e] += epochs_per_sample[j, e]
                 n_neg = int((epoch - next_negative[e]) / per_negative[e])
                 for _ in range(n_neg):
-                    k = _tau_rand_int(state) % n_ref
+                    # umap's ``draw % n`` (Python semantics), without an integer division
+                    draw = _tau_rand_int(state)
+                    k = draw - np.int64(np.floor(draw * inverse_n)) * n_ref
+                    if k < 0:
+                        k += n_ref
+                    elif k >= n_ref:
+                        k -= n_ref
                     other = reference[k]
                     dist_squared = np.float32(0.0)
                     for d in range(dim):
