@@ -16,7 +16,6 @@ st.set_page_config(
     menu_items={"About": "scEmbed: projection and annotation of scATAC-seq cells."},
 )
 state.init_state()
-cached.start_kernel_warmup()  # compile/load the map kernels in the background, once
 
 PAGES = {
     "Analyse": [
@@ -39,3 +38,6 @@ try:
     page.run()
 finally:
     widgets.sidebar_summary()  # after the page, so it shows what this run just loaded
+    # once per process, after the first page is drawn: compile/load the map kernels in the
+    # background so the first "Project cells" does not wait for them
+    cached.start_kernel_warmup()

@@ -30,7 +30,9 @@ an on-disk cache) are imported on first use, so reading a bundle's map needs no 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -81,9 +83,12 @@ class MapParams:
     learning_rate: float = 1.0
     n_epochs: int | None = None
     transform_seed: int = 42
-    fit: dict = field(default_factory=dict, compare=False, hash=False)
+    fit: Mapping = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fit, Mapping):
+            raise ReferenceBundleError("map.json: fit must be an object.")
+        object.__setattr__(self, "fit", MappingProxyType(dict(self.fit)))  # read-only
         for name in ("a", "b", "local_connectivity", "negative_sample_rate", "learning_rate"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -108,6 +113,10 @@ class MapParams:
                 f"map.json: n_epochs must be None or >= 3, got {self.n_epochs!r}."
             )
 
+    def __reduce__(self):
+        """Rebuilt from plain data when copied to another process (e.g. a Dask worker)."""
+        return (MapParams.from_dict, (self.to_dict(),))
+
     def transform_epochs(self, n_cells: int) -> int:
         """Epochs umap-learn's transform runs for a batch of ``n_cells`` cells."""
         if self.n_epochs is None:
@@ -116,7 +125,9 @@ class MapParams:
 
     def to_dict(self) -> dict:
         """Plain JSON data (``map.json``)."""
-        return asdict(self)
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["fit"] = dict(self.fit)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MapParams:

@@ -149,6 +149,11 @@ def test_seeded_nan_rows_and_frames(planted_map):
 def test_map_params_round_trip_and_validation(planted_map):
     params = planted_map["params"]
     assert MapParams.from_dict(params.to_dict()) == params
+    import pickle
+
+    assert pickle.loads(pickle.dumps(params)) == params  # shipped to Dask workers
+    with pytest.raises(TypeError):
+        params.fit["metric"] = "changed"  # shared between sessions: read-only
     a, b = find_ab_params(1.0, 0.1)
     assert abs(a - params.a) < 1e-6 and abs(b - params.b) < 1e-6
     from scembed_core.errors import ReferenceBundleError
