@@ -36,6 +36,7 @@ SECTIONS = {
     "bench-atlas": "make bench-atlas",
     "bench-sessions": "make bench-sessions",
     "bench-liftover": "python -m benchmarks.liftover",
+    "bench-ev-transform": "python -m benchmarks.ev_transform --cells 300000",
 }
 
 TITLE = """# Benchmarks

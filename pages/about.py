@@ -23,8 +23,9 @@ them to cluster and annotate new cells without retraining
 2. **E-projection.** A new cell's peaks are matched to the regions they overlap in the
    reference universe, and the cell's embedding is the mean of those regions' vectors.
    No retraining is involved, so projection takes seconds.
-3. **EV-projection.** The reference cells' embeddings were laid out with UMAP; the same
-   UMAP model places the new cells on the reference map.
+3. **EV-projection.** The reference cells' embeddings were laid out with UMAP; UMAP's
+   transform (fuzzy weights to the nearest reference cells, a start at their weighted mean,
+   then attraction/repulsion against the fixed reference) places the new cells on that map.
 4. **Clustering and annotation.** Query cells are clustered by Louvain on their kNN graph.
    Each cell gets the majority label of its nearest reference cells (cosine), with a
    confidence (the share of the vote). Cells with low confidence, or that lie far from

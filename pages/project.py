@@ -13,6 +13,9 @@ from scembed_app import cached, figures, genome, results, state, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
+#: Frames of the "watch it project" animation (a sample of <= 2,000 cells).
+ANIMATION_FRAMES = 20
+
 st.title("Project")
 ref_key, reference = state.require_reference()
 dataset = state.require_dataset()
@@ -22,8 +25,9 @@ adata = dataset.adata
 st.caption(
     f"Project **{adata.n_obs:,} cells** of *{widgets.md(dataset.name)}* onto **{widgets.md(reference.name)}** "
     f"({widgets.md(reference.genome)}). Cells are embedded by averaging the vectors of the reference "
-    "regions their peaks overlap (E-projection), then placed on the reference map through "
-    "its UMAP model (EV-projection) and labelled from their nearest reference cells."
+    "regions their peaks overlap (E-projection), then placed on the reference map by UMAP's "
+    "transform against the fixed reference cells (EV-projection) and labelled from their "
+    "nearest reference cells."
 )
 if dataset.liftover:
     st.info(genome.describe_liftover(dataset.liftover), icon=":material/swap_horiz:")
@@ -31,7 +35,7 @@ ev = st.toggle(
     "Place the cells on the reference map (EV-projection)",
     value=reference.can_ev_project,
     disabled=not reference.can_ev_project,
-    help="Needs a reference with cells and a fitted UMAP model.",
+    help="Needs a reference with cells and a map.",
 )
 clicked = st.button("Project cells", type="primary", icon=":material/play_arrow:")
 
@@ -53,14 +57,20 @@ if clicked:
                 seconds=0.0,
             )
             if ev:
-                with stages.stage("Warm up UMAP (numba compilation, first run only)"):
-                    cached.cached_warm_umap(ref_key, reference)
                 with stages.stage("EV-projection onto the reference map"):
-                    coords = cached.cached_ev_project(
-                        run.cache_key, projection.embedding, reference
+                    cached.start_kernel_warmup().join()  # done at server start, normally
+                    placed = cached.cached_ev_project(
+                        run.cache_key,
+                        ANIMATION_FRAMES,
+                        projection.embedding,
+                        reference,
+                        projection.neighbors,
                     )
                 run = dataclasses.replace(
-                    run, projection=dataclasses.replace(projection, umap=coords)
+                    run,
+                    projection=dataclasses.replace(
+                        projection, umap=placed.coords, map_transform=placed
+                    ),
                 )
             if reference.can_transfer_labels:
                 with stages.stage("kNN label transfer"):
@@ -97,11 +107,13 @@ st.success(
 
 # --- views (lazy tabs: only the open one is computed) ---------------------------------------
 has_map = run.projection.umap is not None
-map_tab, panels_tab, umap_tab = st.tabs(
-    ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"],
-    key="project_view",
-    on_change="rerun",
+placed = run.projection.map_transform
+animated = has_map and placed is not None and placed.frames is not None
+names = ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"]
+tabs = st.tabs(
+    names + (["Watch it project"] if animated else []), key="project_view", on_change="rerun"
 )
+map_tab, panels_tab, umap_tab = tabs[:3]
 
 
 def query_coords() -> np.ndarray:
@@ -135,5 +147,21 @@ with umap_tab:
         widgets.map_explorer(
             run, dataset, reference, coords=coords, on_reference=False, key="embedding"
         )
+
+if animated:
+    with tabs[3]:
+        if tabs[3].open:
+            shown = len(placed.sample)
+            st.caption(
+                f"{shown:,} query cells"
+                + (f" (a random sample of {run.n_projected:,})" if shown < run.n_projected else "")
+                + f" moving from their start (the weighted mean of their nearest reference "
+                f"cells) to their place after {placed.n_epochs} epochs of UMAP's optimisation "
+                "against the fixed reference. Press Play, or drag the slider."
+            )
+            fig = figures.projection_animation(
+                placed.frames, placed.frame_epochs, reference_coords=reference.map_coords
+            )
+            widgets.plot(fig, key="project_animation")
 
 st.page_link(state.PAGE_CLUSTERS, label="Next: tune the clusters", icon=":material/arrow_forward:")

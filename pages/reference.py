@@ -83,7 +83,7 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
                 "or a geniml model folder (config.yaml, universe.bed, weights).",
             )
             trust = widgets.trust_checkbox(
-                "Bundles may hold a pickled UMAP model; unpickling can run code.",
+                "Only a geniml folder whose weights are a gensim model.bin (a pickle) needs it.",
                 key="trust_folder_source",
             )
             if st.form_submit_button("Load folder") and folder.strip():
@@ -109,7 +109,7 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
             placeholder="hf:databio/r2v-luecken2021-hg38-v2@main",
         )
         trust = widgets.trust_checkbox(
-            "Hub models stored as PyTorch checkpoints or UMAP models are pickles.",
+            "Only hub models whose sole weights are a gensim model.bin (a pickle) need it.",
             key="trust_hub_source",
         )
         st.caption(

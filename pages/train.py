@@ -128,7 +128,7 @@ if submitted:
                 )
             status.update(label="Packing the bundle...")
             with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
-                saved = save_reference(reference, Path(tmp) / safe_name, remember_trust=False)
+                saved = save_reference(reference, Path(tmp) / safe_name)
                 bundle = bundle_to_zip_bytes(saved.path)
             # the folder is gone (the bundle lives in the zip); the manifest now lists the
             # sha256 of every file, so the fingerprint covers the labels it was built from

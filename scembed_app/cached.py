@@ -15,6 +15,7 @@ status container created outside it).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -76,12 +77,22 @@ def active_reference() -> tuple[str, Any]:
     return reference_key(spec, reference), reference
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def cached_warm_umap(reference_key: str, _reference: Any) -> float:
-    """Compile UMAP's numba code paths for this reference once per process; seconds."""
-    from scembed_core.project import warm_umap
+@st.cache_resource(show_spinner=False)
+def start_kernel_warmup() -> threading.Thread:
+    """Compile (or load from numba's disk cache) the EV-projection kernels in the background.
 
-    return warm_umap(_reference)
+    Started once per server process (at start-up, from ``app.py``); a page that needs the
+    kernels ``join()``s the thread, which returns at once when the warm-up is done.
+    """
+
+    def warm() -> None:
+        from scembed_core.project import warm_ev
+
+        warm_ev()
+
+    thread = threading.Thread(target=warm, name="scembed-warm-kernels", daemon=True)
+    thread.start()
+    return thread
 
 
 # --- per upload -------------------------------------------------------------------------
@@ -148,11 +159,21 @@ def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: A
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
-def cached_ev_project(run_key: str, _embedding: np.ndarray, _reference: Any) -> np.ndarray:
-    """EV-projection: the cells' coordinates on the reference UMAP map."""
-    from scembed_core.project import ev_project
+def cached_ev_project(
+    run_key: str,
+    n_frames: int,
+    _embedding: np.ndarray,
+    _reference: Any,
+    _neighbors: tuple[np.ndarray, np.ndarray] | None,
+) -> Any:
+    """EV-projection onto the reference map, with ``n_frames`` frames of a sample moving.
 
-    return ev_project(_embedding, _reference)
+    Returns a :class:`scembed_core.evmap.MapTransform`; ``_neighbors`` are the reference
+    neighbours found by the E-projection (``run_key`` covers them).
+    """
+    from scembed_core.project import ev_transform
+
+    return ev_transform(_embedding, _reference, neighbors=_neighbors, n_frames=n_frames)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)

@@ -3,7 +3,8 @@
 Pure functions with no Streamlit import, so they are tested without AppTest. Every piece
 of user-provided text that reaches a hover label or a legend entry (cell names, labels,
 obs values) is HTML-escaped: Plotly renders a subset of HTML in hover text and trace names.
-Large scatter plots use WebGL (``go.Scattergl``) and the reference layer is downsampled.
+Large scatter plots use WebGL (``go.Scattergl``); the reference and the query layers are
+both downsampled once large.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from plotly.subplots import make_subplots
 
 __all__ = [
     "MAX_REFERENCE_POINTS",
+    "MAX_QUERY_POINTS",
+    "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
     "category_colors",
     "downsample",
@@ -31,9 +34,15 @@ __all__ = [
     "histogram",
     "resolution_curve",
     "confusion_heatmap",
+    "projection_animation",
 ]
 
 MAX_REFERENCE_POINTS = 50_000
+#: Query cells drawn at most on a map (a reproducible sample beyond).
+MAX_QUERY_POINTS = 50_000
+#: Query cells animated at most (the engine samples them).
+MAX_ANIMATED_POINTS = 2_000
+QUERY_COLOR = "#C0392B"
 REFERENCE_GREY = "#D5D8DC"
 UNASSIGNED_COLOR = "#7F8C8D"
 _UNASSIGNED_NAMES = frozenset({"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA"})
@@ -102,6 +111,16 @@ def hover_text(fields: pd.DataFrame) -> np.ndarray:
         prefix = f"<br>{html.escape(str(col))}: "
         text = np.char.add(np.char.add(text, prefix), shown)
     return text.astype(object)
+
+
+def _shown(mask: np.ndarray, max_points: int) -> np.ndarray:
+    """``mask`` thinned to a reproducible sample of at most ``max_points`` of its rows."""
+    rows = np.flatnonzero(mask)
+    if len(rows) <= max_points:
+        return mask
+    shown = np.zeros_like(mask)
+    shown[rows[downsample(len(rows), max_points)]] = True
+    return shown
 
 
 def _reference_trace(
@@ -178,6 +197,7 @@ def query_map(
     *,
     reference_coords: np.ndarray | None = None,
     max_reference_points: int = MAX_REFERENCE_POINTS,
+    max_points: int = MAX_QUERY_POINTS,
     continuous: bool | None = None,
     title: str | None = None,
     height: int = 650,
@@ -194,12 +214,14 @@ def query_map(
         Hover fields per query cell; the first column is shown in bold (the cell name).
     reference_coords
         Reference map coordinates drawn underneath in grey (downsampled).
+    max_points
+        Query cells drawn at most (a reproducible sample of the placed cells beyond).
     continuous
         Force a colour scale (True) or categories (False); inferred when None.
     """
     coords = np.asarray(coords, dtype=float)
     color = pd.Series(np.asarray(color), name=color.name if hasattr(color, "name") else None)
-    keep = np.isfinite(coords).all(axis=1)
+    keep = _shown(np.isfinite(coords).all(axis=1), max_points)
     fig = go.Figure()
     if reference_coords is not None:
         fig.add_trace(_reference_trace(np.asarray(reference_coords, float), max_reference_points))
@@ -239,18 +261,20 @@ def cluster_panels(
     *,
     reference_coords: np.ndarray | None = None,
     max_reference_points: int = 5_000,
+    max_points: int = MAX_QUERY_POINTS,
     n_cols: int = 4,
     panel_height: int = 220,
 ) -> go.Figure:
     """Small multiples: one panel per cluster over the grey reference (paper Fig. 4F)."""
     coords = np.asarray(coords, dtype=float)
     values = pd.Series(np.asarray(clusters, dtype=object)).astype(str)
-    keep = np.isfinite(coords).all(axis=1)
-    cats = _sorted_categories(values[keep])
+    placed = np.isfinite(coords).all(axis=1)
+    cats = _sorted_categories(values[placed])
     colors = category_colors(cats)
     n_cols = max(1, min(n_cols, len(cats)))
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
-    titles = [f"{html.escape(str(c))} ({int(((values == c) & keep).sum())})" for c in cats]
+    titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
+    keep = _shown(placed, max_points)
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,
@@ -394,4 +418,107 @@ def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -
     fig.update_layout(title="Confusion matrix", height=size, **_LAYOUT)
     fig.update_xaxes(title="predicted (mapped to your labels)", type="category", tickangle=-45)
     fig.update_yaxes(title="truth", type="category", autorange="reversed")
+    return fig
+
+
+def projection_animation(
+    frames: np.ndarray,
+    frame_epochs: Sequence[int],
+    *,
+    reference_coords: np.ndarray,
+    max_reference_points: int = 20_000,
+    duration_ms: int = 150,
+    height: int = 650,
+    title: str | None = None,
+) -> go.Figure:
+    """Query cells moving from their first to their final place over the grey reference.
+
+    Parameters
+    ----------
+    frames
+        ``(n_frames, n_cells, 2)`` positions of (a sample of) query cells: the start, then
+        after each recorded epoch (:attr:`scembed_core.evmap.MapTransform.frames`).
+    frame_epochs
+        Epochs done at each frame (0 = the start).
+    reference_coords
+        The reference map, drawn in grey (downsampled).
+    """
+    frames = np.asarray(frames, dtype=float)
+    epochs = [int(e) for e in frame_epochs]
+    if frames.ndim != 3 or frames.shape[0] != len(epochs) or frames.shape[2] != 2:
+        raise ValueError("frames must be (n_frames, n_cells, 2) with one epoch count per frame.")
+    reference = np.asarray(reference_coords, dtype=float)
+    everything = np.concatenate([reference, frames.reshape(-1, 2)])
+    low, high = np.nanmin(everything, axis=0), np.nanmax(everything, axis=0)
+    pad = 0.05 * (high - low)
+
+    def cells(frame: np.ndarray) -> go.Scatter:
+        return go.Scatter(
+            x=frame[:, 0],
+            y=frame[:, 1],
+            mode="markers",
+            name=f"query cells ({frames.shape[1]:,})",
+            marker={"size": 4, "color": QUERY_COLOR, "opacity": 0.8},
+            hoverinfo="skip",
+        )
+
+    fig = go.Figure(
+        data=[_reference_trace(reference, max_reference_points), cells(frames[-1])],
+        frames=[
+            go.Frame(data=[cells(frame)], traces=[1], name=str(epoch))
+            for frame, epoch in zip(frames, epochs, strict=True)
+        ],
+    )
+    step_args = {"mode": "immediate", "transition": {"duration": duration_ms, "easing": "linear"}}
+    play = {
+        "frame": {"duration": duration_ms, "redraw": False},
+        "fromcurrent": False,
+        **step_args,
+    }
+    fig.update_layout(
+        updatemenus=[
+            {
+                "type": "buttons",
+                "showactive": False,
+                "x": 0.0,
+                "y": 0.0,
+                "xanchor": "left",
+                "yanchor": "top",
+                "pad": {"t": 10},
+                "buttons": [
+                    {"label": "Play", "method": "animate", "args": [None, play]},
+                    {
+                        "label": "Pause",
+                        "method": "animate",
+                        "args": [[None], {"frame": {"duration": 0}, "mode": "immediate"}],
+                    },
+                ],
+            }
+        ],
+        sliders=[
+            {
+                "active": len(epochs) - 1,
+                "x": 0.12,
+                "len": 0.88,
+                "y": 0.0,
+                "yanchor": "top",
+                "pad": {"t": 10},
+                "currentvalue": {"prefix": "epoch "},
+                "steps": [
+                    {
+                        "label": str(epoch),
+                        "method": "animate",
+                        "args": [
+                            [str(epoch)],
+                            {"frame": {"duration": 0, "redraw": False}, **step_args},
+                        ],
+                    }
+                    for epoch in epochs
+                ],
+            }
+        ],
+    )
+    _finish_map(fig, title, height)
+    fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]])
+    fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]])
     return fig

@@ -87,8 +87,13 @@ def run() -> None:
         page.run()
     finally:
         _run.routing = outer
-        from scembed_app import widgets  # heavy imports only after the navigation is sent
+        # heavy imports only after the navigation is sent
+        from scembed_app import cached, widgets
 
+        # once per process, after the first page is drawn: compile/load the map kernels in
+        # the background so the first "Project cells" does not wait for them (before the
+        # sidebar, which draws nothing once a page has called st.stop())
+        cached.start_kernel_warmup()
         widgets.sidebar_summary()  # after the page, so it shows what this run just loaded
 
 

@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     project.add_argument("--out", required=True, help="output .h5ad")
     project.add_argument(
-        "--trust", action="store_true", help="allow pickled parts of this reference"
+        "--trust",
+        action="store_true",
+        help="allow a geniml folder's gensim model.bin (a pickle); scEmbed bundles need none",
     )
     project.add_argument("--layer", default=None, help="h5ad layer holding the counts")
     project.add_argument(
@@ -111,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a reference")
     info.add_argument("reference", help="'default', a folder, or hf:OWNER/NAME[@REV]")
-    info.add_argument("--trust", action="store_true")
+    info.add_argument(
+        "--trust", action="store_true", help="allow a geniml folder's gensim model.bin (a pickle)"
+    )
 
     push = sub.add_parser("push", help="upload a bundle to the Hugging Face hub")
     push.add_argument("folder")
@@ -320,6 +324,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"regions:    {reference.n_regions:,} (dim {reference.model.dim})")
     print(f"cells:      {reference.n_cells:,}")
     print(f"EV-project: {'yes' if reference.can_ev_project else 'no'}")
+    for note in reference.notes:
+        print(f"note:       {note}")
     if manifest.get("source"):
         print(f"source:     {manifest['source']}")
     for key in reference.label_keys:

@@ -17,6 +17,7 @@ from .annotate import UNASSIGNED
 from .errors import ParameterError
 
 __all__ = [
+    "map_quality",
     "clustering_scores",
     "ClassificationReport",
     "classification_report",
@@ -203,3 +204,44 @@ def dropout_robustness(
     for key in ("ari", "ami", "homogeneity"):
         table[f"{key}_drift"] = table[key] - table[key].iloc[0]
     return table
+
+
+def map_quality(
+    query_space: np.ndarray,
+    reference_space: np.ndarray,
+    query_map: np.ndarray,
+    reference_map: np.ndarray,
+    reference_labels,
+    query_labels=None,
+    *,
+    k: int = 15,
+) -> dict[str, float]:
+    """How well query cells placed on a reference map keep their neighbourhoods.
+
+    ``preservation``: mean fraction of each cell's ``k`` nearest reference cells in the
+    analysis space (exact cosine) that are among its ``k`` nearest reference cells on the
+    2-D map (Euclidean). ``vote_accuracy``: accuracy, against ``query_labels``, of the
+    majority label of the ``k`` nearest reference cells on the map (needs query labels).
+    Cells with a non-finite row on either side are left out.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    query_space = np.asarray(query_space, dtype=np.float32)
+    query_map = np.asarray(query_map, dtype=np.float32)
+    ok = np.isfinite(query_space).all(axis=1) & np.isfinite(query_map).all(axis=1)
+    if not ok.any():
+        raise ParameterError("No query cell has both an embedding and a map position.")
+    space = NearestNeighbors(metric="cosine", algorithm="brute").fit(reference_space)
+    on_map = NearestNeighbors().fit(np.asarray(reference_map, dtype=np.float32))
+    _, true = space.kneighbors(query_space[ok], n_neighbors=k)
+    _, found = on_map.kneighbors(query_map[ok], n_neighbors=k)
+    shared = (true[:, :, None] == found[:, None, :]).any(axis=2).sum(axis=1)
+    result = {"preservation": float(shared.mean() / k), "n_cells": int(ok.sum())}
+    if query_labels is not None:
+        codes, names = pd.factorize(_as_str(reference_labels))
+        neighbour_codes = codes[found]
+        counts = np.zeros((len(found), len(names)), dtype=np.int64)
+        np.add.at(counts, (np.arange(len(found))[:, None], neighbour_codes), 1)
+        predicted = names[counts.argmax(axis=1)]
+        result["vote_accuracy"] = float((predicted == _as_str(query_labels)[ok]).mean())
+    return result

@@ -70,7 +70,6 @@ FETCH_PATTERNS = (
     "*.csv",
     "*.tsv",
     "*.bin",
-    "*.joblib",
     "*.pkl",
 )
 

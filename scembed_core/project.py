@@ -3,13 +3,13 @@
 E-projection maps a new dataset's peaks onto the reference universe once (a sparse
 peaks x universe matrix), turns the cells x peaks matrix into a binary cells x universe
 matrix with one sparse product, and averages the trained region vectors of each cell's
-regions, all as chunked sparse algebra. EV-projection sends those embeddings through
-the UMAP model fitted on the reference cells, so new cells land on the reference map.
+regions, all as chunked sparse algebra. EV-projection places those cells on the
+reference's map with umap-learn's transform, reimplemented on the bundle's arrays
+(:mod:`scembed_core.evmap`; no umap-learn, no pickle).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from .regions import GenomicRegions, PeakMapping, cells_by_universe, map_peaks_t
 if TYPE_CHECKING:
     import anndata as ad
 
+    from .evmap import MapTransform
     from .reference import Reference, RegionModel
 
 __all__ = [
@@ -37,17 +38,13 @@ __all__ = [
     "binary_signal",
     "project",
     "ev_project",
-    "warm_umap",
+    "ev_transform",
+    "warm_ev",
     "embedding_umap",
     "regions_of",
 ]
 
 ProgressCallback = Callable[[float, str], None]
-
-#: umap-learn's transform prepares the model's search structures lazily and is not safe to
-#: call from several threads on one model: a reference is shared by every app session and
-#: by the threads of a Dask worker, so every transform of a reference's model holds this.
-_UMAP_LOCK = threading.Lock()
 
 #: Below this fraction of query peaks overlapping the universe, coverage is called low.
 LOW_COVERAGE_FRACTION = 0.2
@@ -286,6 +283,9 @@ class Projection:
     analysis
         Embeddings in the reference's whitened analysis space (None without whitening);
         used for kNN, clustering and the map.
+    map_transform
+        The EV-projection in full: start and final positions and, when asked, frames of a
+        sample of cells moving into place (:class:`scembed_core.evmap.MapTransform`).
     """
 
     embedding: np.ndarray
@@ -296,6 +296,7 @@ class Projection:
     neighbors: tuple[np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     analysis: np.ndarray | None = None
+    map_transform: MapTransform | None = None
 
     @property
     def space(self) -> np.ndarray:
@@ -308,36 +309,83 @@ class Projection:
         return ~np.isnan(self.embedding).any(axis=1)
 
 
-def ev_project(embedding: np.ndarray, reference: Reference) -> np.ndarray:
-    """Place cells on the reference UMAP map through the reference's fitted UMAP model.
+def ev_transform(
+    embedding: np.ndarray,
+    reference: Reference,
+    *,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int | None = None,
+    n_epochs: int | None = None,
+    n_frames: int = 0,
+    max_sampled: int = 2000,
+) -> MapTransform:
+    """Place cells on the reference map (umap-learn's transform on the bundle's arrays).
 
-    Rows that are NaN (unmapped cells) stay NaN.
+    Parameters
+    ----------
+    embedding
+        E-projection embeddings; NaN rows (unmapped cells) stay NaN.
+    reference
+        A reference with cells and a map (:attr:`Reference.can_ev_project`).
+    neighbors
+        ``(indices, distances)`` of each cell's nearest reference cells, when already
+        searched (reused if it has at least the map's ``n_neighbors`` columns).
+    seed
+        Seed of umap's negative sampling (default: the map's ``transform_seed``, 42).
+    n_epochs
+        Override umap's epoch rule (chunked callers pass the whole dataset's count).
+    n_frames, max_sampled
+        Intermediate frames of a sample of cells, for an animation.
     """
-    if reference.umap_model is None:
+    from .evmap import transform
+
+    if not reference.can_ev_project:
         raise ParameterError(
-            "This reference has no fitted UMAP model, so EV-projection is not possible. "
-            "Build a full reference from a labelled dataset first."
+            "This reference has no map (reference cells with map coordinates and map.json), "
+            "so EV-projection is not possible. Build a full reference from a labelled "
+            "dataset first."
         )
-    coords = np.full((embedding.shape[0], 2), np.nan, dtype=np.float32)
-    valid = ~np.isnan(embedding).any(axis=1)
-    if valid.any():
-        space = reference.analysis_space(embedding[valid])
-        with _UMAP_LOCK:
-            coords[valid] = reference.umap_model.transform(space).astype(np.float32)
-    return coords
+    params = reference.map_params
+    k = params.n_neighbors
+    if neighbors is None or neighbors[0].shape[1] < min(k, reference.n_cells):
+        from .annotate import query_reference_neighbors
+
+        neighbors = query_reference_neighbors(reference, embedding, k=k)
+    indices, distances = neighbors[0][:, :k], neighbors[1][:, :k]
+    return transform(
+        indices,
+        distances,
+        reference.map_coords,
+        params,
+        seed=seed,
+        n_epochs=n_epochs,
+        n_frames=n_frames,
+        max_sampled=max_sampled,
+    )
 
 
-def warm_umap(reference: Reference) -> float:
-    """Run one tiny UMAP transform so numba compiles before the user's first click.
+def ev_project(
+    embedding: np.ndarray,
+    reference: Reference,
+    *,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int | None = None,
+    n_epochs: int | None = None,
+) -> np.ndarray:
+    """``(n_cells, 2)`` float32 positions on the reference map; NaN rows stay NaN.
 
-    Returns the seconds it took (long on the first call in a fresh environment).
+    See :func:`ev_transform` for the parameters.
     """
-    if reference.umap_model is None or reference.cells is None:
-        return 0.0
-    started = time.perf_counter()
-    with _UMAP_LOCK:
-        reference.umap_model.transform(reference.cell_space[:5])
-    return time.perf_counter() - started
+    return ev_transform(
+        embedding, reference, neighbors=neighbors, seed=seed, n_epochs=n_epochs
+    ).coords
+
+
+def warm_ev() -> float:
+    """Compile (or load from the on-disk cache) the EV-projection kernels; seconds taken."""
+    from .evmap import warm
+
+    return warm()
 
 
 def embedding_umap(embedding: np.ndarray, *, seed: int = 42) -> np.ndarray:
@@ -363,6 +411,7 @@ def project(
     ev: bool = True,
     k_neighbors: int = 15,
     coverage: Coverage | None = None,
+    n_frames: int = 0,
     progress: ProgressCallback | None = None,
 ) -> Projection:
     """E-project (and optionally EV-project) a query dataset onto a reference.
@@ -380,6 +429,9 @@ def project(
     coverage
         The result of :func:`compute_coverage` for this dataset and reference, when it was
         already computed (e.g. for a QC view), so peaks are not mapped twice.
+    n_frames
+        Also record this many frames of (a sample of) the cells moving into place on the
+        map, for an animation (``Projection.map_transform``).
     progress
         ``progress(fraction, message)`` callback, called once per stage.
     """
@@ -417,13 +469,13 @@ def project(
             result.mapping_outlier = result.mapping_distance > float(threshold)
         timings["neighbors"] = time.perf_counter() - started
 
-    if ev and reference.umap_model is not None:
+    if ev and reference.can_ev_project:
         started = time.perf_counter()
-        report(0.6, "Warming up UMAP (numba compilation, first time only)")
-        timings["umap_warmup"] = warm_umap(reference)
         report(0.7, "EV-projection: placing cells on the reference map")
-        started = time.perf_counter()
-        result.umap = ev_project(embedding, reference)
+        result.map_transform = ev_transform(
+            embedding, reference, neighbors=result.neighbors, n_frames=n_frames
+        )
+        result.umap = result.map_transform.coords
         timings["ev_projection"] = time.perf_counter() - started
     report(1.0, "Projection done")
     return result

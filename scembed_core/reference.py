@@ -12,11 +12,13 @@ A bundle is a folder::
     knn_index.bin        hnswlib cosine index over the whitened reference cell embeddings
                          (parsed only for the built-in bundle; rebuilt from the stored cell
                          vectors for any other, since hnswlib's loader trusts its input)
-    umap_model.joblib    fitted UMAP (a pickle: loaded only from trusted sources)
+    map.json             the reference map's transform parameters (see scembed_core.evmap);
+                         the map itself is obsm X_umap of cells.h5ad
 
-Only the UMAP model is a pickle. It is loaded from the built-in bundle, from bundles this
-library wrote on this machine (their hashes are kept in a local trust store), or when the
-caller passes ``trust=True``; never from an upload.
+No file is a pickle, so a bundle from anywhere opens without trust. Bundles of the previous
+format carried a pickled umap-learn model (``umap_model.joblib``): it is never unpickled; the
+map is read from ``cells.h5ad`` and placed with umap-learn's default curve (the parameters
+every such bundle was fitted with), with a note in ``Reference.notes``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ import pandas as pd
 
 from . import __version__
 from ._kernels import POOLING_METHODS
-from .errors import ReferenceBundleError, UntrustedSourceError
+from .errors import ReferenceBundleError
+from .evmap import MapParams
 from .regions import GenomicRegions
 
 __all__ = [
@@ -66,7 +68,7 @@ _FILES = {
     "trained": "regions_trained.npy",
     "cells": "cells.h5ad",
     "index": "knn_index.bin",
-    "umap": "umap_model.joblib",
+    "map": "map.json",
     "whitening_mean": "whitening_mean.npy",
     "whitening_matrix": "whitening_matrix.npy",
 }
@@ -177,11 +179,12 @@ class Reference:
 
     model: RegionModel
     cells: Any = None  # anndata.AnnData with obsm X_scembed, X_umap
-    umap_model: Any = None
+    map_params: MapParams | None = None
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
     index: Any = None  # cosine index over analysis-space reference cells (built if None)
     whitening: Whitening | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "manifest", dict(self.manifest))
@@ -279,7 +282,14 @@ class Reference:
     @property
     def can_ev_project(self) -> bool:
         """Whether new cells can be placed on this reference's UMAP map."""
-        return self.umap_model is not None and self.cells is not None
+        return (
+            self.map_params is not None and self.cells is not None and "X_umap" in self.cells.obsm
+        )
+
+    @property
+    def map_coords(self) -> np.ndarray:
+        """``(n_cells, 2)`` float32 coordinates of the reference cells on the map."""
+        return np.asarray(self.cells.obsm["X_umap"], dtype=np.float32)
 
     @property
     def can_transfer_labels(self) -> bool:
@@ -302,32 +312,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _trust_store_path() -> Path:
-    default = Path.home() / ".cache" / "scembed" / "trusted-bundles.json"
-    return Path(os.environ.get("SCEMBED_TRUST_STORE", default))
-
-
-def _trusted_hashes() -> set[str]:
-    path = _trust_store_path()
-    try:
-        return set(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def _remember_trusted(digest: str) -> None:
-    """Record the hash of a pickle this library wrote, so it may be loaded later."""
-    path = _trust_store_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(sorted(_trusted_hashes() | {digest})))
-    except OSError:
-        pass  # read-only home (hosted app): the bundle then needs trust=True to reload
-
-
-def save_reference(
-    reference: Reference, folder: str | Path, *, remember_trust: bool = True
-) -> Reference:
+def save_reference(reference: Reference, folder: str | Path) -> Reference:
     """Write a reference bundle (see the module docstring for the layout).
 
     Parameters
@@ -335,10 +320,8 @@ def save_reference(
     reference
         The reference to save (left unchanged).
     folder
-        Target folder (created; existing bundle files are overwritten).
-    remember_trust
-        Record the UMAP pickle's hash in the local trust store so this machine can load
-        it again without ``trust=True``.
+        Target folder (created; existing bundle files are overwritten). No file written
+        is a pickle.
 
     Returns
     -------
@@ -346,7 +329,6 @@ def save_reference(
     the written manifest (with the sha256 of every file).
     """
     import anndata as ad
-    import joblib
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -372,9 +354,11 @@ def save_reference(
         np.save(folder / _FILES["whitening_mean"], reference.whitening.mean, allow_pickle=False)
         np.save(folder / _FILES["whitening_matrix"], reference.whitening.matrix, allow_pickle=False)
         written += ["whitening_mean", "whitening_matrix"]
-    if reference.umap_model is not None:
-        joblib.dump(reference.umap_model, folder / _FILES["umap"], compress=3)
-        written.append("umap")
+    if reference.map_params is not None:
+        (folder / _FILES["map"]).write_text(json.dumps(reference.map_params.to_dict(), indent=2))
+        written.append("map")
+    for stale in _LEGACY_PICKLES:  # an older bundle rewritten in place loses its pickle
+        (folder / stale).unlink(missing_ok=True)
     manifest = dict(reference.manifest)
     manifest.update(
         {
@@ -391,8 +375,6 @@ def save_reference(
     )
     manifest.setdefault("name", folder.name)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if remember_trust and "umap" in written:
-        _remember_trusted(manifest["files"][_FILES["umap"]])
     return dataclasses.replace(reference, manifest=manifest, path=folder)
 
 
@@ -422,6 +404,8 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
         if required not in files:
             raise ReferenceBundleError(f"manifest.json does not list the required file {required}.")
     for name, expected in files.items():
+        if name in _LEGACY_PICKLES:
+            continue  # never read, so not checked either
         path = folder / name
         if not path.is_file():
             raise ReferenceBundleError(
@@ -433,6 +417,51 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
                 f"Checksum mismatch for {name}: manifest says {expected[:12]}..., file is "
                 f"{actual[:12]}... The bundle is corrupt or was modified; download it again."
             )
+
+
+#: Pickles written by earlier versions (never unpickled; deleted when a bundle is re-saved).
+_LEGACY_PICKLES = ("umap_model.joblib",)
+#: umap-learn's curve for its default ``min_dist=0.1, spread=1.0`` (``find_ab_params``), the
+#: settings every earlier bundle's map was fitted with.
+_DEFAULT_AB = (1.5769434602697652, 0.8950608778515733)
+
+
+def _read_map(folder: Path, files: dict, cells: Any) -> tuple[MapParams | None, list[str]]:
+    """``map.json``'s parameters (or umap's default curve for a previous-format bundle)."""
+    params = None
+    notes: list[str] = []
+    if _FILES["map"] in files:
+        try:
+            data = json.loads((folder / _FILES["map"]).read_text())
+        except ValueError as exc:
+            raise ReferenceBundleError(f"map.json in {folder} is not valid JSON: {exc}") from exc
+        params = MapParams.from_dict(data)
+    legacy = [name for name in _LEGACY_PICKLES if name in files or (folder / name).is_file()]
+    if legacy and params is None and cells is not None:
+        a, b = _DEFAULT_AB
+        params = MapParams(a=a, b=b, fit={"min_dist": 0.1, "spread": 1.0, "metric": "euclidean"})
+    if legacy:
+        notes.append(
+            f"This bundle was written by an earlier version and carries a pickled UMAP model "
+            f"({', '.join(legacy)}). It was not loaded (pickles can run code); the map comes "
+            "from cells.h5ad and new cells are placed by scEmbed's own transform. Re-save the "
+            "bundle to drop the file."
+        )
+    if params is not None and cells is not None:
+        coords = cells.obsm.get("X_umap")
+        if coords is None:
+            raise ReferenceBundleError(
+                "The bundle has map.json but cells.h5ad has no obsm['X_umap']."
+            )
+        coords = np.asarray(coords)
+        if coords.shape != (int(cells.n_obs), 2) or not np.isfinite(coords).all():
+            raise ReferenceBundleError(
+                f"obsm['X_umap'] of cells.h5ad must be finite ({int(cells.n_obs)}, 2) map "
+                f"coordinates, got shape {coords.shape}."
+            )
+    if params is not None and cells is None:
+        raise ReferenceBundleError("The bundle has map.json but no reference cells (cells.h5ad).")
+    return params, notes
 
 
 def _is_builtin(folder: Path) -> bool:
@@ -447,15 +476,14 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     folder
         Bundle folder.
     trust
-        Allow unpickling the UMAP model of a bundle from elsewhere. Built-in bundles and
-        bundles written by this library on this machine are trusted without it.
+        Accepted for symmetry with geniml folders (whose gensim ``model.bin`` needs it);
+        a bundle has nothing it would unlock: nothing is unpickled, and only the built-in
+        bundle's binary kNN index is parsed (any other is rebuilt from the cell vectors).
 
     Raises
     ------
     ReferenceBundleError
-        Missing files, bad checksums, unsupported schema version.
-    UntrustedSourceError
-        The bundle has a pickled UMAP model from an untrusted source.
+        Missing files, bad checksums, unsupported schema version, invalid map.json.
     """
     import anndata as ad
 
@@ -500,32 +528,22 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     if _FILES["index"] in files and cells is not None and _is_builtin(folder):
         # Only the built-in bundle's binary index is parsed (hnswlib's loader trusts its
         # input); any other bundle's index is rebuilt from its stored cell vectors, which
-        # takes well under a second in the 20-dimensional analysis space. Trusting a
-        # bundle's pickle never extends to its other files.
+        # takes well under a second in the 20-dimensional analysis space. No trust flag
+        # extends to it.
         from .annotate import load_cell_index
 
         space_dim = whitening.matrix.shape[1] if whitening is not None else model.dim
         index = load_cell_index(folder / _FILES["index"], space_dim, int(cells.n_obs))
-    umap_model = None
-    if _FILES["umap"] in files:
-        digest = files[_FILES["umap"]]
-        if not (trust or _is_builtin(folder) or digest in _trusted_hashes()):
-            raise UntrustedSourceError(
-                f"The bundle {folder.name} contains a pickled UMAP model (umap_model.joblib) "
-                "from a source this machine did not write. Unpickling can run code: pass "
-                "--trust (or tick 'I trust this source') only if you trust where it came from."
-            )
-        import joblib
-
-        umap_model = joblib.load(folder / _FILES["umap"])
+    map_params, notes = _read_map(folder, files, cells)
     return Reference(
         model=model,
         cells=cells,
-        umap_model=umap_model,
+        map_params=map_params,
         manifest=manifest,
         path=folder,
         index=index,
         whitening=whitening,
+        notes=notes,
     )
 
 

@@ -30,8 +30,6 @@ machine, or a shared file system for a remote scheduler).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import logging
 import os
@@ -83,7 +81,6 @@ MARKERS_KEY = "uns/scembed_chunks_done"
 _RUN_ATTR = "scembed-run"
 _ARRAY = {"encoding-type": "array", "encoding-version": "0.2.0"}
 _CATEGORICAL = {"encoding-type": "categorical", "encoding-version": "0.2.0", "ordered": False}
-_UMAP_FILE = "umap_model.joblib"
 
 
 # --------------------------------------------------------------------------- input
@@ -254,7 +251,6 @@ class _Plan:
     chunk_size: int
     n_chunks: int
     reference_path: str | None
-    umap_digest: str | None
     trust: bool
     k_neighbors: int
     label_key: str | None
@@ -280,21 +276,14 @@ _REFERENCES: dict[tuple, Reference] = {}
 _REFERENCES_LOCK = threading.Lock()
 
 
-def _worker_reference(path: str, umap_digest: str | None, trust: bool) -> Reference:
+def _worker_reference(path: str, trust: bool) -> Reference:
     """Load a reference from its folder once per process (cached)."""
-    key = (path, umap_digest, trust)
+    key = (path, trust)
     with _REFERENCES_LOCK:
         if key not in _REFERENCES:
             from .reference import resolve_reference
 
-            # The driver already loaded and trusted exactly this pickle (same sha256, which
-            # load_reference checks against the file), so the worker may unpickle it too.
-            manifest = Path(path) / "manifest.json"
-            trusted = trust
-            if umap_digest is not None and manifest.is_file():
-                files = json.loads(manifest.read_text()).get("files", {})
-                trusted = trusted or files.get(_UMAP_FILE) == umap_digest
-            _REFERENCES[key] = resolve_reference(path, trust=trusted)
+            _REFERENCES[key] = resolve_reference(path, trust=trust)
         return _REFERENCES[key]
 
 
@@ -304,10 +293,9 @@ def _umap_epochs(reference: Reference, n_cells: int) -> int | None:
     umap-learn picks 100 epochs for batches of <= 10,000 cells and 30 above; taking the
     count from the whole dataset keeps it independent of the chunk size.
     """
-    model = reference.umap_model
-    if model is None or getattr(model, "n_epochs", None) is not None:
+    if reference.map_params is None:
         return None
-    return 3 * (100 if n_cells <= 10_000 else 30)
+    return reference.map_params.transform_epochs(n_cells)
 
 
 def _analysis_dim(reference: Reference) -> int | None:
@@ -343,7 +331,7 @@ def _project_chunk(
     if shipped is not None:
         reference = shipped
     else:
-        reference = _worker_reference(plan.reference_path, plan.umap_digest, plan.trust)
+        reference = _worker_reference(plan.reference_path, plan.trust)
     begin = index * plan.chunk_size
     end = min(begin + plan.chunk_size, plan.source.n_obs)
     with _open_input(plan.source.path, plan.source.kind) as group:
@@ -367,6 +355,7 @@ def _project_chunk(
     }
     if plan.analysis_dim is not None:
         results["obsm/X_scembed_whitened"] = reference.analysis_space(embedding)
+    neighbors = None
     if plan.has_cells:
         neighbors = query_reference_neighbors(reference, embedding, k=plan.k_neighbors)
         distance = row_mean_ignoring_nan(neighbors[1])
@@ -388,12 +377,9 @@ def _project_chunk(
             results["obs/scembed_label_confidence"] = labels["confidence"].to_numpy(np.float32)
             results["obs/scembed_label_similarity"] = labels["mean_similarity"].to_numpy(np.float32)
     if plan.ev:
-        placed = reference
-        if plan.umap_epochs is not None:
-            umap_model = copy.copy(reference.umap_model)
-            umap_model.n_epochs = plan.umap_epochs
-            placed = dataclasses.replace(reference, umap_model=umap_model)
-        results["obsm/X_scembed_umap"] = ev_project(embedding, placed)  # locked inside
+        results["obsm/X_scembed_umap"] = ev_project(
+            embedding, reference, neighbors=neighbors, n_epochs=plan.umap_epochs
+        )
     root = zarr.open_group(plan.out, mode="r+", use_consolidated=False)
     for key, values in results.items():
         root[key][begin:end] = values
@@ -717,7 +703,8 @@ def project_out_of_core(
     progress
         ``progress(fraction, message)``, called after each chunk.
     trust
-        Allow the pickled UMAP model of a reference from elsewhere (as in ``load_reference``).
+        Allow a geniml folder's gensim pickle and parse a saved kNN index (as in
+        ``resolve_reference``); scEmbed bundles hold no pickle.
 
     Returns
     -------
@@ -772,9 +759,6 @@ def project_out_of_core(
     loadable = folder is not None and any(
         (Path(folder) / name).is_file() for name in ("manifest.json", "config.yaml", "model.bin")
     )
-    umap_digest = None
-    if loadable and reference.umap_model is not None:
-        umap_digest = (reference.manifest.get("files") or {}).get(_UMAP_FILE)
     threshold = None
     if reference.cells is not None:
         from .annotate import mapping_distance_threshold
@@ -786,7 +770,6 @@ def project_out_of_core(
         chunk_size=int(chunk_size),
         n_chunks=-(-source.n_obs // int(chunk_size)),
         reference_path=str(Path(folder).resolve()) if loadable else None,
-        umap_digest=umap_digest,
         trust=trust,
         k_neighbors=int(k_neighbors),
         label_key=label_key if categories else None,
@@ -801,7 +784,7 @@ def project_out_of_core(
     )
     if plan.reference_path is not None:  # in-process (threaded) workers reuse this copy
         with _REFERENCES_LOCK:
-            _REFERENCES.setdefault((plan.reference_path, umap_digest, trust), reference)
+            _REFERENCES.setdefault((plan.reference_path, trust), reference)
 
     stage = time.perf_counter()
     run = _fingerprint(plan, reference)

@@ -245,10 +245,16 @@ def train_region_vectors(
 
 
 def fit_reference_umap(embedding: np.ndarray, *, seed: int = 42, n_neighbors: int = 15):
-    """Fit the 2-D UMAP model of the reference map (paper: umap-learn, random_state=42)."""
+    """Fit the 2-D UMAP model of the reference map (paper: umap-learn, random_state=42).
+
+    The only place umap-learn is used: the fit's coordinates and curve parameters go into
+    the bundle as arrays (:class:`scembed_core.evmap.MapParams`) and new cells are placed by
+    :mod:`scembed_core.evmap`. The metric is cosine, the analysis space's, so the fit's
+    neighbourhoods are the ones the transform (and label transfer) search.
+    """
     import umap
 
-    model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed)
+    model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed)
     model.fit(embedding)
     return model
 
@@ -398,11 +404,15 @@ def build_reference(
     cells.obsm["X_scembed"] = embedding[keep]
     whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
-    umap_model = None
+    map_params = None
     if fit_umap and keep.sum() > 16:
+        from .evmap import MapParams
+
         report(0.25, "Fitting the reference UMAP map")
         umap_model = fit_reference_umap(space)
         cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
+        map_params = MapParams.from_umap(umap_model)
+        del umap_model
     report(0.8, "Building the kNN index")
     index = build_cell_index(space, seed=seed)
     k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
@@ -422,7 +432,7 @@ def build_reference(
     reference = Reference(
         model=model,
         cells=cells,
-        umap_model=umap_model,
+        map_params=map_params,
         manifest=manifest,
         index=index,
         whitening=whitening,

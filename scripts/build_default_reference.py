@@ -83,7 +83,7 @@ def main() -> None:
     reference = dataclasses.replace(reference, manifest=manifest)
     if DEFAULT_REFERENCE_DIR.exists():
         shutil.rmtree(DEFAULT_REFERENCE_DIR)
-    save_reference(reference, DEFAULT_REFERENCE_DIR, remember_trust=False)
+    save_reference(reference, DEFAULT_REFERENCE_DIR)  # map.json + arrays, no pickle
     sizes = {p.name: p.stat().st_size for p in DEFAULT_REFERENCE_DIR.iterdir()}
     print(json.dumps({"seconds": reference.manifest["build_seconds"], "bytes": sizes}, indent=1))
 

@@ -125,6 +125,9 @@ def test_demo_flow_end_to_end():
     assert run is not None and run.n_cells == n_cells
     assert any(s.value.startswith("Projected") for s in at.success)
     assert run.projection.umap is not None, "EV-projection onto the reference map"
+    placed = run.projection.map_transform
+    assert placed.frames.shape[1] == np.isfinite(run.projection.umap).all(axis=1).sum()
+    np.testing.assert_array_equal(placed.frames[-1], run.projection.umap[placed.sample])
     assert {"scattergl"} <= chart_types(at)[0]
     at.selectbox(key="project_color_by").set_value("Confidence").run()  # fragment rerun
     assert not at.exception
@@ -267,6 +270,26 @@ def test_reference_layer_is_downsampled():
     assert fig.data[0].type == "scattergl"
     panels = figures.cluster_panels(query, pd.Series(["0", "1"] * 50), reference_coords=ref)
     assert len(panels.data) == 4, "background + cells, one panel per cluster"
+
+
+def test_query_layer_is_downsampled_and_animation_ends_on_the_final_map():
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(60_000, 2))
+    query[:10] = np.nan
+    hover = pd.DataFrame({"cell": [f"c{i}" for i in range(60_000)]})
+    fig = figures.query_map(query, pd.Series(["a", "b"] * 30_000, name="c"), hover)
+    assert sum(len(t.x) for t in fig.data) == figures.MAX_QUERY_POINTS
+    assert np.isfinite(np.concatenate([t.x for t in fig.data])).all()
+    panels = figures.cluster_panels(query, pd.Series(["0", "1"] * 30_000), max_points=1_000)
+    assert sum(len(t.x) for t in panels.data[1::2]) == 1_000
+    frames = rng.normal(size=(6, 300, 2))
+    animation = figures.projection_animation(
+        frames, [0, 20, 40, 60, 80, 100], reference_coords=rng.normal(size=(500, 2))
+    )
+    assert len(animation.frames) == 6 and animation.layout.sliders[0].active == 5
+    np.testing.assert_array_equal(animation.data[1].x, frames[-1][:, 0])
+    np.testing.assert_array_equal(animation.frames[0].data[0].x, frames[0][:, 0])
+    assert animation.layout.updatemenus[0].buttons[0].label == "Play"
 
 
 def test_confusion_heatmap_row_normalised():

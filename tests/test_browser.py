@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import anndata
@@ -55,6 +56,7 @@ def test_demo_flow_in_a_real_browser(tmp_path):
                 page.get_by_role("tab", name=tab).click()
                 screenshots.wait_idle(page)
                 page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+            watch_the_cells_move_into_place(page)
 
             screenshots.go_to(page, "Annotation")
             screenshots.select_option(page, "true cell types", "cell_type")
@@ -78,3 +80,40 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
+
+
+#: The query trace's points and the last animation frame's, read from the Plotly graph div.
+_POINTS_JS = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => g._transitionData && g._transitionData._frames.length);
+    const frames = gd._transitionData._frames;
+    const raw = v => (v && v.bdata !== undefined ? v.bdata : Array.from(v));
+    const key = trace => JSON.stringify([raw(trace.x), raw(trace.y)]);
+    return {now: key(gd.data[1]), last: key(frames[frames.length - 1].data[0]),
+            first: key(frames[0].data[0]), n: gd._fullData[1].x.length};
+}"""
+
+
+def watch_the_cells_move_into_place(page) -> None:
+    """The 'Watch it project' tab: Play runs the frames and ends on the final map."""
+    page.get_by_role("tab", name="Watch it project").click()
+    screenshots.wait_idle(page)
+    page.locator(".slider-container").first.wait_for(timeout=60_000)
+    play = page.locator(".updatemenu-button", has_text="Play").first
+    play.scroll_into_view_if_needed()
+    points = page.evaluate(_POINTS_JS)
+    assert points["n"] > 100  # the query cells are drawn
+    assert points["now"] == points["last"] != points["first"]  # final map is the default view
+    play.click()
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = page.evaluate(_POINTS_JS)["now"]
+        if not seen or now != seen[-1]:
+            seen.append(now)
+        if len(seen) > 3 and now == points["last"]:
+            break
+        page.wait_for_timeout(50)
+    assert len(seen) > 3, f"the cells did not move through the frames ({len(seen)} states)"
+    assert seen[-1] == points["last"]  # and stopped on the final positions
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -22,7 +22,7 @@ from scembed_core.cluster import (
     louvain,
     n_clusters_of,
 )
-from scembed_core.errors import ParameterError, ReferenceBundleError, UntrustedSourceError
+from scembed_core.errors import ParameterError, ReferenceBundleError
 from scembed_core.evaluate import (
     classification_report,
     clustering_scores,
@@ -253,12 +253,36 @@ def test_bundle_round_trip_and_integrity(tmp_path, planted, planted_reference):
         load_reference(folder)
 
 
-def test_foreign_pickle_needs_trust(tmp_path, planted_reference, monkeypatch):
-    folder = save_reference(planted_reference, tmp_path / "ref", remember_trust=False).path
-    monkeypatch.setenv("SCEMBED_TRUST_STORE", str(tmp_path / "empty-store.json"))
-    with pytest.raises(UntrustedSourceError, match="--trust"):
-        load_reference(folder)
-    assert load_reference(folder, trust=True).can_ev_project
+def test_bundle_with_a_pickle_opens_without_trust_and_never_unpickles_it(
+    tmp_path, planted, planted_reference
+):
+    """A previous-format bundle: its (here malicious) umap_model.joblib is never unpickled."""
+    import json
+    import pickle
+
+    folder = save_reference(planted_reference, tmp_path / "ref").path
+    assert not [p.name for p in folder.iterdir() if p.suffix in {".joblib", ".pkl"}]
+    marker = tmp_path / "unpickled.marker"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "umap_model.joblib").write_bytes(pickle.dumps(Payload()))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["umap_model.joblib"] = "0" * 64  # not even a matching checksum
+    del manifest["files"]["map.json"]  # as the previous format: no map.json
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "map.json").unlink()
+    loaded = load_reference(folder)  # no trust flag
+    assert not marker.exists()
+    assert loaded.can_ev_project and any("umap_model.joblib" in n for n in loaded.notes)
+    coords = project(shifted_query(planted), loaded).umap
+    assert np.isfinite(coords).all() and not marker.exists()
+    save_reference(loaded, tmp_path / "ref")  # re-saving drops the pickle
+    assert not (folder / "umap_model.joblib").exists() and (folder / "map.json").is_file()
+    assert "umap_model.joblib" not in json.loads((folder / "manifest.json").read_text())["files"]
+    assert not marker.exists()
 
 
 def test_annotated_output_keys(tmp_path, planted, planted_reference):

@@ -53,11 +53,11 @@ def test_fingerprint_covers_labels_not_just_region_vectors(planted, planted_refe
 
 
 def test_saved_fingerprint_uses_the_bundles_file_hashes(tmp_path, planted, planted_reference):
-    saved = save_reference(planted_reference, tmp_path / "a", remember_trust=False)
+    saved = save_reference(planted_reference, tmp_path / "a")
     assert saved.manifest["files"] and saved.path == tmp_path / "a"
     assert planted_reference.path is None, "save_reference leaves its input unchanged"
     assert "files" not in planted_reference.manifest
-    loaded = load_reference(saved.path, trust=True)
+    loaded = load_reference(saved.path)
     assert loaded.fingerprint == saved.fingerprint
     relabelled = dataclasses.replace(
         saved, manifest={**saved.manifest, "files": {**saved.manifest["files"], "x": "y"}}
@@ -66,19 +66,12 @@ def test_saved_fingerprint_uses_the_bundles_file_hashes(tmp_path, planted, plant
 
 
 # --- 2. trust per file: a trusted pickle never authorises parsing the index -------------------
-def test_trusted_pickle_beside_a_crafted_index_gets_the_index_rebuilt(
-    tmp_path, planted_reference, monkeypatch
-):
-    monkeypatch.setenv("SCEMBED_TRUST_STORE", str(tmp_path / "store.json"))
-    folder = save_reference(planted_reference, tmp_path / "ref", remember_trust=True).path
-    store = (
-        json.loads((tmp_path / "store.json").read_text())
-        if (tmp_path / "store.json").is_file()
-        else []
-    )
+def test_a_crafted_index_is_rebuilt_even_with_trust(tmp_path, planted_reference):
+    """A bundle's binary kNN index is never parsed (only the built-in one is), even when
+    the caller trusts the source; before, trusting a bundle's benign pickle got its index
+    parsed with hnswlib's unchecked loader."""
+    folder = save_reference(planted_reference, tmp_path / "ref").path
     manifest = json.loads((folder / "manifest.json").read_text())
-    pickles = [name for name in manifest["files"] if name.endswith(".joblib")]
-    assert all(manifest["files"][name] in store for name in pickles), "benign pickle trusted"
     # A crafted index: a valid hnswlib file whose ids point at the wrong cells.
     space = planted_reference.cell_space
     permutation = np.random.default_rng(0).permutation(len(space))
@@ -86,9 +79,10 @@ def test_trusted_pickle_beside_a_crafted_index_gets_the_index_rebuilt(
     crafted.save_index(str(folder / "knn_index.bin"))
     manifest["files"]["knn_index.bin"] = _sha256(folder / "knn_index.bin")
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    loaded = load_reference(folder, trust=True)
-    found, _ = loaded.index.knn_query(space[:50], k=1)
-    np.testing.assert_array_equal(found[:, 0], np.arange(50))  # rebuilt, not the crafted ids
+    for trust in (False, True):
+        loaded = load_reference(folder, trust=trust)
+        found, _ = loaded.index.knn_query(space[:50], k=1)
+        np.testing.assert_array_equal(found[:, 0], np.arange(50))  # rebuilt, not crafted
 
 
 def _sha256(path: Path) -> str:
@@ -172,8 +166,8 @@ def test_full_reference_keeps_its_pooling_through_a_bundle(tmp_path, planted, pl
         planted_reference.model, metadata={**planted_reference.model.metadata, "pooling": "max"}
     )
     built = build_reference(model, planted[:240], label_key="cell_type")
-    saved = save_reference(built, tmp_path / "max", remember_trust=False)
-    loaded = load_reference(saved.path, trust=True)
+    saved = save_reference(built, tmp_path / "max")
+    loaded = load_reference(saved.path)
     assert loaded.model.pooling == "max"
     query = _query(planted)
     np.testing.assert_array_equal(project(query, loaded).embedding, project(query, built).embedding)
