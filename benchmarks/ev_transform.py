@@ -175,10 +175,6 @@ def million_cells(n: int = 1_000_000) -> dict:
     big = space[rng.integers(0, len(space), n)] + rng.normal(size=(n, space.shape[1])) * scale
     big = big.astype(np.float32)
     warm()
-    if reference.index is None:
-        from scembed_core.annotate import build_cell_index
-
-        reference.index = build_cell_index(reference.cell_space)
     started, cpu = time.perf_counter(), time.process_time()
     indices, distances = knn_query(reference.index, big, 15)
     search, search_cpu = time.perf_counter() - started, time.process_time() - cpu
