@@ -34,6 +34,7 @@ SECTIONS = {
     "bench-peers": "make bench-peers",
     "bench-scale": "make bench-scale",
     "bench-atlas": "make bench-atlas",
+    "bench-labels": "python -m benchmarks.labels",
 }
 
 TITLE = """# Benchmarks

@@ -10,6 +10,7 @@ A bundle is a folder::
     whitening_mean.npy   mean of the reference cell embeddings (analysis space, see Whitening)
     whitening_matrix.npy (dim, n_components) whitening projection fitted on the reference cells
     knn_index.bin        hnswlib cosine index over the whitened reference cell embeddings
+    label_model*.npy     label classifier arrays + label_model.json (see label_model.py)
     umap_model.joblib    fitted UMAP (a pickle: loaded only from trusted sources)
 
 Only the UMAP model is a pickle. It is loaded from the built-in bundle, from bundles this
@@ -166,6 +167,7 @@ class Reference:
     path: Path | None = None
     index: Any = None  # hnswlib.Index over analysis-space reference cells, built or loaded
     whitening: Whitening | None = None
+    label_model: Any = None  # scembed_core.label_model.LabelModel (None: kNN vote only)
 
     def analysis_space(self, embedding: np.ndarray) -> np.ndarray:
         """Map E-projection embeddings to the space used for kNN, clustering and the map."""
@@ -309,6 +311,11 @@ def save_reference(
         np.save(folder / _FILES["whitening_mean"], reference.whitening.mean, allow_pickle=False)
         np.save(folder / _FILES["whitening_matrix"], reference.whitening.matrix, allow_pickle=False)
         written += ["whitening_mean", "whitening_matrix"]
+    extra: list[str] = []
+    if reference.label_model is not None:
+        from .label_model import save_label_model
+
+        extra = save_label_model(reference.label_model, folder)
     if reference.umap_model is not None:
         joblib.dump(reference.umap_model, folder / _FILES["umap"], compress=3)
         written.append("umap")
@@ -322,7 +329,9 @@ def save_reference(
             "embedding_dim": model.dim,
             "n_cells": reference.n_cells,
             "genome": reference.genome,
-            "files": {_FILES[k]: _sha256(folder / _FILES[k]) for k in written},
+            "files": {
+                name: _sha256(folder / name) for name in [_FILES[k] for k in written] + extra
+            },
         }
     )
     manifest.setdefault("name", folder.name)
@@ -431,6 +440,10 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             raise ReferenceBundleError(
                 f"The whitening ({shape}) does not fit {model.dim}-dimensional region vectors."
             )
+    if reference.cells is not None:
+        from .label_model import load_label_model
+
+        reference.label_model = load_label_model(folder, files)
     trusted_source = trust or _is_builtin(folder) or _umap_hash_trusted(files)
     if _FILES["index"] in files and reference.cells is not None and trusted_source:
         from .annotate import load_cell_index
