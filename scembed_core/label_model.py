@@ -85,10 +85,10 @@ class LabelModelParams:
         lbfgs iterations.
     """
 
-    space: str = "plain"
-    C: float = 0.1
+    space: str = "both"
+    C: float = 0.03
     class_weight: str | None = None
-    knn_weight: float = 0.0
+    knn_weight: float = 0.25
     max_iter: int = 1000
 
     def __post_init__(self) -> None:

@@ -87,6 +87,10 @@ def test_reference_page_shows_default_reference():
     assert int(metric(at, "Reference cells").replace(",", "")) > 1000
     assert {"bar"} in chart_types(at), "cell-type counts bar chart"
     assert {"scattergl"} in chart_types(at), "reference UMAP (WebGL)"
+    # the label classifier's held-out calibration: reliability and accuracy-vs-coverage
+    assert 0.0 <= float(metric(at, "ECE")) <= 0.1
+    assert 0.7 <= float(metric(at, "Held-out accuracy")) <= 1.0
+    assert sum({"scatter"} <= types for types in chart_types(at)) >= 2
 
 
 def test_unreachable_hub_model_is_an_error_not_a_traceback(monkeypatch):
