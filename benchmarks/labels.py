@@ -323,7 +323,11 @@ def section(results: dict) -> str:
         "## `python -m benchmarks.labels`: the label classifier, its ablations and calibration",
         rp.command("PYTHONPATH=. PYTHONHASHSEED=0 python -m benchmarks.labels"),
         rp.facts_block(results["facts"]),
-        f"- Wall time {rp.seconds(results['seconds'])}.",
+        f"- Wall time {rp.seconds(results['seconds'])}: about 45 lbfgs fits on ~5,900 cells "
+        "(more than the few minutes aimed for on this shared, loaded machine). The demo "
+        "numbers and the fits are deterministic; the fold seed changes only the CV splits. "
+        "SnapATAC2 with the same classifier is not in this table (it needs the peers "
+        "environment of `make bench-peers`).",
         "",
         "### Cross-validation on the reference cells (the default is chosen here)",
         f"{N_FOLDS}-fold stratified CV on the built-in reference's {results['n_reference']:,} "
