@@ -189,6 +189,8 @@ if reference.can_transfer_labels:
             f"embeddings (C={model.params.C:g}). Before it was fitted on all cells, "
             f"{calibration.get('n_cells', 0):,} reference cells "
             f"({calibration.get('holdout_fraction', 0):.0%}, stratified) were held out: "
+            f"and its probabilities were rescaled there by one temperature "
+            f"({model.temperature:.2f}); "
             "the curves show how often its top class was right at each predicted probability, "
             "and how accuracy rises as a probability threshold leaves more cells 'Unassigned'. "
             "They are measured on the reference's own donor; a new donor scores lower."

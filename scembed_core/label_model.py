@@ -7,11 +7,14 @@ regression). It is saved as ``.npy`` arrays plus a JSON file, never as a pickle,
 scikit-learn nor trust. The class probabilities may be blended with the kNN vote
 fractions of the cell's nearest reference cells (``knn_weight``).
 
-When the model is fitted, a stratified, seeded share of the reference cells is held out,
-a model is fitted on the rest, and the held-out cells give the calibration: a reliability
+When the model is fitted, a stratified, seeded share of the reference cells is held out
+and a model is fitted on the rest. On the held-out cells a temperature is fitted (one
+parameter dividing the logits, Guo et al. 2017: strong regularisation leaves the raw
+softmax under- or over-confident), and the same cells give the calibration: a reliability
 curve (mean predicted probability vs observed accuracy per bin), the expected calibration
-error and the accuracy-versus-coverage curve. The stored model is then refitted on all
-cells.
+error and the accuracy-versus-coverage curve (slightly optimistic, as the one temperature
+parameter was fitted on them). The stored model is then refitted on all cells and keeps
+that temperature.
 
 Bundle files::
 
@@ -25,6 +28,7 @@ Bundle files::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +51,8 @@ __all__ = [
     "save_label_model",
     "load_label_model",
     "manifest_entry",
+    "softmax",
+    "fit_temperature",
 ]
 
 SPACES = ("plain", "whitened", "both")
@@ -129,6 +135,9 @@ class LabelModel:
         Feature standardisation: ``(x - mean) / scale``.
     coef, intercept
         ``(n_classes, n_features)`` and ``(n_classes,)``: logits ``z = x_std @ coef.T + b``.
+    temperature
+        Probabilities are ``softmax(z / temperature)``; fitted on the held-out reference
+        cells (temperature scaling), 1.0 when the model was fitted without calibration.
     calibration
         Held-out reliability curve, ECE and accuracy-vs-coverage (see
         :func:`calibration_summary`), or empty.
@@ -145,6 +154,7 @@ class LabelModel:
     intercept: np.ndarray
     calibration: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         n_classes, n_features = np.shape(self.coef)
@@ -161,6 +171,10 @@ class LabelModel:
         arrays = (self.mean, self.scale, self.coef, self.intercept)
         if not all(np.isfinite(a).all() for a in arrays) or (np.asarray(self.scale) <= 0).any():
             raise ReferenceBundleError("The label model holds non-finite or zero-scale values.")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ReferenceBundleError(
+                f"The label model's temperature must be > 0, got {self.temperature}."
+            )
 
     @property
     def n_features(self) -> int:
@@ -180,11 +194,7 @@ class LabelModel:
                 f"The label model expects {self.n_features} features per cell, got "
                 f"{features.shape}."
             )
-        z = self.logits(features)
-        z -= np.max(z, axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        return z
+        return softmax(self.logits(features) / self.temperature)
 
 
 def features_of(embedding: np.ndarray, whitening: Any, space: str) -> np.ndarray:
@@ -361,7 +371,8 @@ def fit_label_model(
         One label per cell.
     whitening
         The reference's :class:`~scembed_core.reference.Whitening` (for the whitened
-        spaces and the kNN part of a blend, which searches the analysis space).
+        spaces and the kNN part of a blend, which searches the analysis space). Without
+        one the model uses the plain space, whatever ``params.space`` says.
     label_key
         Recorded with the model.
     params
@@ -381,6 +392,8 @@ def fit_label_model(
         Fewer than two classes, non-finite embeddings, or mismatched lengths.
     """
     params = params or DEFAULT_PARAMS
+    if whitening is None and params.space != "plain":  # no analysis space: plain features
+        params = dataclasses.replace(params, space="plain")
     embedding = np.asarray(embedding, dtype=np.float32)
     labels = np.asarray(labels).astype(str)
     if len(embedding) != len(labels):
@@ -395,12 +408,14 @@ def fit_label_model(
         )
     features = features_of(embedding, whitening, params.space)
     calibration: dict = {}
+    temperature = 1.0
     if calibrate:
         fit_idx, held_idx = _holdout_split(codes, holdout_fraction, seed)
         if len(held_idx):
             arrays = _fit_arrays(features[fit_idx], codes[fit_idx], len(classes), params, seed)
             part = LabelModel(label_key, tuple(classes), params, *arrays)
-            proba = part.predict_proba(features[held_idx])
+            logits = part.logits(features[held_idx])
+            knn = None
             if params.knn_weight > 0:
                 from .annotate import build_cell_index, knn_query
 
@@ -409,14 +424,47 @@ def fit_label_model(
                 found, _ = knn_query(index, space[held_idx], k)
                 found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
                 knn = knn_probabilities(found, codes, len(classes))
-                proba = blend(proba, knn, params.knn_weight)
+            temperature = fit_temperature(logits, knn, codes[held_idx], params.knn_weight)
+            proba = blend(softmax(logits / temperature), knn, params.knn_weight)
             calibration = calibration_summary(proba, codes[held_idx])
             calibration.update(
-                {"holdout_fraction": holdout_fraction, "seed": seed, "n_fit": len(fit_idx)}
+                {
+                    "holdout_fraction": holdout_fraction,
+                    "seed": seed,
+                    "n_fit": len(fit_idx),
+                    "temperature": temperature,
+                }
             )
     arrays = _fit_arrays(features, codes, len(classes), params, seed)
     info = {"n_cells": int(len(labels)), "class_counts": np.bincount(codes).tolist()}
-    return LabelModel(label_key, tuple(classes), params, *arrays, calibration, info)
+    return LabelModel(label_key, tuple(classes), params, *arrays, calibration, info, temperature)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (NaN rows stay NaN)."""
+    z = np.array(z, dtype=np.float64)
+    z -= np.max(z, axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def fit_temperature(
+    logits: np.ndarray, knn: np.ndarray | None, truth: np.ndarray, knn_weight: float
+) -> float:
+    """Temperature scaling (Guo et al. 2017): the ``T`` minimising the held-out negative
+    log-likelihood of ``blend(softmax(logits / T), knn)``; one parameter, so it moves the
+    probabilities toward the observed accuracy without changing the ranking of classes."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(truth))
+
+    def nll(log_t: float) -> float:
+        proba = blend(softmax(logits / np.exp(log_t)), knn, knn_weight)
+        return float(-np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None))))
+
+    found = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(found.x)) if found.success else 1.0
 
 
 def save_label_model(model: LabelModel, folder: str | Path) -> list[str]:
@@ -437,6 +485,7 @@ def save_label_model(model: LabelModel, folder: str | Path) -> list[str]:
         "classes": list(model.classes),
         "params": model.params.to_dict(),
         "n_features": model.n_features,
+        "temperature": model.temperature,
         "calibration": model.calibration,
         "info": model.info,
     }
@@ -471,6 +520,7 @@ def load_label_model(folder: str | Path, files: dict) -> LabelModel | None:
             params=params,
             calibration=dict(meta.get("calibration") or {}),
             info=dict(meta.get("info") or {}),
+            temperature=float(meta.get("temperature", 1.0)),
             **arrays,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -487,5 +537,6 @@ def manifest_entry(model: LabelModel) -> dict:
         "holdout_accuracy": calibration.get("accuracy"),
         "holdout_macro_f1": calibration.get("macro_f1"),
         "ece": calibration.get("ece"),
+        "temperature": model.temperature,
         "files": list(LABEL_MODEL_FILES.values()),
     }

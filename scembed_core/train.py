@@ -8,7 +8,6 @@ Word2Vec learns one vector per region. The learning rate decays exponentially pe
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -429,9 +428,7 @@ def build_reference(
         from .label_model import LabelModelParams, fit_label_model, manifest_entry
 
         report(0.9, "Fitting and calibrating the label classifier")
-        params = label_model if isinstance(label_model, LabelModelParams) else LabelModelParams()
-        if whitening is None and params.space != "plain":  # no analysis space to use
-            params = dataclasses.replace(params, space="plain")
+        params = label_model if isinstance(label_model, LabelModelParams) else None
         classifier = fit_label_model(
             embedding[keep],
             cells.obs[keys[0]].to_numpy(),

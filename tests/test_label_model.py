@@ -20,6 +20,7 @@ from scembed_core.label_model import (
     features_of,
     fit_label_model,
     knn_probabilities,
+    softmax,
 )
 from scembed_core.labeling import (
     ABSENT_WARNING,
@@ -75,12 +76,22 @@ def test_numpy_predict_proba_equals_sklearn(n_classes, params):
     assert list(reference.classes_) == list(model.classes)
     np.testing.assert_allclose(model.predict_proba(x), reference.predict_proba(xs), atol=1e-8)
     assert model.predict_proba(x).shape == (len(x), n_classes)
+    # with calibration, the stored model is the same fit with its held-out temperature
+    calibrated = fit_label_model(x, y, params=params)
+    assert calibrated.temperature != 1.0
+    np.testing.assert_allclose(calibrated.coef, model.coef)
+    logits = reference.decision_function(xs)
+    if n_classes == 2:
+        logits = np.column_stack([-logits / 2, logits / 2])
+    np.testing.assert_allclose(
+        calibrated.predict_proba(x), softmax(logits / calibrated.temperature), atol=1e-8
+    )
 
 
 def test_probabilities_are_calibrated_on_held_out_cells():
     x, y = gaussian_cells(500, seed=2)
     train, test = slice(0, 1400), slice(1400, None)
-    model = fit_label_model(x[train], y[train], params=LabelModelParams(C=1.0))
+    model = fit_label_model(x[train], y[train], params=LabelModelParams(C=1.0, knn_weight=0.0))
     codes = pd.Index(model.classes).get_indexer(y[test])
     summary = calibration_summary(model.predict_proba(x[test]), codes)
     assert 0.6 < summary["accuracy"] < 0.95  # overlapping classes: probabilities matter
@@ -99,7 +110,9 @@ def test_probabilities_are_calibrated_on_held_out_cells():
 
 def test_the_calibration_check_catches_overconfidence():
     x, y = gaussian_cells(500, seed=2)
-    model = fit_label_model(x[:1400], y[:1400], params=LabelModelParams(C=1.0), calibrate=False)
+    model = fit_label_model(
+        x[:1400], y[:1400], params=LabelModelParams(C=1.0, knn_weight=0.0), calibrate=False
+    )
     sharp = dataclasses.replace(model, coef=model.coef * 5, intercept=model.intercept * 5)
     codes = pd.Index(model.classes).get_indexer(y[1400:])
     summary = calibration_summary(sharp.predict_proba(x[1400:]), codes)
@@ -165,13 +178,17 @@ def test_knn_method_gives_the_old_labels(planted_reference, projection):
 
 
 def test_probability_threshold_sets_unassigned(planted_reference, projection):
+    everything = assign_labels(
+        projection.embedding, planted_reference, neighbors=projection.neighbors
+    )
+    threshold = float(np.median(everything["confidence"]))
     labels = assign_labels(
         projection.embedding,
         planted_reference,
         neighbors=projection.neighbors,
-        min_confidence=0.999,
+        min_confidence=threshold,
     )
-    unsure = labels["confidence"].to_numpy() < 0.999
+    unsure = labels["confidence"].to_numpy() < threshold
     assert unsure.any()
     assert (labels.loc[unsure, "label"] == "Unassigned").all()
     assert (labels.loc[~unsure, "label"] == labels.loc[~unsure, "predicted"]).all()
