@@ -183,11 +183,16 @@ def embedding_reference(embedding: np.ndarray, labels, name: str = "embedding"):
 
 
 def transfer_and_score(query_embedding: np.ndarray, reference, truth) -> dict:
-    """kNN label transfer (k=15, cosine majority) and accuracy / F1 against ``truth``."""
-    from scembed_core.annotate import transfer_labels
-    from scembed_core.evaluate import classification_report
+    """kNN label transfer (k=15, cosine majority) and accuracy / F1 against ``truth``.
 
-    labels = transfer_labels(query_embedding, reference, label_key=LABEL_KEY, k=KNN_K)
+    Runs the engine's one label rule (:func:`scembed_core.labeling.assign_labels`) with the
+    kNN vote, so every embedding compared here is labelled the same way; the classifier is
+    compared in ``benchmarks/labels.py``.
+    """
+    from scembed_core.evaluate import classification_report
+    from scembed_core.labeling import assign_labels
+
+    labels = assign_labels(query_embedding, reference, method="knn", label_key=LABEL_KEY, k=KNN_K)
     report = classification_report(np.asarray(truth, dtype=object), labels["label"].to_numpy())
     return {
         "accuracy": report.accuracy,

@@ -37,6 +37,7 @@ SECTIONS = {
     "bench-sessions": "make bench-sessions",
     "bench-liftover": "python -m benchmarks.liftover",
     "bench-ev-transform": "python -m benchmarks.ev_transform --cells 300000",
+    "bench-labels": "python -m benchmarks.labels",
 }
 
 TITLE = """# Benchmarks

@@ -8,12 +8,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, results, state, widgets
-from scembed_core.annotate import UNASSIGNED, annotate_clusters
+from scembed_app import figures, label_views, results, state, widgets
+from scembed_core.annotate import UNASSIGNED
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
+from scembed_core.labeling import ABSENT_WARNING, cluster_table
 
 NO_TRUTH = "(none)"
+METHODS = {
+    "classifier": "Reference classifier (calibrated probabilities)",
+    "knn": "15-nearest-neighbour vote",
+}
 
 st.title("Annotation")
 ref_key, reference = state.require_reference()
@@ -30,21 +35,48 @@ if not reference.can_transfer_labels:
     st.page_link(state.PAGE_TRAIN, label="Train a reference", icon=":material/model_training:")
     st.stop()
 
-# --- form: thresholds ---------------------------------------------------------------------------
+# --- form: method and thresholds ------------------------------------------------------------------
+st.radio(
+    "Label method",
+    list(METHODS),
+    format_func=METHODS.get,
+    horizontal=True,
+    help="The classifier was fitted on the reference cells when the reference was built "
+    "and gives a probability for every class; the vote counts the labels of the 15 nearest "
+    "reference cells.",
+    **widgets.bound(state.LABEL_METHOD),
+)
+used_method, method_note = results.label_method(reference)
+if method_note:
+    st.info(method_note, icon=":material/info:")
+calibration = {}
+if used_method == "classifier":
+    calibration = reference.label_model.calibration or {}
 mapping_distance = run.projection.mapping_distance
 distances = np.asarray([] if mapping_distance is None else mapping_distance, dtype=float)
 finite = distances[np.isfinite(distances)]
 left, right = st.columns(2)
 with left:
     st.slider(
-        "Minimum confidence",
+        "Minimum probability",
         min_value=0.0,
         max_value=1.0,
         step=0.05,
-        help="Fraction of the nearest reference cells that agree on the label; "
-        "cells below it are 'Unassigned'.",
+        help="Cells whose most likely class has a lower probability are 'Unassigned'. "
+        "With the kNN vote the probability is the share of neighbours that agree.",
         **widgets.bound(state.MIN_CONFIDENCE),
     )
+    threshold = float(st.session_state[state.MIN_CONFIDENCE])
+    point = figures.coverage_at(calibration, threshold) if calibration else None
+    if point is not None:
+        st.caption(
+            f"On held-out reference cells, at {threshold:.2f} {point[0]:.0%} of the cells keep "
+            f"a label and {point[1]:.1%} of those are right (the same donor as the reference: "
+            "expect less on a new donor)."
+        )
+        widgets.plot(
+            figures.coverage_curve(calibration, threshold=threshold), key="annotate_coverage"
+        )
 with right:
     if finite.size:
         top = float(np.ceil(finite.max() * 100) / 100) or 1.0
@@ -82,11 +114,19 @@ n_assigned = int((transferred["label"] != UNASSIGNED).sum())
 cols = st.columns(3)
 cols[0].metric("Cells labelled", f"{n_assigned:,}", help="Not 'Unassigned'.")
 cols[1].metric("Unassigned", f"{len(transferred) - n_assigned:,}")
-cols[2].metric("Median confidence", f"{np.nanmedian(transferred['confidence']):.2f}")
+cols[2].metric("Median probability", f"{np.nanmedian(transferred['confidence']):.2f}")
 
 # --- per-cluster majority label -------------------------------------------------------------------
 st.subheader("Clusters and their majority label")
-table = annotate_clusters(cluster.to_numpy(), transferred["label"].to_numpy())
+table = cluster_table(cluster.to_numpy(), transferred, reference)
+flagged = table.loc[table["possibly_absent"], "cluster"].tolist()
+if flagged:
+    st.warning(
+        f"Cluster{'s' if len(flagged) > 1 else ''} {', '.join(map(widgets.md, flagged))}: "
+        f"{ABSENT_WARNING}. Most of its cells lie farther from the reference than 99% of "
+        "the reference cells lie from their own neighbours, so its labels are guesses.",
+        icon=":material/warning:",
+    )
 st.dataframe(
     table,
     hide_index=True,
@@ -95,8 +135,25 @@ st.dataframe(
             "agreement", min_value=0.0, max_value=1.0, format="percent"
         ),
         "n_cells": st.column_config.NumberColumn("cells"),
+        "median_confidence": st.column_config.NumberColumn("median probability", format="%.2f"),
+        "median_mapping_distance": st.column_config.NumberColumn(
+            "median mapping distance", format="%.3f"
+        ),
+        "possibly_absent": st.column_config.CheckboxColumn(
+            "possibly absent from the reference",
+            help=f"True: {ABSENT_WARNING} (median mapping distance above the reference's own "
+            "99th percentile).",
+        ),
     },
 )
+
+# --- probabilities and explanations ----------------------------------------------------------------
+st.subheader("Class probabilities")
+probability_tab, why_tab = st.tabs(["Probability map", "Why this label"])
+with probability_tab:
+    label_views.probability_map(run, dataset, reference, transferred)
+with why_tab:
+    label_views.why_this_label(run, dataset, reference, transferred)
 
 # --- scoring against a truth column ----------------------------------------------------------------
 st.subheader("Compare with your labels")

@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from scembed_app import cached, exports, figures, results, state, widgets
-from scembed_core.annotate import annotate_clusters
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report
+from scembed_core.labeling import cluster_table as make_cluster_table
 
 st.title("Export")
 ref_key, reference = state.require_reference()
@@ -39,13 +39,14 @@ params = {
     "resolution": float(st.session_state[state.RESOLUTION]),
     "n_neighbors": state.N_NEIGHBORS,
     "label_key": results.transfer_label_key(reference),
+    "label_method": results.label_method(reference)[0] if transferred is not None else None,
     "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
     "max_mapping_distance": st.session_state[state.MAX_DISTANCE]
     if st.session_state[state.LIMIT_DISTANCE]
     else None,
 }
 if transferred is not None:
-    cluster_table = annotate_clusters(cluster.to_numpy(), transferred["label"].to_numpy())
+    cluster_table = make_cluster_table(cluster.to_numpy(), transferred, reference)
 else:
     cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
 
@@ -65,7 +66,10 @@ def download(column, label: str, data, file_name: str, mime: str, **kwargs) -> N
 
 st.subheader("Data")
 st.caption(
-    f"{len(table):,} cells; columns {', '.join(table.columns)}. Settings: resolution "
+    f"{len(table):,} cells; columns "
+    f"{', '.join(c for c in table.columns if not c.startswith(exports.PROBABILITY_CSV_PREFIX))}"
+    f" and {sum(c.startswith(exports.PROBABILITY_CSV_PREFIX) for c in table.columns)} class "
+    "probabilities (scembed_prob_<class>). Settings: resolution "
     f"{params['resolution']:.3f}, minimum confidence {params['min_confidence']:.2f}."
 )
 cols = st.columns(3)

@@ -73,7 +73,7 @@ if clicked:
                     ),
                 )
             if reference.can_transfer_labels:
-                with stages.stage("kNN label transfer"):
+                with stages.stage("Label transfer"):
                     results.labels(run, reference, adata.obs_names)
             with stages.stage("kNN graph and Louvain clustering"):
                 results.current_clusters(run, dataset)

@@ -140,6 +140,7 @@ abilities = [
     ("E-projection (embed new cells)", True),
     ("EV-projection (place cells on the reference map)", reference.can_ev_project),
     ("kNN label transfer", reference.can_transfer_labels),
+    ("Label classifier with calibrated probabilities", reference.label_model is not None),
 ]
 st.markdown(
     "  \n".join(f":material/{'check_circle' if ok else 'block'}: {text}" for text, ok in abilities)
@@ -176,6 +177,45 @@ elif reference.cells is None:
         "This is a region-only model: query cells can be projected and clustered, "
         "but there are no reference cells to transfer labels from or to draw a map."
     )
+
+if reference.can_transfer_labels:
+    st.subheader("Label classifier and its calibration", anchor=False)
+    model = reference.label_model
+    if model is None:
+        st.info(
+            "This reference has no label classifier (it was built before scEmbed stored "
+            "one): labels come from the 15-nearest-neighbour vote. Rebuild it on the Train "
+            "page to get calibrated class probabilities.",
+            icon=":material/info:",
+        )
+    else:
+        calibration = model.calibration or {}
+        cols = st.columns(4)
+        cols[0].metric("Classes", f"{len(model.classes):,}", help=f"From {model.label_key!r}.")
+        for col, (name, key) in zip(
+            cols[1:],
+            [("Held-out accuracy", "accuracy"), ("Held-out macro F1", "macro_f1"), ("ECE", "ece")],
+            strict=True,
+        ):
+            value = calibration.get(key)
+            col.metric(name, "–" if value is None else f"{value:.3f}")
+        st.caption(
+            f"A multinomial logistic regression on the reference cells' {model.params.space} "
+            f"embeddings (C={model.params.C:g}). Before it was fitted on all cells, "
+            f"{calibration.get('n_cells', 0):,} reference cells "
+            f"({calibration.get('holdout_fraction', 0):.0%}, stratified) were held out: "
+            f"and its probabilities were rescaled there by one temperature "
+            f"({model.temperature:.2f}); "
+            "the curves show how often its top class was right at each predicted probability, "
+            "and how accuracy rises as a probability threshold leaves more cells 'Unassigned'. "
+            "They are measured on the reference's own donor; a new donor scores lower."
+        )
+        if calibration:
+            left, right = st.columns(2)
+            with left:
+                widgets.plot(figures.reliability_curve(calibration), key="reference_reliability")
+            with right:
+                widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
     manifest = {k: v for k, v in reference.manifest.items() if k != "files"}

@@ -180,6 +180,7 @@ def cached_ev_project(
 def cached_transfer(
     run_key: str,
     label_key: str,
+    method: str,
     k: int,
     min_confidence: float,
     max_mapping_distance: float | None,
@@ -187,21 +188,25 @@ def cached_transfer(
     _reference: Any,
     _neighbors: tuple[np.ndarray, np.ndarray] | None,
 ) -> pd.DataFrame:
-    """kNN label transfer with the confidence/distance thresholds.
+    """Labels with class probabilities (the engine's one rule) under the thresholds.
 
-    ``_neighbors`` are the reference neighbours found during projection, so changing a
-    threshold re-votes without searching the index again.
+    ``method`` is ``"classifier"`` or ``"knn"`` (see
+    :func:`scembed_core.labeling.assign_labels`). ``_neighbors`` are the reference
+    neighbours found during projection, so changing a threshold re-labels without
+    searching the index again.
     """
-    from scembed_core.annotate import transfer_labels
+    from scembed_core.labeling import assign_labels
 
-    return transfer_labels(
+    return assign_labels(
         _embedding,
         _reference,
+        method=method,
         label_key=label_key,
         k=k,
         min_confidence=min_confidence,
         max_mapping_distance=max_mapping_distance,
         neighbors=_neighbors,
+        warn=False,
     )
 
 

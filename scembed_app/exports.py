@@ -11,6 +11,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from scembed_core.labeling import probability_columns
+from scembed_core.pipeline import probability_csv_name
+
+PROBABILITY_CSV_PREFIX = "scembed_prob_"
 __all__ = ["per_cell_table", "annotated_h5ad_bytes", "csv_bytes", "figure_html"]
 
 
@@ -20,7 +24,9 @@ def per_cell_table(
     clusters: pd.Series,
     transferred: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """One row per query cell: cluster, label, confidence, mapping distance, map position.
+    """One row per query cell: cluster, label, confidence, class probabilities, distance, map.
+
+    Class probabilities are one ``scembed_prob_<class>`` column per reference class.
 
     Column names are those of ``python -m scembed_core project`` (see
     :func:`scembed_core.pipeline.annotated_adata`), so files from the app and the command
@@ -32,6 +38,8 @@ def per_cell_table(
         table["scembed_label"] = transferred["label"].to_numpy()
         table["scembed_predicted"] = transferred["predicted"].to_numpy()
         table["scembed_label_confidence"] = transferred["confidence"].to_numpy(dtype=float)
+        for column in probability_columns(transferred):
+            table[probability_csv_name(column)] = transferred[column].to_numpy(dtype=float)
     if projection.mapping_distance is not None:
         table["scembed_mapping_distance"] = np.asarray(projection.mapping_distance, dtype=float)
     table["scembed_n_regions"] = np.asarray(projection.coverage.n_regions_per_cell)
@@ -47,8 +55,9 @@ def annotated_h5ad_bytes(
 ) -> bytes:
     """The query AnnData with the per-cell results in ``obs``/``obsm`` and ``uns['scembed']``."""
     out = adata.copy()
+    probability = [c for c in table.columns if c.startswith(PROBABILITY_CSV_PREFIX)]
     for column in table.columns:
-        if column.startswith("scembed_umap"):
+        if column.startswith("scembed_umap") or column in probability:
             continue
         values = table[column].to_numpy()
         out.obs[column] = pd.Categorical(values) if values.dtype == object else values
@@ -63,6 +72,11 @@ def annotated_h5ad_bytes(
     if lift:  # the peaks (or fragments) were lifted onto the reference's build
         out.uns["scembed"]["liftover"] = dict(lift)
         out.uns.pop("scembed_liftover", None)
+    if probability:
+        out.obsm["scembed_label_probabilities"] = table[probability].to_numpy(np.float32)
+        out.uns["scembed"]["label_classes"] = [
+            c.removeprefix(PROBABILITY_CSV_PREFIX) for c in probability
+        ]
     with tempfile.TemporaryDirectory(prefix="scembed-export-") as tmp:
         path = Path(tmp) / "annotated.h5ad"
         out.write_h5ad(path, compression="gzip")

@@ -35,6 +35,9 @@ __all__ = [
     "resolution_curve",
     "confusion_heatmap",
     "projection_animation",
+    "reliability_curve",
+    "coverage_curve",
+    "coverage_at",
 ]
 
 MAX_REFERENCE_POINTS = 50_000
@@ -522,3 +525,104 @@ def projection_animation(
     fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]])
     fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]])
     return fig
+
+
+def reliability_curve(calibration: dict, *, title: str | None = None) -> go.Figure:
+    """Reliability diagram of held-out cells: mean top probability vs observed accuracy.
+
+    ``calibration`` is :func:`scembed_core.label_model.calibration_summary` output; marker
+    size follows the number of cells per bin.
+    """
+    rel = calibration.get("reliability") or {}
+    frame = pd.DataFrame(
+        {
+            "p": rel.get("mean_predicted", []),
+            "acc": rel.get("accuracy", []),
+            "n": rel.get("count", []),
+        }
+    ).dropna()
+    sizes = 6 + 18 * np.sqrt(frame["n"] / max(float(frame["n"].max()), 1.0)) if len(frame) else []
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"dash": "dash", "color": "#95A5A6"},
+                name="perfectly calibrated",
+                hoverinfo="skip",
+            ),
+            go.Scatter(
+                x=frame["p"],
+                y=frame["acc"],
+                mode="lines+markers",
+                marker={"size": sizes, "color": "#2E6F9E"},
+                line={"color": "#2E6F9E"},
+                name="held-out reference cells",
+                customdata=frame["n"],
+                hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>%{customdata} cells"
+                "<extra></extra>",
+            ),
+        ]
+    )
+    ece = calibration.get("ece")
+    default = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")
+    fig.update_layout(title=title or default, height=340, **_LAYOUT)
+    fig.update_xaxes(title="mean predicted probability (top class)", range=[0, 1.02])
+    fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
+    return fig
+
+
+def coverage_curve(calibration: dict, *, threshold: float | None = None) -> go.Figure:
+    """Accuracy vs share of cells labelled as the probability threshold rises.
+
+    With ``threshold``, the point where the Annotation page's slider sits is marked.
+    """
+    cov = calibration.get("coverage") or {}
+    frame = pd.DataFrame(
+        {
+            "t": cov.get("threshold", []),
+            "coverage": cov.get("coverage", []),
+            "acc": cov.get("accuracy", []),
+        }
+    ).dropna()
+    fig = go.Figure(
+        go.Scatter(
+            x=frame["coverage"],
+            y=frame["acc"],
+            mode="lines+markers",
+            line={"color": "#2E6F9E"},
+            name="thresholds",
+            customdata=frame["t"],
+            hovertemplate="threshold %{customdata:.2f}<br>%{x:.0%} of cells labelled<br>"
+            "accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    if threshold is not None and len(frame):
+        at = frame.iloc[int(np.argmin(np.abs(frame["t"].to_numpy() - threshold)))]
+        fig.add_trace(
+            go.Scatter(
+                x=[at["coverage"]],
+                y=[at["acc"]],
+                mode="markers",
+                marker={"size": 14, "color": "#C0392B", "symbol": "diamond"},
+                name=f"threshold {threshold:.2f}",
+                hovertemplate="your threshold<br>%{x:.0%} labelled, accuracy %{y:.3f}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(title="Accuracy vs coverage", height=340, **_LAYOUT)
+    fig.update_xaxes(title="share of cells that keep a label", tickformat=".0%")
+    fig.update_yaxes(title="accuracy of labelled cells")
+    return fig
+
+
+def coverage_at(calibration: dict, threshold: float) -> tuple[float, float] | None:
+    """(coverage, accuracy) of the held-out cells at the grid threshold nearest ``threshold``."""
+    cov = calibration.get("coverage") or {}
+    thresholds = np.asarray(cov.get("threshold", []), dtype=float)
+    if not thresholds.size:
+        return None
+    i = int(np.argmin(np.abs(thresholds - threshold)))
+    acc = cov["accuracy"][i]
+    return float(cov["coverage"][i]), float("nan") if acc is None else float(acc)

@@ -58,6 +58,14 @@ def transfer_label_key(reference: Any) -> str | None:
     return getattr(reference, "default_label_key", None) or (keys[0] if keys else None)
 
 
+def label_method(reference: Any) -> tuple[str, str | None]:
+    """The label method that runs for this tab's choice, and a note when it falls back."""
+    from scembed_core.labeling import resolve_label_method
+
+    chosen = st.session_state.get(state.LABEL_METHOD) or "classifier"
+    return resolve_label_method(reference, chosen, transfer_label_key(reference))
+
+
 def labels(
     run: state.ProjectionRun, reference: Any, obs_names: pd.Index, *, k: int = 15
 ) -> pd.DataFrame | None:
@@ -71,6 +79,7 @@ def labels(
     frame = cached.cached_transfer(
         run.cache_key,
         label_key,
+        label_method(reference)[0],
         k,
         float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
         None if max_distance is None else float(max_distance),

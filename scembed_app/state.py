@@ -30,6 +30,7 @@ RESOLUTION = "resolution"  # float: Louvain resolution
 RESOLUTION_CURVE = "resolution_curve"  # pd.DataFrame | None from "find resolution for k"
 CLUSTER_SEARCH = "cluster_search"  # str | None: outcome of the last "find resolution for k"
 LABEL_KEY = "label_key"  # str | None: reference obs column transferred (None: default)
+LABEL_METHOD = "label_method"  # str: "classifier" (the reference's label model) or "knn"
 MIN_CONFIDENCE = "min_confidence"  # float in [0, 1]
 LIMIT_DISTANCE = "limit_distance"  # bool: apply MAX_DISTANCE
 MAX_DISTANCE = "max_distance"  # float | None: cells mapped farther are Unassigned
@@ -66,6 +67,7 @@ def _defaults() -> dict[str, Any]:
         RESOLUTION_CURVE: None,
         CLUSTER_SEARCH: None,
         LABEL_KEY: None,
+        LABEL_METHOD: "classifier",
         MIN_CONFIDENCE: 0.0,
         LIMIT_DISTANCE: False,
         MAX_DISTANCE: None,

@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--min-confidence", type=float, default=0.0)
     project.add_argument("--max-mapping-distance", type=float, default=None)
     project.add_argument("--label-key", default=None, help="reference label column to transfer")
+    project.add_argument(
+        "--label-method",
+        choices=["classifier", "knn"],
+        default="classifier",
+        help="the reference's calibrated label classifier (default; older bundles fall back "
+        "to the kNN vote with a note) or the 15-nearest-neighbour vote",
+    )
     project.add_argument("--truth-key", default=None, help="query obs column to evaluate against")
     project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
@@ -198,6 +205,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
             max_mapping_distance=args.max_mapping_distance,
             label_key=args.label_key,
+            label_method=args.label_method,
             truth_key=args.truth_key,
             seed=args.seed,
             progress=bar,
@@ -221,6 +229,17 @@ def _cmd_project(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    if result.params.get("label_note"):
+        print(f"note: {result.params['label_note']}", file=sys.stderr)
+    if result.cluster_table is not None and "possibly_absent" in result.cluster_table:
+        flagged = result.cluster_table.loc[result.cluster_table["possibly_absent"], "cluster"]
+        if len(flagged):
+            print(
+                f"warning: cluster(s) {', '.join(map(str, flagged))}: possibly a cell type the "
+                "reference does not contain (median mapping distance above the reference's "
+                "own 99th percentile)",
+                file=sys.stderr,
+            )
     coverage = result.projection.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
@@ -285,6 +304,7 @@ def _cmd_project_scale(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
             max_mapping_distance=args.max_mapping_distance,
             label_key=args.label_key,
+            label_method=args.label_method,
             ev=not args.no_ev,
             layer=args.layer,
             progress=bar,
@@ -328,6 +348,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"note:       {note}")
     if manifest.get("source"):
         print(f"source:     {manifest['source']}")
+    model = getattr(reference, "label_model", None)
+    if model is not None:
+        calibration = model.calibration or {}
+        print(
+            f"classifier: {model.label_key}, {len(model.classes)} classes, "
+            f"{model.params.space} space, C={model.params.C:g}; hold-out accuracy "
+            f"{calibration.get('accuracy', float('nan')):.3f}, ECE "
+            f"{calibration.get('ece', float('nan')):.3f}"
+        )
+    elif reference.can_transfer_labels:
+        print("classifier: none (labels by kNN vote)")
     for key in reference.label_keys:
         print(f"labels[{key}]:")
         for label, count in reference.label_counts(key).items():

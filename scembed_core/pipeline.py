@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .annotate import UNASSIGNED, annotate_clusters, transfer_labels
+from .annotate import UNASSIGNED
 from .cluster import build_knn_graph, cluster_graph, find_resolution, n_clusters_of
 from .evaluate import classification_report, clustering_scores
+from .labeling import (
+    assign_labels,
+    cluster_table,
+    label_classes,
+    probabilities_of,
+    probability_columns,
+    resolve_label_method,
+)
 from .project import Projection, project, projection_frame
 
 if TYPE_CHECKING:
@@ -61,6 +69,7 @@ def run_pipeline(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
+    label_method: str = "classifier",
     truth_key: str | None = None,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
@@ -76,6 +85,9 @@ def run_pipeline(
     peaks are first lifted onto the reference's build
     (:func:`scembed_core.liftover.query.prepare_query`); what was done is recorded in
     ``uns["scembed"]["liftover"]``.
+    ``label_method`` is ``"classifier"`` (the reference's label model, or the kNN vote with
+    a note in ``params["label_note"]`` when it has none) or ``"knn"``; see
+    :func:`scembed_core.labeling.assign_labels`.
     """
     from .errors import ParameterError
     from .liftover.query import prepare_query
@@ -101,19 +113,23 @@ def run_pipeline(
         resolution = 1.0 if resolution is None else resolution
         clusters = cluster_graph(graph, resolution, method=method, seed=seed)
     labels = table = None
+    used_method, label_note = None, None
     if reference.can_transfer_labels:
         report(0.9, "Transferring labels from the reference")
-        labels = transfer_labels(
+        used_method, label_note = resolve_label_method(reference, label_method, label_key)
+        labels = assign_labels(
             projection.embedding,
             reference,
+            method=label_method,
             label_key=label_key,
             k=k_neighbors,
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
             neighbors=projection.neighbors,
+            warn=False,
         )
         labels.index = adata.obs_names
-        table = annotate_clusters(_cluster_names(clusters), labels["label"].to_numpy())
+        table = cluster_table(_cluster_names(clusters), labels, reference)
     params = {
         "reference": reference.name,
         "reference_genome": reference.genome,
@@ -123,6 +139,9 @@ def run_pipeline(
         "k_neighbors": k_neighbors,
         "min_confidence": min_confidence,
         "max_mapping_distance": max_mapping_distance,
+        "label_method": used_method,
+        "label_method_requested": label_method,
+        "label_note": label_note,
         "seed": seed,
         "query_genome": prepared.query_build,
     }
@@ -153,8 +172,11 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
     ``obsm["X_scembed"]`` (E-projection), ``obsm["X_scembed_whitened"]`` (the reference's
     analysis space, when it has one), ``obsm["X_scembed_umap"]`` (EV coordinates),
     ``obs["scembed_cluster"]``, ``obs["scembed_label"]``, ``obs["scembed_label_confidence"]``,
-    ``obs["scembed_cluster_label"]``, coverage and mapping-distance columns, and the
-    parameters, coverage summary and evaluation in ``uns["scembed"]``.
+    ``obs["scembed_cluster_label"]``, ``obs["scembed_cluster_possibly_absent"]`` (the
+    cell's cluster may be a type the reference lacks), coverage and mapping-distance
+    columns, ``obsm["scembed_label_probabilities"]`` (one column per class, in the order of
+    ``uns["scembed"]["label_classes"]``), and the parameters, coverage summary and
+    evaluation in ``uns["scembed"]``.
     """
     out = result.adata.copy()
     projection = result.projection
@@ -176,7 +198,20 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
         out.obs["scembed_cluster_label"] = pd.Categorical(
             [by_cluster.get(c, UNASSIGNED) for c in out.obs["scembed_cluster"].astype(str)]
         )
+        absent = dict(
+            zip(
+                result.cluster_table["cluster"],
+                result.cluster_table["possibly_absent"],
+                strict=True,
+            )
+        )
+        out.obs["scembed_cluster_possibly_absent"] = (
+            out.obs["scembed_cluster"].astype(str).map(absent).fillna(False).to_numpy(dtype=bool)
+        )
+        out.obsm["scembed_label_probabilities"] = probabilities_of(result.labels)
     uns = {"params": result.params, "coverage": _plain(projection.coverage.summary())}
+    if result.labels is not None:
+        uns["label_classes"] = label_classes(result.labels)
     uns["timings"] = dict(projection.timings)
     if result.liftover:
         uns["liftover"] = result.liftover
@@ -217,10 +252,20 @@ def results_frame(result: PipelineResult) -> pd.DataFrame:
     out = annotated_adata(result)
     columns = [c for c in out.obs.columns if c.startswith("scembed_")]
     frame = out.obs[columns].copy()
+    if result.labels is not None:
+        for column in probability_columns(result.labels):
+            frame[probability_csv_name(column)] = result.labels[column].to_numpy()
     if "X_scembed_umap" in out.obsm:
         frame["umap_1"], frame["umap_2"] = out.obsm["X_scembed_umap"].T
     frame.index.name = "cell"
     return frame
+
+
+def probability_csv_name(column: str) -> str:
+    """CSV column of a class probability: ``prob:B`` -> ``scembed_prob_B``."""
+    from .labeling import PROBABILITY_PREFIX
+
+    return "scembed_prob_" + column.removeprefix(PROBABILITY_PREFIX)
 
 
 def write_results(result: PipelineResult, path: str | Path, *, csv: bool = False) -> list[Path]:

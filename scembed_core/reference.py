@@ -14,6 +14,7 @@ A bundle is a folder::
                          vectors for any other, since hnswlib's loader trusts its input)
     map.json             the reference map's transform parameters (see scembed_core.evmap);
                          the map itself is obsm X_umap of cells.h5ad
+    label_model*.npy     label classifier arrays + label_model.json (see label_model.py)
 
 No file is a pickle, so a bundle from anywhere opens without trust. Bundles of the previous
 format carried a pickled umap-learn model (``umap_model.joblib``): it is never unpickled; the
@@ -184,6 +185,7 @@ class Reference:
     path: Path | None = None
     index: Any = None  # cosine index over analysis-space reference cells (built if None)
     whitening: Whitening | None = None
+    label_model: Any = None  # scembed_core.label_model.LabelModel (None: kNN vote only)
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -225,6 +227,10 @@ class Reference:
             digest.update("\t".join(universe.chrom).encode())
             if self.whitening is not None:
                 arrays += [self.whitening.mean, self.whitening.matrix]
+            if self.label_model is not None:
+                lm = self.label_model
+                arrays += [lm.mean, lm.scale, lm.coef, lm.intercept]
+                digest.update(repr((lm.label_key, lm.classes, lm.params, lm.temperature)).encode())
             if self.cells is not None:
                 arrays += [np.asarray(v) for _, v in sorted(self.cells.obsm.items())]
                 for column in self.cells.obs.columns:
@@ -359,6 +365,11 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
         written.append("map")
     for stale in _LEGACY_PICKLES:  # an older bundle rewritten in place loses its pickle
         (folder / stale).unlink(missing_ok=True)
+    extra: list[str] = []
+    if reference.label_model is not None:
+        from .label_model import save_label_model
+
+        extra = save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
     manifest.update(
         {
@@ -370,7 +381,9 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
             "n_cells": reference.n_cells,
             "genome": reference.genome,
             "pooling": model.pooling,
-            "files": {_FILES[k]: _sha256(folder / _FILES[k]) for k in written},
+            "files": {
+                name: _sha256(folder / name) for name in [_FILES[k] for k in written] + extra
+            },
         }
     )
     manifest.setdefault("name", folder.name)
@@ -524,6 +537,11 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             raise ReferenceBundleError(
                 f"The whitening ({shape}) does not fit {model.dim}-dimensional region vectors."
             )
+    label_model = None
+    if cells is not None:
+        from .label_model import load_label_model
+
+        label_model = load_label_model(folder, files)
     index = None
     if _FILES["index"] in files and cells is not None and _is_builtin(folder):
         # Only the built-in bundle's binary index is parsed (hnswlib's loader trusts its
@@ -544,6 +562,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
         index=index,
         whitening=whitening,
         notes=notes,
+        label_model=label_model,
     )
 
 

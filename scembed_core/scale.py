@@ -53,7 +53,6 @@ from .annotate import (
     UNASSIGNED,
     query_reference_neighbors,
     row_mean_ignoring_nan,
-    transfer_labels,
 )
 from .errors import CountValueError, DuplicateNamesError, InputFormatError, ParameterError
 from .project import binary_signal, ev_project, mapping_warnings
@@ -254,6 +253,8 @@ class _Plan:
     trust: bool
     k_neighbors: int
     label_key: str | None
+    label_method: str  # the method that runs (resolved once on the driver)
+    label_classes: tuple[str, ...]  # column order of obsm["scembed_label_probabilities"]
     min_confidence: float
     max_mapping_distance: float | None
     outlier_threshold: float | None
@@ -363,15 +364,20 @@ def _project_chunk(
         if plan.outlier_threshold is not None:
             results["obs/scembed_mapping_outlier"] = distance > plan.outlier_threshold
         if plan.categories:
-            labels = transfer_labels(
+            from .labeling import assign_labels, probabilities_of
+
+            labels = assign_labels(
                 embedding,
                 reference,
+                method=plan.label_method,
                 label_key=plan.label_key,
                 k=plan.k_neighbors,
                 min_confidence=plan.min_confidence,
                 max_mapping_distance=plan.max_mapping_distance,
                 neighbors=neighbors,
+                warn=False,
             )
+            results["obsm/scembed_label_probabilities"] = probabilities_of(labels)
             codes = pd.Categorical(labels["label"], categories=list(plan.categories)).codes
             results["obs/scembed_label/codes"] = codes.astype(np.int32)
             results["obs/scembed_label_confidence"] = labels["confidence"].to_numpy(np.float32)
@@ -429,6 +435,7 @@ def _fingerprint(plan: _Plan, reference: Reference) -> dict:
         "chunk_size": plan.chunk_size,
         "k_neighbors": plan.k_neighbors,
         "label_key": plan.label_key or "",
+        "label_method": plan.label_method,
         "min_confidence": plan.min_confidence,
         "max_mapping_distance": -1.0
         if plan.max_mapping_distance is None
@@ -482,6 +489,8 @@ def _create_store(
         array(group, "codes", (n,), "int32", -1)
         for name in ("scembed_label_confidence", "scembed_label_similarity"):
             array(root["obs"], name, (n,), "float32", np.nan)
+        shape = (n, len(plan.label_classes))
+        array(root["obsm"], "scembed_label_probabilities", shape, "float32", np.nan)
         added += ["scembed_label", "scembed_label_confidence", "scembed_label_similarity"]
     order = list(root["obs"].attrs.get("column-order", []))
     root["obs"].attrs["column-order"] = order + added
@@ -660,6 +669,7 @@ def project_out_of_core(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
+    label_method: str = "classifier",
     ev: bool = True,
     layer: str | None = None,
     n_workers: int = 2,
@@ -690,8 +700,11 @@ def project_out_of_core(
     scheduler
         None: a local cluster of ``n_workers`` processes with one thread each; a string:
         the address of a running Dask scheduler; or a ``distributed.Client``.
-    k_neighbors, min_confidence, max_mapping_distance, label_key
-        As in :func:`~scembed_core.annotate.transfer_labels`.
+    k_neighbors, min_confidence, max_mapping_distance, label_key, label_method
+        As in :func:`~scembed_core.labeling.assign_labels` (the one label rule, also used
+        by the in-memory pipeline and the app); class probabilities are written to
+        ``obsm["scembed_label_probabilities"]`` in the order of
+        ``uns["scembed"]["label_classes"]``.
     ev
         Also place the cells on the reference UMAP.
     layer
@@ -753,6 +766,16 @@ def project_out_of_core(
             )
         names = pd.Categorical(reference.cells.obs[label_key].astype(str)).categories
         categories = tuple(str(c) for c in names if c != UNASSIGNED) + (UNASSIGNED,)
+    from .labeling import resolve_label_method
+
+    used_method, label_note = "knn", None
+    label_classes: tuple[str, ...] = ()
+    if categories:
+        used_method, label_note = resolve_label_method(reference, label_method, label_key)
+        if used_method == "classifier":
+            label_classes = tuple(reference.label_model.classes)
+        else:
+            label_classes = tuple(str(c) for c in names)
     if ev and not reference.can_ev_project:
         ev = False  # region-only reference: E-projection (and nothing to place on a map)
     folder = reference.path
@@ -773,6 +796,8 @@ def project_out_of_core(
         trust=trust,
         k_neighbors=int(k_neighbors),
         label_key=label_key if categories else None,
+        label_method=used_method,
+        label_classes=label_classes,
         min_confidence=float(min_confidence),
         max_mapping_distance=max_mapping_distance,
         outlier_threshold=None if threshold is None else float(threshold),
@@ -820,6 +845,8 @@ def project_out_of_core(
             f"{coverage['n_unmapped_cells']:,} cell(s) cover no trained reference region; "
             "they get no embedding and are reported as Unassigned."
         )
+    if label_note:
+        warnings.append(label_note)
     coverage["warnings"] = warnings
     timings["finalize"] = time.perf_counter() - stage
     seconds = time.perf_counter() - started
@@ -844,6 +871,7 @@ def project_out_of_core(
         "reference": reference.name,
         "reference_genome": reference.genome,
         "label_key": plan.label_key,
+        "label_method": plan.label_method,
         "k_neighbors": plan.k_neighbors,
         "min_confidence": plan.min_confidence,
         "max_mapping_distance": plan.max_mapping_distance,
@@ -856,6 +884,8 @@ def project_out_of_core(
     scale["workers"] = np.asarray(list(workers), dtype=object)  # addresses contain "/"
     scale["worker_peak_rss_bytes"] = np.asarray(list(workers.values()), dtype=np.int64)
     uns = {"params": params, "coverage": stored_coverage, "timings": timings, "scale": scale}
+    if plan.label_classes:  # names may contain "/", so an array, not keys
+        uns["label_classes"] = np.asarray(plan.label_classes, dtype=object)
     if "label_counts" in coverage:  # label names may contain "/", so not as keys
         counts = coverage["label_counts"]
         uns["label_counts"] = pd.DataFrame(

@@ -349,6 +349,7 @@ def build_reference(
     fit_umap: bool = True,
     whiten_components: int = 20,
     seed: int = 0,
+    label_model: bool | object = True,
     progress: ProgressCallback | None = None,
 ):
     """Make a full reference from region embeddings and a labelled dataset.
@@ -374,7 +375,12 @@ def build_reference(
         Principal components kept by the whitening of the analysis space (0: none); see
         :class:`scembed_core.reference.Whitening`.
     seed
-        Seed of the kNN index (the UMAP uses the paper's ``random_state=42``).
+        Seed of the kNN index and of the label classifier's calibration hold-out (the
+        UMAP uses the paper's ``random_state=42``).
+    label_model
+        Fit the label classifier on the first label key (True: default
+        :class:`~scembed_core.label_model.LabelModelParams`; or pass such parameters;
+        False: none, labels then come from the kNN vote), with its held-out calibration.
     progress
         ``progress(fraction, message)`` callback.
 
@@ -429,6 +435,21 @@ def build_reference(
     }
     if model.metadata.get("format"):
         manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
+    classifier = None
+    if label_model is not False and keys and cells.obs[keys[0]].astype(str).nunique() >= 2:
+        from .label_model import LabelModelParams, fit_label_model, manifest_entry
+
+        report(0.9, "Fitting and calibrating the label classifier")
+        params = label_model if isinstance(label_model, LabelModelParams) else None
+        classifier = fit_label_model(
+            embedding[keep],
+            cells.obs[keys[0]].to_numpy(),
+            whitening=whitening,
+            label_key=keys[0],
+            params=params,
+            seed=seed,
+        )
+        manifest["label_model"] = manifest_entry(classifier)
     reference = Reference(
         model=model,
         cells=cells,
@@ -436,6 +457,7 @@ def build_reference(
         manifest=manifest,
         index=index,
         whitening=whitening,
+        label_model=classifier,
     )
     self_distance = self_mapping_distances(reference, k)
     report(1.0, "Reference ready")

@@ -87,6 +87,10 @@ def test_reference_page_shows_default_reference():
     assert int(metric(at, "Reference cells").replace(",", "")) > 1000
     assert {"bar"} in chart_types(at), "cell-type counts bar chart"
     assert {"scattergl"} in chart_types(at), "reference UMAP (WebGL)"
+    # the label classifier's held-out calibration: reliability and accuracy-vs-coverage
+    assert 0.0 <= float(metric(at, "ECE")) <= 0.1
+    assert 0.7 <= float(metric(at, "Held-out accuracy")) <= 1.0
+    assert sum({"scatter"} <= types for types in chart_types(at)) >= 2
 
 
 def test_unreachable_hub_model_is_an_error_not_a_traceback(monkeypatch):
@@ -159,7 +163,17 @@ def test_demo_flow_end_to_end():
     assert accuracy >= 0.65, f"label accuracy {accuracy} against the demo's cell_type"
     for label in ("Macro F1", "ARI (clusters)", "AMI (clusters)", "Homogeneity"):
         assert 0.0 <= float(metric(at, label)) <= 1.0
+    assert any("possibly_absent" in df.value.columns for df in at.dataframe)
+    assert at.selectbox(key="annotate_probability_class").value in set(
+        at.session_state[state.DATASET].adata.obs["cell_type"].astype(str)
+    ) | {"CD4.N2", "CD8.EM"}
+    at.selectbox(key="annotate_probability_class").set_value("B").run()  # fragment rerun
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "Top probability") != "–", "why this label: the first cell's top class"
     at.slider(key="w_min_confidence").set_value(1.0).run()
+    assert int(metric(at, "Unassigned").replace(",", "")) > 0
+    at.radio(key="w_label_method").set_value("knn").run()
+    assert not at.exception, [e.value for e in at.exception]
     assert int(metric(at, "Unassigned").replace(",", "")) > 0
 
     goto(at, state.PAGE_EXPORT)
@@ -301,11 +315,11 @@ def test_confusion_heatmap_row_normalised():
 
 
 def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
-    from scembed_core.annotate import transfer_labels
+    from scembed_core.labeling import assign_labels, label_classes, probabilities_of
     from scembed_core.project import project
 
     projection = project(planted, planted_reference, ev=True)
-    labels = transfer_labels(projection.embedding, planted_reference, k=5)
+    labels = assign_labels(projection.embedding, planted_reference, k=5)
     clusters = pd.Series(np.zeros(planted.n_obs, dtype=int).astype(str))
     table = exports.per_cell_table(planted.obs_names, projection, clusters, labels)
     data = exports.annotated_h5ad_bytes(planted, table, projection, params={"resolution": 1.0})
@@ -318,6 +332,12 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
     assert back.obsm["X_scembed_umap"].shape == (planted.n_obs, 2)
     assert "X_scembed_whitened" in back.obsm
     assert {"scembed_cluster", "scembed_label_confidence"} <= set(back.obs.columns)
+    classes = label_classes(labels)
+    assert list(back.uns["scembed"]["label_classes"]) == classes
+    np.testing.assert_allclose(back.obsm["scembed_label_probabilities"], probabilities_of(labels))
+    assert [f"scembed_prob_{c}" for c in classes] == [
+        c for c in table.columns if c.startswith("scembed_prob_")
+    ], "one CSV column per class"
     assert b"<html" in exports.figure_html(figures.histogram(np.arange(10)))[:200]
 
 

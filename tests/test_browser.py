@@ -63,6 +63,11 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             confusion = page.locator(".js-plotly-plot .gtitle", has_text="Confusion matrix")
             confusion.wait_for(timeout=60_000)
             assert confusion.is_visible()
+            probability_map = page.locator(".js-plotly-plot .colorbar")  # P(class) colour scale
+            assert probability_map.count() >= 1
+            page.get_by_role("tab", name="Why this label").click()
+            screenshots.wait_idle(page)
+            page.get_by_text("Labels of its nearest reference cells").wait_for(timeout=60_000)
 
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(tmp_path / "annotation.png"), full_page=True)
@@ -76,6 +81,9 @@ def test_demo_flow_in_a_real_browser(tmp_path):
                 download.value.save_as(tmp_path / name)
             annotated = anndata.read_h5ad(tmp_path / "out.h5ad")
             assert {"scembed_cluster", "scembed_label"} <= set(annotated.obs.columns)
+            classes = list(annotated.uns["scembed"]["label_classes"])
+            assert annotated.obsm["scembed_label_probabilities"].shape == (annotated.n_obs, 16)
+            assert len(classes) == 16
             assert b"Confusion matrix" in (tmp_path / "c.html").read_bytes()
             assert page.locator('[data-testid="stException"]').count() == 0
         finally:

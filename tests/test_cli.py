@@ -59,6 +59,32 @@ def test_project_demo_query_end_to_end(tmp_path):
     assert result.obs["scembed_cluster"].nunique() >= 12
     assert (tmp_path / "demo.csv").is_file()
     assert "projected" in done.stdout
+    # the default is the reference's classifier, with a probability for every class
+    assert result.uns["scembed"]["params"]["label_method"] == "classifier"
+    classes = list(result.uns["scembed"]["label_classes"])
+    assert len(classes) == 16
+    probabilities = result.obsm["scembed_label_probabilities"]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    header = (tmp_path / "demo.csv").read_text().splitlines()[0].split(",")
+    assert [f"scembed_prob_{c}" for c in classes] == [h for h in header if "_prob_" in h]
+
+
+def test_label_method_knn_gives_the_old_labels(tmp_path):
+    from scembed_core.annotate import transfer_labels
+    from scembed_core.io import read_dataset
+    from scembed_core.project import project
+
+    out = tmp_path / "knn.h5ad"
+    args = ["project", str(DEMO_QUERY_PATH), "--out", str(out), "--no-ev"]
+    done = run_cli(*args, "--label-method", "knn")
+    assert done.returncode == 0, done.stderr
+    result = ad.read_h5ad(out)
+    assert result.uns["scembed"]["params"]["label_method"] == "knn"
+    reference = load_default_reference()
+    projection = project(read_dataset(DEMO_QUERY_PATH), reference, ev=False)
+    old = transfer_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    assert list(result.obs["scembed_label"].astype(str)) == list(old["label"])
+    np.testing.assert_allclose(result.obs["scembed_label_confidence"], old["confidence"])
 
 
 def test_info_prints_manifest():

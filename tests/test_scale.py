@@ -20,10 +20,10 @@ import scipy.sparse as sp
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
-from scembed_core.annotate import transfer_labels
 from scembed_core.cluster import build_knn_graph, louvain
 from scembed_core.errors import CountValueError, InputFormatError, ParameterError
 from scembed_core.io import read_dataset
+from scembed_core.labeling import assign_labels, label_classes, probabilities_of
 from scembed_core.project import ev_project, project
 from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 from scembed_core.scale import (
@@ -49,7 +49,7 @@ def reference():
 def in_memory(reference):
     adata = read_dataset(DEMO_QUERY_PATH)
     projection = project(adata, reference)
-    labels = transfer_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    labels = assign_labels(projection.embedding, reference, neighbors=projection.neighbors)
     return adata, projection, labels
 
 
@@ -101,6 +101,10 @@ def test_results_equal_the_in_memory_path(store, in_memory):
     np.testing.assert_allclose(
         result.obs["scembed_label_confidence"], labels["confidence"], rtol=1e-6
     )
+    np.testing.assert_allclose(
+        result.obsm["scembed_label_probabilities"], probabilities_of(labels), rtol=1e-5
+    )
+    assert list(result.uns["scembed"]["label_classes"]) == label_classes(labels)
     np.testing.assert_allclose(
         result.obs["scembed_mapping_distance"], projection.mapping_distance, rtol=1e-5
     )
