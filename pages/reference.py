@@ -199,14 +199,18 @@ if reference.can_transfer_labels:
         ):
             value = calibration.get(key)
             col.metric(name, "–" if value is None else f"{value:.3f}")
+        spaces = {"plain": "mean-pooled", "whitened": "whitened", "both": "mean-pooled + whitened"}
+        blend = model.params.knn_weight
         st.caption(
-            f"A multinomial logistic regression on the reference cells' {model.params.space} "
-            f"embeddings (C={model.params.C:g}). Before it was fitted on all cells, "
-            f"{calibration.get('n_cells', 0):,} reference cells "
-            f"({calibration.get('holdout_fraction', 0):.0%}, stratified) were held out: "
-            f"and its probabilities were rescaled there by one temperature "
-            f"({model.temperature:.2f}); "
-            "the curves show how often its top class was right at each predicted probability, "
+            f"A multinomial logistic regression on the reference cells' "
+            f"{spaces.get(model.params.space, model.params.space)} embeddings "
+            f"(C={model.params.C:g}"
+            + (f", blended {blend:.0%} with the 15-neighbour vote" if blend else "")
+            + f"). Before it was fitted on all cells, {calibration.get('n_cells', 0):,} "
+            f"reference cells ({calibration.get('holdout_fraction', 0):.0%}, stratified) were "
+            f"held out and its probabilities rescaled on them by one temperature "
+            f"({model.temperature:.2f}). "
+            "The curves show how often its top class was right at each predicted probability, "
             "and how accuracy rises as a probability threshold leaves more cells 'Unassigned'. "
             "They are measured on the reference's own donor; a new donor scores lower."
         )

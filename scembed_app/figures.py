@@ -567,7 +567,8 @@ def reliability_curve(calibration: dict, *, title: str | None = None) -> go.Figu
     )
     ece = calibration.get("ece")
     default = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")
-    fig.update_layout(title=title or default, height=340, **_LAYOUT)
+    fig.update_layout(title=title or default, height=360, **_LAYOUT)
+    fig.update_layout(legend={"orientation": "h", "y": -0.3})
     fig.update_xaxes(title="mean predicted probability (top class)", range=[0, 1.02])
     fig.update_yaxes(title="observed accuracy", range=[0, 1.02])
     return fig
@@ -611,7 +612,9 @@ def coverage_curve(calibration: dict, *, threshold: float | None = None) -> go.F
                 "<extra></extra>",
             )
         )
-    fig.update_layout(title="Accuracy vs coverage", height=340, **_LAYOUT)
+    title = "Accuracy vs coverage" + (" (◆ your threshold)" if threshold is not None else "")
+    fig.update_layout(title=title, height=340, **_LAYOUT)
+    fig.update_layout(showlegend=False)
     fig.update_xaxes(title="share of cells that keep a label", tickformat=".0%")
     fig.update_yaxes(title="accuracy of labelled cells")
     return fig
