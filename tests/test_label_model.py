@@ -195,7 +195,7 @@ def test_probability_threshold_sets_unassigned(planted_reference, projection):
 
 
 def test_bundle_stores_the_model_as_plain_arrays(planted_reference, projection, tmp_path):
-    folder = save_reference(planted_reference, tmp_path / "bundle", remember_trust=False)
+    folder = save_reference(planted_reference, tmp_path / "bundle").path
     manifest = json.loads((folder / "manifest.json").read_text())
     for name in LABEL_MODEL_FILES.values():
         assert name in manifest["files"]
@@ -205,7 +205,7 @@ def test_bundle_stores_the_model_as_plain_arrays(planted_reference, projection, 
                 np.load(path, allow_pickle=False)
             else:
                 json.loads(path.read_text())
-    loaded = load_reference(folder, trust=True)
+    loaded = load_reference(folder)
     assert loaded.label_model.classes == planted_reference.label_model.classes
     np.testing.assert_array_equal(loaded.label_model.coef, planted_reference.label_model.coef)
     before = assign_labels(projection.embedding, planted_reference, neighbors=projection.neighbors)
@@ -214,13 +214,13 @@ def test_bundle_stores_the_model_as_plain_arrays(planted_reference, projection, 
     # a tampered array is caught by the checksums
     np.save(folder / LABEL_MODEL_FILES["coef"], loaded.label_model.coef * 2)
     with pytest.raises(ReferenceBundleError, match="Checksum"):
-        load_reference(folder, trust=True)
+        load_reference(folder)
 
 
 def test_old_bundle_without_classifier_falls_back_to_knn(planted_reference, projection, tmp_path):
     old = dataclasses.replace(planted_reference, label_model=None)
-    folder = save_reference(old, tmp_path / "old", remember_trust=False)
-    loaded = load_reference(folder, trust=True)
+    folder = save_reference(old, tmp_path / "old").path
+    loaded = load_reference(folder)
     assert loaded.label_model is None
     method, note = resolve_label_method(loaded, "classifier")
     assert method == "knn" and "no label classifier" in note
@@ -281,7 +281,7 @@ def test_cli_app_and_dask_give_the_same_labels(planted_reference, query, tmp_pat
     from scembed_core.cli import main
     from scembed_core.scale import project_out_of_core
 
-    folder = save_reference(planted_reference, tmp_path / "ref", remember_trust=False)
+    folder = save_reference(planted_reference, tmp_path / "ref").path
     path = tmp_path / "query.h5ad"
     query.write_h5ad(path)
     out = tmp_path / "cli.h5ad"
@@ -298,7 +298,7 @@ def test_cli_app_and_dask_give_the_same_labels(planted_reference, query, tmp_pat
         atol=1e-7,
     )
 
-    reference = load_reference(folder, trust=True)
+    reference = load_reference(folder)
     projection = project(query, reference, ev=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no Streamlit runtime: cache warnings only
