@@ -33,7 +33,7 @@ if not reference.can_transfer_labels:
     )
     st.page_link(state.PAGE_REFERENCE, label="Choose a reference", icon=":material/hub:")
     st.page_link(state.PAGE_TRAIN, label="Train a reference", icon=":material/model_training:")
-    st.stop()
+    state.stop_page()
 
 # --- form: method and thresholds ------------------------------------------------------------------
 st.radio(
@@ -107,7 +107,7 @@ try:
     transferred = results.labels(run, reference, obs.index)
 except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Check the label column on the Reference page.")
-    st.stop()
+    state.stop_page()
 cluster = results.current_clusters(run, dataset)
 
 n_assigned = int((transferred["label"] != UNASSIGNED).sum())
@@ -168,7 +168,7 @@ truth_key = st.selectbox(
 )
 if truth_key == NO_TRUTH:
     st.info("Pick a label column of your data to score the transferred labels against it.")
-    st.stop()
+    state.stop_page()
 
 truth = obs[truth_key]
 predicted_names = sorted(set(transferred["label"]) - {UNASSIGNED})
@@ -205,7 +205,7 @@ try:
     )
 except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Choose another truth column.")
-    st.stop()
+    state.stop_page()
 
 cols = st.columns(5)
 cols[0].metric("Accuracy", f"{report.accuracy:.3f}", help="Unassigned cells count as wrong.")

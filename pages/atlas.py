@@ -29,7 +29,7 @@ if deployment.is_hosted():
         "of the app (`make run`).",
         icon=":material/lock:",
     )
-    st.stop()
+    state.stop_page()
 
 with st.form("atlas_form"):
     path = st.text_input("Result store on the server", placeholder="/data/BIG.zarr")
@@ -40,7 +40,7 @@ if submitted and path.strip():
 chosen = st.session_state.get("atlas_path")
 if not chosen:
     st.info("No result opened yet: run the command above, then give the path of its `.zarr`.")
-    st.stop()
+    state.stop_page()
 
 
 @st.cache_data(show_spinner="Reading a sample of the result...", max_entries=4, ttl=3600)
@@ -57,12 +57,12 @@ def sample(store: str, max_points: int) -> tuple[pd.DataFrame, int]:
 
 if not Path(chosen).is_dir():
     st.error(f"No result store at {widgets.md(chosen)}. Give the `--out` folder of the run.")
-    st.stop()
+    state.stop_page()
 try:
     frame, total = sample(chosen, MAX_POINTS)
 except (ScEmbedError, KeyError, OSError, ValueError) as exc:
     widgets.show_engine_error(exc, hint="Is this the `.zarr` written by `project --dask`?")
-    st.stop()
+    state.stop_page()
 
 left, right = st.columns(2)
 left.metric("Cells in the store", f"{total:,}")
@@ -70,7 +70,7 @@ right.metric("Cells drawn", f"{len(frame):,}")
 if not {"umap_1", "umap_2"} <= set(frame.columns):
     st.warning("This result has no reference-map coordinates (it was run with `--no-ev`).")
     st.dataframe(frame.head(1000))
-    st.stop()
+    state.stop_page()
 
 _, reference = state.require_reference()
 colour_options = [c for c in frame.columns if c.startswith("scembed_") and frame[c].nunique() > 1]

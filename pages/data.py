@@ -70,7 +70,7 @@ if st.session_state[state.UPLOAD_ERROR]:
 dataset = st.session_state[state.DATASET]
 if dataset is None:
     st.info("Upload a dataset above, or load the demo dataset to try the app.")
-    st.stop()
+    state.stop_page()
 
 # --- QC and coverage before projecting ---------------------------------------------------------
 st.subheader(widgets.md(dataset.name), anchor=False)
@@ -84,7 +84,7 @@ except ScEmbedError as exc:
         exc, hint="Choose a reference on the same genome and species as your data."
     )
     st.page_link(state.PAGE_REFERENCE, label="Go to Reference", icon=":material/hub:")
-    st.stop()
+    state.stop_page()
 
 cols = st.columns(4)
 cols[0].metric("Cells", f"{adata.n_obs:,}")

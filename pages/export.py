@@ -30,7 +30,7 @@ try:
     transferred = results.labels(run, reference, adata.obs_names)
 except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Check the thresholds on the Annotation page.")
-    st.stop()
+    state.stop_page()
 table = exports.per_cell_table(adata.obs_names, run.projection, cluster, transferred)
 params = {
     "reference": reference.name,

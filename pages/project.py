@@ -80,7 +80,7 @@ if clicked:
         except ScEmbedError as exc:
             status.update(label="Projection failed", state="error")
             widgets.show_engine_error(exc, hint="Check the Data page's coverage report.")
-            st.stop()
+            state.stop_page()
         run = dataclasses.replace(run, seconds=stages.total, stage_seconds=stages.seconds)
         st.session_state[state.PROJECTION] = run
         status.update(
@@ -92,7 +92,7 @@ if clicked:
 run = st.session_state[state.PROJECTION]
 if run is None:
     st.info("Press **Project cells** to embed the query cells and place them on the map.")
-    st.stop()
+    state.stop_page()
 run = state.require_projection(ref_key, dataset)
 
 st.success(

@@ -34,7 +34,7 @@ if not label_cols:
         "values. The current dataset has none; upload a labelled dataset."
     )
     st.page_link(state.PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
-    st.stop()
+    state.stop_page()
 
 _, current = state.require_reference()
 region_only = current.cells is None
@@ -136,7 +136,7 @@ if submitted:
         except ScEmbedError as exc:
             status.update(label="Training failed", state="error")
             widgets.show_engine_error(exc, hint="Check the label column and the data.")
-            st.stop()
+            state.stop_page()
         st.session_state[state.TRAINED][safe_name] = state.TrainedReference(
             name=safe_name,
             # Cached results of every session are keyed on this: the fingerprint hashes
@@ -157,7 +157,7 @@ if submitted:
 # --- trained references of this tab --------------------------------------------------------------
 trained = st.session_state[state.TRAINED]
 if not trained:
-    st.stop()
+    state.stop_page()
 st.subheader("References trained in this tab")
 for item in trained.values():
     with st.container(border=True):

@@ -85,6 +85,8 @@ def run() -> None:
     _run.routing = True
     try:
         page.run()
+    except state.PageStop:
+        pass  # a guard or the page itself ended this run early (state.stop_page)
     finally:
         _run.routing = outer
         # heavy imports only after the navigation is sent

@@ -15,6 +15,21 @@ import streamlit as st
 
 from scembed_app import deployment
 
+
+class PageStop(Exception):  # noqa: N818 (a control-flow signal, like StopIteration)
+    """Raised by :func:`stop_page`: the page is done for this run (caught by the router)."""
+
+
+def stop_page() -> None:
+    """End the current page here, like ``st.stop()``, but leave the frame drawable.
+
+    After ``st.stop()`` Streamlit refuses every further element of the run, so the router
+    could not draw the sidebar summary on a page that stopped at a guard. This raises
+    :class:`PageStop` instead, which the router catches before drawing the sidebar.
+    """
+    raise PageStop
+
+
 if TYPE_CHECKING:  # anndata is heavy: not imported before the router's navigation is sent
     from scembed_app.uploads import LoadedDataset
 
@@ -139,7 +154,7 @@ def require_reference() -> tuple[str, Any]:
     except ScEmbedError as exc:
         show_engine_error(exc, hint="Choose another reference on the Reference page.")
         st.page_link(PAGE_REFERENCE, label="Go to Reference", icon=":material/hub:")
-        st.stop()
+        stop_page()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -161,7 +176,7 @@ def require_dataset() -> LoadedDataset:
     if dataset is None:
         st.info("No query dataset yet. Upload your scATAC-seq data or load the demo dataset.")
         st.page_link(PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
-        st.stop()
+        stop_page()
     return dataset
 
 
@@ -171,12 +186,12 @@ def require_projection(reference_key: str, dataset: LoadedDataset) -> Projection
     if run is None:
         st.info("The cells are not projected yet. Project them onto the reference first.")
         st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
-        st.stop()
+        stop_page()
     if run.dataset_digest != dataset.digest or run.reference_key != reference_key:
         st.info(
             "The dataset or the reference changed since the last projection. "
             "Project again to update the clusters and labels."
         )
         st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
-        st.stop()
+        stop_page()
     return run

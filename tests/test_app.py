@@ -78,6 +78,9 @@ def test_page_renders_without_data(page):
     assert at.title, "every page has a title"
     if page not in (state.PAGE_REFERENCE, state.PAGE_ABOUT):
         assert at.info, "pages that need data say what to do (st.info + page link)"
+    # the sidebar summary is drawn even when the page stopped at a guard
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Data: none yet" in sidebar and "Not projected" in sidebar, sidebar
 
 
 def test_reference_page_shows_default_reference():
