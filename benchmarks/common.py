@@ -165,8 +165,9 @@ def embedding_reference(embedding: np.ndarray, labels, name: str = "embedding"):
     """
     import anndata as ad
 
-    from scembed_core.annotate import build_cell_index
-    from scembed_core.reference import Reference, RegionModel
+    from scembed_core.knn import build_cell_index
+    from scembed_core.model import RegionModel
+    from scembed_core.reference import Reference
     from scembed_core.regions import GenomicRegions
 
     embedding = np.asarray(embedding, dtype=np.float32)

@@ -161,9 +161,9 @@ def cli_seconds(tree: Path, out_dir: Path) -> dict:
 
 def million_cells(n: int = 1_000_000) -> dict:
     """EV for ``n`` cells in memory: neighbour search + transform (30 epochs, umap's rule)."""
-    from scembed_core.annotate import knn_query
     from scembed_core.evmap import transform, warm
     from scembed_core.io import read_dataset
+    from scembed_core.knn import knn_query
     from scembed_core.project import project
     from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 

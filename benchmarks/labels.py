@@ -72,7 +72,7 @@ def scores(truth: np.ndarray, predicted: np.ndarray, confidence: np.ndarray | No
 
 
 def _knn_proba(train_space, train_codes, test_space, n_classes, seed=0):
-    from scembed_core.annotate import build_cell_index, knn_query
+    from scembed_core.knn import build_cell_index, knn_query
     from scembed_core.label_model import knn_probabilities
 
     index = build_cell_index(train_space, seed=seed)

@@ -63,8 +63,8 @@ def worker_map_pool(folder: Path, repeats: int, save: Path | None) -> dict:
     import tracemalloc
 
     from scembed_core import project as project_module
+    from scembed_core.model import RegionModel
     from scembed_core.project import compute_coverage, pool_region_vectors, regions_of
-    from scembed_core.reference import RegionModel
     from scembed_core.regions import cells_by_universe, map_peaks_to_universe
 
     adata, universe, vectors, read_s = _load_workload(folder)

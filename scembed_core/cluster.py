@@ -57,7 +57,7 @@ class KnnGraph:
 
 
 def _knn(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from .annotate import build_cell_index, drop_self_neighbors, knn_query
+    from .knn import build_cell_index, drop_self_neighbors, knn_query
 
     if len(embedding) <= EXACT_KNN_MAX_CELLS:
         from sklearn.neighbors import NearestNeighbors

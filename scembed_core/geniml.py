@@ -29,15 +29,13 @@ import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import InputFormatError, ModelFormatError, UnsafeInputError, UntrustedSourceError
+from .model import RegionModel
 from .regions import GenomicRegions, parse_region_names
-
-if TYPE_CHECKING:
-    from .reference import RegionModel
 
 __all__ = [
     "GTARS_SPECIAL_TOKENS",
@@ -96,7 +94,7 @@ def is_geniml_folder(path: str | Path) -> bool:
 
 
 def read_geniml_model(folder: str | Path, *, trust_pickle: bool = False) -> RegionModel:
-    """Load a geniml model folder as a :class:`~scembed_core.reference.RegionModel`.
+    """Load a geniml model folder as a :class:`~scembed_core.model.RegionModel`.
 
     Parameters
     ----------
@@ -506,8 +504,6 @@ def _check_shapes(
 
 
 def _make_model(universe: GenomicRegions, vectors: np.ndarray, metadata: dict) -> RegionModel:
-    from .reference import RegionModel
-
     trained = ~np.all(vectors == 0, axis=1)
     return RegionModel(universe=universe, vectors=vectors, trained=trained, metadata=metadata)
 

@@ -370,7 +370,7 @@ def fit_label_model(
     labels
         One label per cell.
     whitening
-        The reference's :class:`~scembed_core.reference.Whitening` (for the whitened
+        The reference's :class:`~scembed_core.model.Whitening` (for the whitened
         spaces and the kNN part of a blend, which searches the analysis space). Without
         one the model uses the plain space, whatever ``params.space`` says.
     label_key
@@ -417,7 +417,7 @@ def fit_label_model(
             logits = part.logits(features[held_idx])
             knn = None
             if params.knn_weight > 0:
-                from .annotate import build_cell_index, knn_query
+                from .knn import build_cell_index, knn_query
 
                 space = embedding if whitening is None else whitening.transform(embedding)
                 index = build_cell_index(space[fit_idx], seed=seed)

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     import anndata as ad
 
     from .evmap import MapTransform
-    from .reference import Reference, RegionModel
+    from .model import RegionModel
+    from .reference import Reference
 
 __all__ = [
     "Coverage",

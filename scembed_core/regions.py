@@ -22,6 +22,7 @@ from .errors import ChromosomeNamingError, CoordinateError, EmptyDataError, Inpu
 
 __all__ = [
     "GenomicRegions",
+    "canonical_chrom",
     "PeakMapping",
     "map_peaks_to_universe",
     "parse_region_names",
@@ -174,7 +175,7 @@ def parse_region_names(names: list[str] | np.ndarray | pd.Index) -> GenomicRegio
     )
 
 
-def _canonical_chrom(name: str) -> str:
+def canonical_chrom(name: str) -> str:
     """Canonical chromosome key: no ``chr`` prefix, mitochondria as ``M``."""
     key = name[3:] if name.lower().startswith("chr") else name
     return "M" if key.upper() in {"M", "MT"} else key
@@ -198,13 +199,13 @@ def reconcile_chromosome_names(
     universe_set = set(np.unique(np.asarray(universe_chroms, dtype=str)))
     canonical = {}
     for name in universe_set:
-        canonical.setdefault(_canonical_chrom(name), name)
+        canonical.setdefault(canonical_chrom(name), name)
     renamed: dict[str, str] = {}
     unknown: list[str] = []
     for name in np.unique(np.asarray(query_chroms, dtype=str)):
         if name in universe_set:
             continue
-        target = canonical.get(_canonical_chrom(name))
+        target = canonical.get(canonical_chrom(name))
         if target is None:
             unknown.append(name)
         else:

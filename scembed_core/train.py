@@ -295,8 +295,8 @@ def train_reference(
     -------
     :class:`scembed_core.reference.Reference`
     """
+    from .model import RegionModel
     from .project import regions_of
-    from .reference import RegionModel
 
     report = progress or (lambda fraction, message: None)
     params = params or TrainingParams()
@@ -362,7 +362,7 @@ def build_reference(
     Parameters
     ----------
     model
-        :class:`scembed_core.reference.RegionModel` (trained here or loaded).
+        :class:`scembed_core.model.RegionModel` (trained here or loaded).
     adata
         Labelled cells x peaks with ``var`` coordinates.
     label_key
@@ -373,7 +373,7 @@ def build_reference(
         Fit the UMAP map (needed for EV-projection).
     whiten_components
         Principal components kept by the whitening of the analysis space (0: none); see
-        :class:`scembed_core.reference.Whitening`.
+        :class:`scembed_core.model.Whitening`.
     seed
         Seed of the kNN index and of the label classifier's calibration hold-out (the
         UMAP uses the paper's ``random_state=42``).
@@ -390,9 +390,11 @@ def build_reference(
     """
     import anndata as ad
 
-    from .annotate import LEGACY_MAPPING_DISTANCE_K, build_cell_index, self_mapping_distances
+    from .annotate import LEGACY_MAPPING_DISTANCE_K, self_mapping_distances
+    from .knn import build_cell_index
+    from .model import Whitening
     from .project import compute_coverage, embed_cells
-    from .reference import Reference, Whitening
+    from .reference import Reference
 
     report = progress or (lambda fraction, message: None)
     keys = _label_keys(adata, label_key)

@@ -25,7 +25,7 @@ from scembed_core.geniml import (
     read_geniml_model,
     read_torch_checkpoint,
 )
-from scembed_core.reference import RegionModel
+from scembed_core.model import RegionModel
 from scembed_core.regions import GenomicRegions, map_peaks_to_universe
 
 DATA = Path(__file__).parent / "data"

@@ -5,14 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scembed_core.annotate import (
-    UNASSIGNED,
-    ExactCosineIndex,
-    annotate_clusters,
-    build_cell_index,
-    knn_query,
-    transfer_labels,
-)
+from scembed_core.annotate import UNASSIGNED, annotate_clusters, transfer_labels
 from scembed_core.cluster import (
     build_knn_graph,
     find_resolution,
@@ -29,6 +22,7 @@ from scembed_core.evaluate import (
     drop_nonzeros,
     dropout_robustness,
 )
+from scembed_core.knn import ExactCosineIndex, build_cell_index, knn_query
 from scembed_core.pipeline import annotated_adata, run_pipeline, write_results
 from scembed_core.project import compute_coverage, pool_region_vectors, project
 from scembed_core.reference import load_reference, save_reference

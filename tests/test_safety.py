@@ -16,14 +16,13 @@ import scipy.sparse as sp
 
 from scembed_core import regions as regions_module
 from scembed_core.annotate import (
-    build_cell_index,
-    drop_self_neighbors,
     mapping_distance_threshold,
     self_mapping_distances,
     transfer_labels,
 )
 from scembed_core.errors import ParameterError
 from scembed_core.geniml import read_geniml_model
+from scembed_core.knn import build_cell_index, drop_self_neighbors
 from scembed_core.pipeline import run_pipeline, write_results
 from scembed_core.project import pool_region_vectors, project
 from scembed_core.reference import load_reference, save_reference

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ChromosomeNamingError, GenomeBuildError
-from ..regions import GenomicRegions, map_peaks_to_universe
+from ..regions import GenomicRegions, canonical_chrom, map_peaks_to_universe
 from .chain import Chain, read_chain
 from .lift import lift_regions
+from .sizes import CHROMOSOME_SIZES
 
 __all__ = [
     "CHROMOSOME_SIZES",
@@ -39,30 +40,6 @@ __all__ = [
     "detect_build",
     "CHAIN_DIR",
 ]
-
-#: Chromosome lengths of chr1..22, X, Y, M from UCSC's chromInfo tables
-#: (https://hgdownload.soe.ucsc.edu/goldenPath/hg19/bigZips/hg19.chrom.sizes and
-#: .../hg38/bigZips/hg38.chrom.sizes); the shipped chain's headers agree (tested).
-CHROMOSOME_SIZES: dict[str, dict[str, int]] = {
-    "hg19": {
-        "chr1": 249250621, "chr2": 243199373, "chr3": 198022430, "chr4": 191154276,
-        "chr5": 180915260, "chr6": 171115067, "chr7": 159138663, "chr8": 146364022,
-        "chr9": 141213431, "chr10": 135534747, "chr11": 135006516, "chr12": 133851895,
-        "chr13": 115169878, "chr14": 107349540, "chr15": 102531392, "chr16": 90354753,
-        "chr17": 81195210, "chr18": 78077248, "chr19": 59128983, "chr20": 63025520,
-        "chr21": 48129895, "chr22": 51304566, "chrX": 155270560, "chrY": 59373566,
-        "chrM": 16571,
-    },
-    "hg38": {
-        "chr1": 248956422, "chr2": 242193529, "chr3": 198295559, "chr4": 190214555,
-        "chr5": 181538259, "chr6": 170805979, "chr7": 159345973, "chr8": 145138636,
-        "chr9": 138394717, "chr10": 133797422, "chr11": 135086622, "chr12": 133275309,
-        "chr13": 114364328, "chr14": 107043718, "chr15": 101991189, "chr16": 90338345,
-        "chr17": 83257441, "chr18": 80373285, "chr19": 58617616, "chr20": 64444167,
-        "chr21": 46709983, "chr22": 50818468, "chrX": 156040895, "chrY": 57227415,
-        "chrM": 16569,
-    },
-}  # fmt: skip
 
 _ALIASES = {"hg19": "hg19", "grch37": "hg19", "hs37d5": "hg19", "b37": "hg19",
             "hg38": "hg38", "grch38": "hg38"}  # fmt: skip
@@ -183,10 +160,8 @@ class BuildDetection:
 
 
 def _past_end(peaks: GenomicRegions) -> dict[str, int]:
-    from ..regions import _canonical_chrom
-
     uniques, codes = np.unique(peaks.chrom, return_inverse=True)
-    keys = ["chr" + _canonical_chrom(c) for c in uniques]
+    keys = ["chr" + canonical_chrom(c) for c in uniques]
     out = {}
     for build, sizes in CHROMOSOME_SIZES.items():
         limit = np.array([sizes.get(k, np.iinfo(np.int64).max) for k in keys], dtype=np.int64)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ChainFileError
+from .sizes import CHROMOSOME_SIZES
 
 __all__ = ["Chain", "read_chain", "parse_chain", "primary_chromosome"]
 
@@ -144,8 +145,6 @@ class Chain:
 
 
 def _infer_build(names: np.ndarray, sizes: np.ndarray) -> str:
-    from .builds import CHROMOSOME_SIZES
-
     table = dict(zip(names.tolist(), sizes.tolist(), strict=True))
     for build, lengths in CHROMOSOME_SIZES.items():
         shared = [c for c in lengths if c in table and c != "chrM"]

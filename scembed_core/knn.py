@@ -1,0 +1,146 @@
+"""The cosine kNN index over cells: build, load, query (no other engine module needed).
+
+hnswlib (approximate, fast) when it is importable, exact scikit-learn brute force otherwise.
+The reference's index, cluster graphs and the label model's kNN blend all use it; it sits
+below every other engine module, so none of them needs another to search neighbours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError, ReferenceBundleError
+
+__all__ = [
+    "HNSW_EF_QUERY",
+    "ExactCosineIndex",
+    "build_cell_index",
+    "load_cell_index",
+    "knn_query",
+    "drop_self_neighbors",
+]
+
+HNSW_EF_CONSTRUCTION = 200
+HNSW_M = 16
+HNSW_EF_QUERY = 100
+
+
+def _hnswlib():
+    try:
+        import hnswlib
+    except ImportError:  # exact search below stands in
+        return None
+    return hnswlib
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1)
+
+
+class ExactCosineIndex:
+    """Exact cosine kNN with scikit-learn: the fallback when hnswlib is not importable."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
+        self.n = len(data)
+        self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(_unit_rows(data))
+
+    def knn_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine distances of the ``k`` nearest cells, hnswlib style."""
+        distances, indices = self._nn.kneighbors(_unit_rows(queries), n_neighbors=k)
+        return indices, distances.astype(np.float32)
+
+    def get_current_count(self) -> int:
+        """Number of indexed cells."""
+        return self.n
+
+
+def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 2) -> Any:
+    """Build a cosine kNN index over reference cell embeddings.
+
+    Uses hnswlib (approximate, fast); falls back to exact scikit-learn search when hnswlib
+    is not importable. Rows must be finite.
+    """
+    embedding = np.asarray(embedding, dtype=np.float32)
+    if not np.isfinite(embedding).all():
+        raise ParameterError("Reference cell embeddings contain NaN or inf; drop those cells.")
+    hnswlib = _hnswlib()
+    if hnswlib is None:
+        return ExactCosineIndex(embedding)
+    index = hnswlib.Index(space="cosine", dim=embedding.shape[1])
+    index.init_index(
+        max_elements=max(len(embedding), 1),
+        ef_construction=HNSW_EF_CONSTRUCTION,
+        M=HNSW_M,
+        random_seed=seed,
+    )
+    index.set_num_threads(threads)
+    index.add_items(embedding, np.arange(len(embedding)))
+    index.set_ef(HNSW_EF_QUERY)
+    return index
+
+
+def load_cell_index(path: str | Path, dim: int, n_cells: int) -> Any:
+    """Load a saved hnswlib index (None when hnswlib is unavailable: rebuilt on demand)."""
+    hnswlib = _hnswlib()
+    if hnswlib is None:
+        return None
+    index = hnswlib.Index(space="cosine", dim=dim)
+    try:
+        index.load_index(str(path), max_elements=n_cells)
+    except RuntimeError as exc:
+        raise ReferenceBundleError(f"The kNN index {Path(path).name} is unreadable: {exc}") from exc
+    if index.get_current_count() != n_cells:
+        raise ReferenceBundleError(
+            f"The kNN index holds {index.get_current_count()} cells but the reference has "
+            f"{n_cells}; rebuild the bundle."
+        )
+    index.set_ef(HNSW_EF_QUERY)
+    return index
+
+
+def knn_query(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query ``k`` neighbours for finite rows; NaN rows get index -1 and distance NaN."""
+    queries = np.asarray(queries, dtype=np.float32)
+    n_index = index.get_current_count()
+    k = int(min(k, n_index))
+    if k < 1:
+        raise ParameterError(f"k must be >= 1 and the index non-empty (k={k}, cells={n_index}).")
+    indices = np.full((len(queries), k), -1, dtype=np.int64)
+    distances = np.full((len(queries), k), np.nan, dtype=np.float32)
+    valid = np.isfinite(queries).all(axis=1)
+    if valid.any():
+        # The index is shared and read-only: ``ef`` was set once when it was built or
+        # loaded, and hnswlib searches with max(ef, k) candidates, so nothing is set here.
+        found, dist = index.knn_query(queries[valid], k=k)
+        indices[valid] = found
+        distances[valid] = dist
+    return indices, distances
+
+
+def drop_self_neighbors(
+    indices: np.ndarray, distances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each point's own entry from a self-query of ``k + 1`` neighbours.
+
+    Row ``i`` of ``indices`` lists the neighbours of point ``i`` found by querying the
+    points against themselves. Self is usually first, but not when several points share
+    one embedding (common for cells with only one or two regions): ties come back in any
+    order. So the entry equal to ``i`` is removed wherever it is, and rows where self was
+    not returned at all lose their farthest entry instead. Returns ``k`` columns.
+    """
+    n, width = indices.shape
+    if width < 2:
+        raise ParameterError("A self-query needs at least 2 neighbours per point.")
+    drop = indices == np.arange(n)[:, None]
+    first = drop & (np.cumsum(drop, axis=1) == 1)  # one self entry per row at most
+    missing = ~first.any(axis=1)
+    first[missing, -1] = True
+    keep = ~first
+    return indices[keep].reshape(n, width - 1), distances[keep].reshape(n, width - 1)
