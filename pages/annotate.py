@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, label_views, results, state, widgets
+from scembed_app import figures, guards, label_views, results, state, widgets
 from scembed_core.annotate import UNASSIGNED
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
@@ -21,9 +21,9 @@ METHODS = {
 }
 
 st.title("Annotation")
-ref_key, reference = state.require_reference()
-dataset = state.require_dataset()
-run = state.require_projection(ref_key, dataset)
+ref_key, reference = guards.require_reference()
+dataset = guards.require_dataset()
+run = guards.require_projection(ref_key, dataset)
 obs = dataset.adata.obs
 
 if not reference.can_transfer_labels:

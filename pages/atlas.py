@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from scembed_app import deployment, figures, state, widgets
+from scembed_app import deployment, figures, guards, state, widgets
 from scembed_core.errors import ScEmbedError
 
 MAX_POINTS = 50_000
@@ -72,7 +72,7 @@ if not {"umap_1", "umap_2"} <= set(frame.columns):
     st.dataframe(frame.head(1000))
     state.stop_page()
 
-_, reference = state.require_reference()
+_, reference = guards.require_reference()
 colour_options = [c for c in frame.columns if c.startswith("scembed_") and frame[c].nunique() > 1]
 colour = st.selectbox("Colour by", colour_options or list(frame.columns[:1]))
 hover = pd.DataFrame({"cell": frame.index.astype(str), colour: frame[colour].astype(str)})

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import cached, figures, results, state, widgets
+from scembed_app import cached, figures, guards, results, state, widgets
 from scembed_core.errors import ScEmbedError
 
 RESOLUTION_WIDGET = "w_resolution"
 K_WIDGET = "w_n_clusters"
 
 st.title("Clusters")
-ref_key, reference = state.require_reference()
-dataset = state.require_dataset()
-run = state.require_projection(ref_key, dataset)
+ref_key, reference = guards.require_reference()
+dataset = guards.require_dataset()
+run = guards.require_projection(ref_key, dataset)
 
 with st.spinner("Building the kNN graph of the projected cells..."):
     graph = results.knn_graph(run)

@@ -7,12 +7,12 @@ router.start_page()  # first: hands over to the router when run alone
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, results, state, widgets
+from scembed_app import cached, figures, genome, guards, results, state, widgets
 from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
-ref_key, reference = state.require_reference()
+ref_key, reference = guards.require_reference()
 
 FORMATS = """
 **Accepted formats** (up to 1 GB per upload):

@@ -12,15 +12,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from scembed_app import cached, exports, figures, results, state, widgets
+from scembed_app import cached, exports, figures, guards, results, state, widgets
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report
 from scembed_core.labeling import cluster_table as make_cluster_table
 
 st.title("Export")
-ref_key, reference = state.require_reference()
-dataset = state.require_dataset()
-run = state.require_projection(ref_key, dataset)
+ref_key, reference = guards.require_reference()
+dataset = guards.require_dataset()
+run = guards.require_projection(ref_key, dataset)
 adata = dataset.adata
 base = dataset.name.removeprefix("demo: ").split(" + ")[0].split(".")[0]
 stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in base)[:40] or "scembed"

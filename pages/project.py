@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, results, state, widgets
+from scembed_app import cached, figures, genome, guards, results, state, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
@@ -17,8 +17,8 @@ from scembed_core.errors import ScEmbedError
 ANIMATION_FRAMES = 20
 
 st.title("Project")
-ref_key, reference = state.require_reference()
-dataset = state.require_dataset()
+ref_key, reference = guards.require_reference()
+dataset = guards.require_dataset()
 adata = dataset.adata
 
 # --- form ----------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ run = st.session_state[state.PROJECTION]
 if run is None:
     st.info("Press **Project cells** to embed the query cells and place them on the map.")
     state.stop_page()
-run = state.require_projection(ref_key, dataset)
+run = guards.require_projection(ref_key, dataset)
 
 st.success(
     f"Projected {run.n_projected:,} cells in {run.seconds:.1f} s"

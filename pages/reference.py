@@ -6,7 +6,7 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, catalog, deployment, figures, state, widgets
+from scembed_app import cached, catalog, deployment, figures, guards, state, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -120,7 +120,7 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
             use_reference((typed.strip() or known), trust)
 
 # --- the current reference --------------------------------------------------------------------
-ref_key, reference = state.require_reference()
+ref_key, reference = guards.require_reference()
 
 st.subheader(widgets.md(reference.name), anchor=False)
 cols = st.columns(4)

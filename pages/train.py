@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from scembed_app import results, state, widgets
+from scembed_app import guards, results, state, widgets
 from scembed_app.progress import progress_bar
 from scembed_core.errors import ScEmbedError
 from scembed_core.reference import bundle_to_zip_bytes, save_reference
@@ -25,7 +25,7 @@ st.caption(
     "and a kNN index is built. The result can be used as the reference in this tab and "
     "downloaded as a bundle."
 )
-dataset = state.require_dataset()
+dataset = guards.require_dataset()
 adata = dataset.adata
 label_cols = results.label_columns(adata.obs)
 if not label_cols:
@@ -36,7 +36,7 @@ if not label_cols:
     st.page_link(state.PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
     state.stop_page()
 
-_, current = state.require_reference()
+_, current = guards.require_reference()
 region_only = current.cells is None
 if region_only:
     st.info(

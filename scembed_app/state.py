@@ -1,8 +1,10 @@
-"""Session-state keys, their defaults, and the guards every page opens with.
+"""Session-state keys, their defaults and the values kept under them.
 
 Session state is per browser tab. Every key the app uses is declared here once; pages
 read and write them through these names only. Nothing here is module-level mutable
-state: defaults are built fresh for each session by :func:`init_state`.
+state: defaults are built fresh for each session by :func:`init_state`. This module imports
+nothing of the kit but :mod:`scembed_app.deployment`; the page guards that need the cached
+reference and the widgets are in :mod:`scembed_app.guards`.
 """
 
 from __future__ import annotations
@@ -142,22 +144,7 @@ def trust_allowed() -> bool:
     return os.environ.get("SCEMBED_ALLOW_TRUST") == "1" and not deployment.is_hosted()
 
 
-# --- guards ---------------------------------------------------------------------------
-def require_reference() -> tuple[str, Any]:
-    """The active reference as ``(cache key, Reference)``, or an explanation and stop."""
-    from scembed_app.cached import active_reference
-    from scembed_app.widgets import show_engine_error
-    from scembed_core.errors import ScEmbedError
-
-    try:
-        return active_reference()
-    except ScEmbedError as exc:
-        show_engine_error(exc, hint="Choose another reference on the Reference page.")
-        st.page_link(PAGE_REFERENCE, label="Go to Reference", icon=":material/hub:")
-        stop_page()
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
+# --- session transitions -------------------------------------------------------------
 def set_dataset(dataset: LoadedDataset) -> None:
     """Make ``dataset`` this tab's query; results of the previous one are dropped."""
     st.session_state[DATASET] = dataset
@@ -168,30 +155,3 @@ def set_dataset(dataset: LoadedDataset) -> None:
     st.session_state[RESOLUTION_CURVE] = None
     st.session_state[CLUSTER_SEARCH] = None
     st.session_state[MAX_DISTANCE] = None
-
-
-def require_dataset() -> LoadedDataset:
-    """The uploaded query dataset, or a pointer to the Data page and stop."""
-    dataset = st.session_state.get(DATASET)
-    if dataset is None:
-        st.info("No query dataset yet. Upload your scATAC-seq data or load the demo dataset.")
-        st.page_link(PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
-        stop_page()
-    return dataset
-
-
-def require_projection(reference_key: str, dataset: LoadedDataset) -> ProjectionRun:
-    """The projection of the current dataset onto the current reference, or stop."""
-    run = st.session_state.get(PROJECTION)
-    if run is None:
-        st.info("The cells are not projected yet. Project them onto the reference first.")
-        st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
-        stop_page()
-    if run.dataset_digest != dataset.digest or run.reference_key != reference_key:
-        st.info(
-            "The dataset or the reference changed since the last projection. "
-            "Project again to update the clusters and labels."
-        )
-        st.page_link(PAGE_PROJECT, label="Go to Project", icon=":material/scatter_plot:")
-        stop_page()
-    return run
