@@ -19,7 +19,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["POOLING_METHODS", "pool_cells"]
+__all__ = ["LAUNCH_LOCK", "POOLING_METHODS", "pool_cells"]
 
 #: Pooling rules understood by :func:`pool_cells` (index = the kernel's mode code).
 POOLING_METHODS = ("mean", "max")
@@ -28,7 +28,7 @@ POOLING_METHODS = ("mean", "max")
 #: numba's fallback threading layer (workqueue, used where neither OpenMP nor TBB is present)
 #: aborts the process when two threads launch parallel kernels at once, as concurrent app
 #: sessions would. Launches are serialised; each one already uses every core.
-_LAUNCH_LOCK = threading.Lock()
+LAUNCH_LOCK = threading.Lock()
 
 
 @njit(parallel=True, fastmath={"contract", "reassoc"}, cache=True)
@@ -123,7 +123,7 @@ def pool_cells(
     out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
     counts = np.zeros(n_cells, dtype=np.int64)
     n_chunks = max(1, min(n_cells, 64))
-    with _LAUNCH_LOCK:
+    with LAUNCH_LOCK:
         _pool_cells(
             np.ascontiguousarray(x_indptr, dtype=np.int64),
             np.ascontiguousarray(x_indices, dtype=np.int64),

@@ -364,9 +364,9 @@ def transform(
 
     if n:
         from ._evmap_kernels import optimize
-        from ._kernels import _LAUNCH_LOCK
+        from ._kernels import LAUNCH_LOCK
 
-        with _LAUNCH_LOCK:
+        with LAUNCH_LOCK:
             optimize(
                 position,
                 ref,

@@ -77,6 +77,7 @@ __all__ = [
     "read_fragments",
     "read_fragment_sample",
     "read_h5ad_checked",
+    "regions_from_var",
 ]
 
 SUPPORTED_FORMATS: tuple[str, ...] = (
@@ -491,7 +492,7 @@ def _regions_from_frame(frame: pd.DataFrame, what: str) -> GenomicRegions:
     return GenomicRegions.from_frame(frame)
 
 
-def _regions_from_var(var: pd.DataFrame, source: str) -> GenomicRegions:
+def regions_from_var(var: pd.DataFrame, source: str) -> GenomicRegions:
     """Peak coordinates from ``var`` columns, else from ``var_names``."""
     if len(var) == 0:
         return GenomicRegions(np.empty(0, str), np.empty(0, np.int64), np.empty(0, np.int64))
@@ -625,7 +626,7 @@ def _parse_h5ad(path: Path, layer: str | None, max_bytes: int | None) -> _Parsed
     adata, key = _read_h5ad_parts(path, max_bytes, layer)
     return _Parsed(
         matrix=adata.X,
-        regions=_regions_from_var(adata.var, path.name),
+        regions=regions_from_var(adata.var, path.name),
         obs=adata.obs,
         fmt="h5ad",
         var=adata.var,

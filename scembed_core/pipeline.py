@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .reference import Reference
 
-__all__ = ["PipelineResult", "run_pipeline", "annotated_adata", "write_results"]
+__all__ = ["PipelineResult", "run_pipeline", "annotated_adata", "write_results", "h5_plain"]
 
 
 @dataclass
@@ -209,7 +209,7 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
             out.obs["scembed_cluster"].astype(str).map(absent).fillna(False).to_numpy(dtype=bool)
         )
         out.obsm["scembed_label_probabilities"] = probabilities_of(result.labels)
-    uns = {"params": result.params, "coverage": _plain(projection.coverage.summary())}
+    uns = {"params": result.params, "coverage": h5_plain(projection.coverage.summary())}
     if result.labels is not None:
         uns["label_classes"] = label_classes(result.labels)
     uns["timings"] = dict(projection.timings)
@@ -218,15 +218,15 @@ def annotated_adata(result: PipelineResult) -> ad.AnnData:
     if result.build_detection:
         uns["build_detection"] = result.build_detection
     if result.evaluation:
-        uns["evaluation"] = _plain(result.evaluation)
+        uns["evaluation"] = h5_plain(result.evaluation)
     if result.cluster_table is not None:
         uns["cluster_table"] = result.cluster_table.astype({"cluster": str, "label": str})
     out.uns.pop("scembed_liftover", None)  # recorded under uns["scembed"]["liftover"]
-    out.uns["scembed"] = _plain(uns)
+    out.uns["scembed"] = h5_plain(uns)
     return out
 
 
-def _plain(value):
+def h5_plain(value):
     """Make a nested structure writable by h5py without changing what it says.
 
     anndata writes ``None``, numbers, strings and numeric arrays natively; only lists that
@@ -234,9 +234,9 @@ def _plain(value):
     Python numbers. Numeric lists stay numeric and ``None`` stays ``None``.
     """
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): h5_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        items = [_plain(v) for v in value]
+        items = [h5_plain(v) for v in value]
         if all(isinstance(v, (bool, int, float)) for v in items):
             return np.asarray(items, dtype=None if items else np.float64)
         if all(isinstance(v, str) for v in items):

@@ -225,10 +225,10 @@ def _read_rows(group: Any, source: _Input, begin: int, end: int) -> sp.csr_matri
 
 
 def _peak_mapping(var: pd.DataFrame, source: _Input, reference: Reference) -> PeakMapping:
-    from .io import _regions_from_var
+    from .io import regions_from_var
 
     name = Path(source.path).name
-    regions = _regions_from_var(var, name).validate(f"peaks of {name}")
+    regions = regions_from_var(var, name).validate(f"peaks of {name}")
     names = pd.Index(regions.names)
     if not names.is_unique:
         raise DuplicateNamesError(
@@ -547,11 +547,11 @@ def _write_elem(parent: Any, key: str, value: Any) -> None:
     """Write (or replace) one anndata element under a zarr group."""
     from anndata.io import write_elem
 
-    from .pipeline import _plain
+    from .pipeline import h5_plain
 
     if key in parent:
         del parent[key]
-    write_elem(parent, key, _plain(value) if isinstance(value, dict) else value)
+    write_elem(parent, key, h5_plain(value) if isinstance(value, dict) else value)
 
 
 def _consolidate(out: Path) -> None:
