@@ -43,8 +43,8 @@ SECTIONS = {
 TITLE = """# Benchmarks
 
 Measured numbers for the scEmbed engine (`scembed_core`) and app. Every table below was
-written by the command printed just above it; nothing in this file is typed by hand. Three
-commands fill three sections, each stamped with its own date and machine:
+written by the command printed just above it; nothing in this file is typed by hand. Each
+command fills its own section, stamped with its own date and machine:
 
 - `make bench` (< 30 min on 2 cores): quality on the real Granja 2019 bone-marrow data
   (clustering, dropout, projection vs native, label transfer) and speed/memory.
