@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .annotate import UNASSIGNED, annotate_clusters, query_reference_neighbors, transfer_labels
+from .annotate import (
+    LEGACY_MAPPING_DISTANCE_K,
+    UNASSIGNED,
+    annotate_clusters,
+    mapping_distance_threshold,
+    query_reference_neighbors,
+    transfer_labels,
+)
 from .errors import ParameterError, ScEmbedWarning
 from .label_model import blend, features_of, knn_probabilities
 
@@ -199,6 +206,7 @@ def cluster_table(
     labels: pd.DataFrame,
     reference: Reference | None = None,
     *,
+    k: int = LEGACY_MAPPING_DISTANCE_K,
     distance_threshold: float | None = None,
 ) -> pd.DataFrame:
     """Majority label per cluster plus the absent-from-reference check.
@@ -210,8 +218,11 @@ def cluster_table(
     labels
         :func:`assign_labels` output (``label``, ``confidence``, ``mapping_distance``).
     reference
-        Supplies ``manifest["mapping_distance_q99"]``: the 99th percentile of the
-        reference cells' own mean distance to their nearest reference cells.
+        Supplies the 99th percentile of the reference cells' own mean distance to their
+        ``k`` nearest reference cells (:func:`~scembed_core.annotate.mapping_distance_threshold`).
+    k
+        Neighbours the ``mapping_distance`` column was taken over (the label call's ``k``),
+        so the threshold compares like with like.
     distance_threshold
         Overrides that percentile.
 
@@ -236,8 +247,7 @@ def cluster_table(
     table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
     table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
     if distance_threshold is None and reference is not None:
-        q99 = (getattr(reference, "manifest", None) or {}).get("mapping_distance_q99")
-        distance_threshold = None if q99 is None else float(q99)
+        distance_threshold = mapping_distance_threshold(reference, int(min(k, reference.n_cells)))
     if distance_threshold is None:
         table["possibly_absent"] = False
     else:

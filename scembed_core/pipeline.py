@@ -129,7 +129,7 @@ def run_pipeline(
             warn=False,
         )
         labels.index = adata.obs_names
-        table = cluster_table(_cluster_names(clusters), labels, reference)
+        table = cluster_table(_cluster_names(clusters), labels, reference, k=k_neighbors)
     params = {
         "reference": reference.name,
         "reference_genome": reference.genome,

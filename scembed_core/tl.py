@@ -309,7 +309,8 @@ def annotate_clusters(
         index=out.obs_names,
     )
     clusters = out.obs[cluster_key].astype(str).to_numpy()
-    table = cluster_table(clusters, labels, reference)
+    k = out.uns.get("scembed", {}).get("transfer_labels", {}).get("params", {}).get("k", 15)
+    table = cluster_table(clusters, labels, reference, k=int(k))
     by_cluster = dict(zip(table["cluster"].astype(str), table["label"].astype(str), strict=True))
     out.obs["scembed_cluster_label"] = pd.Categorical(
         [by_cluster.get(c, UNASSIGNED) for c in clusters]

@@ -268,3 +268,12 @@ def test_app_refuses_every_pickle_suffix_the_engine_does():
     for suffix in PICKLE_SUFFIXES:
         with pytest.raises(UnsafeInputError, match="arbitrary code"):
             load_uploads([(f"cells{suffix}", b"\x80\x04K\x01.")])
+
+
+def test_absent_type_flag_compares_distances_at_the_same_k(planted, planted_reference):
+    """Every query type is in the reference: at k = 50 no cluster may be flagged absent."""
+    result = run_pipeline(_query(planted), planted_reference, n_clusters=4, k_neighbors=50)
+    table = result.cluster_table
+    assert len(table) == 4 and not table["possibly_absent"].any(), table
+    at_15 = float(planted_reference.manifest["mapping_distance_q99"])
+    assert (table["median_mapping_distance"] > at_15).any(), "the k = 15 threshold would flag"
