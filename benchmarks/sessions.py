@@ -1,6 +1,6 @@
 """``make bench-sessions``: server memory with eight users projecting at once.
 
-Runs the real-browser load test (``tests/test_load.py``: a real ``streamlit run`` server,
+Runs the real-browser load test (``tests/app/test_load.py``: a real ``streamlit run`` server,
 eight headless-Chromium sessions uploading different slices of the demo cells and
 projecting them at the same time) and writes the server's resident memory idle, at peak
 and per session to the ``bench-sessions`` section of ``BENCHMARKS.md``.
@@ -35,7 +35,7 @@ def main() -> None:
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "tests/test_load.py",
+                "tests/app/test_load.py",
                 "-k",
                 "concurrent",
             ],

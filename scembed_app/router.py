@@ -15,7 +15,7 @@ inside the router) and stops the stray run. From then on the process is in ``st.
 mode for every session. The legacy navigation itself is sent before any of our code runs, so
 ``.streamlit/config.toml`` hides it (``client.showSidebarNavigation = false``) and :func:`run`
 turns the sidebar navigation back on for its own ``st.navigation``: no navigation of file
-names ever shows, not even for a moment. ``tests/test_deeplinks.py`` checks all of it.
+names ever shows, not even for a moment. ``tests/app/test_deeplinks.py`` checks all of it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Starts ``streamlit run app.py`` on a free port, drives headless Chromium through the demo
 flow (load demo, project, pick a truth column) so the pages have content, and saves one
-1280x800 screenshot per page. The helpers are also used by ``tests/test_browser.py``.
+1280x800 screenshot per page. The helpers are also used by ``tests/app/test_browser.py``.
 """
 
 from __future__ import annotations

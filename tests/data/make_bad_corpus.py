@@ -5,7 +5,7 @@ Run from the repository root to regenerate the committed files::
     .venv/bin/python tests/data/make_bad_corpus.py
 
 Every file is small (the whole corpus is well under 1 MB; the decompression bombs are
-zeros that compress about 1000-fold). ``tests/test_bad_inputs.py`` says which error each
+zeros that compress about 1000-fold). ``tests/core/test_bad_inputs.py`` says which error each
 file must raise. Nothing here is ever unpickled: the pickle files are written with
 :func:`pickle.dumps` of a plain dict and are only used to check that they are refused.
 """

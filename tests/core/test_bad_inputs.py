@@ -29,7 +29,7 @@ from scembed_core.errors import (
 from scembed_core.io import extract_archive, read_dataset, read_h5ad_checked
 from scembed_core.regions import GenomicRegions
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).parents[1] / "data" / "bad"
 UNIVERSE = GenomicRegions(np.array(["chr1", "chr1", "chr2"]), [100, 1000, 0], [200, 1500, 5000])
 WITH_UNIVERSE = {"universe": UNIVERSE}
 
@@ -87,7 +87,7 @@ VALID = {"script_labels.h5ad", "fragments_small.tsv.gz"}
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
-        "make_bad_corpus", Path(__file__).parent / "data" / "make_bad_corpus.py"
+        "make_bad_corpus", Path(__file__).parents[1] / "data" / "make_bad_corpus.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -23,8 +23,8 @@ from scembed_core.errors import InputFormatError, ScEmbedError, UnsafeInputError
 
 pytestmark = pytest.mark.xdist_group("app")
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TIMEOUT = 180  # the first projection compiles numba code
 PAGES = [
     state.PAGE_REFERENCE,
@@ -160,7 +160,7 @@ def test_demo_flow_end_to_end():
     at.selectbox(key="w_truth_key").set_value("cell_type").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any({"heatmap"} == types for types in chart_types(at)), "confusion matrix"
-    # the same bar as the command line on the same held-out cells (tests/test_cli.py):
+    # the same bar as the command line on the same held-out cells (tests/core/test_cli.py):
     # measured 0.732 here with the page's defaults (no confidence or distance limit)
     accuracy = float(metric(at, "Accuracy"))
     assert accuracy >= 0.65, f"label accuracy {accuracy} against the demo's cell_type"
@@ -347,7 +347,7 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
 def test_full_reference_from_a_region_only_model():
     """A geniml-format model (region vectors only) + labelled data -> a usable full reference."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state[state.REFERENCE_SPEC] = str(Path(__file__).parent / "data" / "geniml_tiny")
+    at.session_state[state.REFERENCE_SPEC] = str(Path(__file__).parents[1] / "data" / "geniml_tiny")
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     goto(at, state.PAGE_DATA)

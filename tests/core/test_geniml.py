@@ -28,11 +28,11 @@ from scembed_core.geniml import (
 from scembed_core.model import RegionModel
 from scembed_core.regions import GenomicRegions, map_peaks_to_universe
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 TINY = DATA / "geniml_tiny"
 EVIL = DATA / "geniml_evil"
 GRANJA = (
-    Path(__file__).parents[2] / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
+    Path(__file__).parents[3] / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
 )
 N_REGIONS, DIM = 60, 8
 

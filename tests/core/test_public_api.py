@@ -14,7 +14,7 @@ import scembed_core as se
 from scembed_core.errors import ParameterError
 from scembed_core.pipeline import run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_verbs_equal_the_pipeline_and_record_their_parameters(tmp_path, planted, planted_reference):

@@ -33,7 +33,7 @@ from scembed_core.io import (
 )
 from scembed_core.regions import GenomicRegions
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GRANJA = DATA / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
 TINY = DATA / "geniml_pbmc_hg38_tiny" / "pbmc_hg38_tiny.h5ad"
 N_CELLS = 300

@@ -17,8 +17,8 @@ from scembed_core.reference import DEMO_QUERY_PATH
 
 pytestmark = pytest.mark.xdist_group("app")
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-GENIML_TINY = str(Path(__file__).parent / "data" / "geniml_tiny")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+GENIML_TINY = str(Path(__file__).parents[1] / "data" / "geniml_tiny")
 TIMEOUT = 240
 
 

@@ -29,7 +29,7 @@ from scembed_core.reference import load_reference, save_reference
 from scembed_core.regions import GenomicRegions, map_peaks_to_universe
 from scembed_core.train import TrainingParams, build_reference, train_reference
 
-GENIML_TINY = Path(__file__).parent / "data" / "geniml_tiny"
+GENIML_TINY = Path(__file__).parents[1] / "data" / "geniml_tiny"
 
 
 def _query(planted):

@@ -10,7 +10,7 @@ from scembed_core.project import compute_coverage, embed_cells, project
 from scembed_core.reference import resolve_reference
 from scembed_core.train import build_reference
 
-GENIML_TINY = Path(__file__).parent / "data" / "geniml_tiny"
+GENIML_TINY = Path(__file__).parents[1] / "data" / "geniml_tiny"
 
 
 def test_geniml_folder_e_projects_real_cells(granja):

@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 from scembed_app import state
 from scembed_core.reference import DEMO_QUERY_PATH
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import screenshots  # noqa: E402

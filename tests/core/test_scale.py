@@ -279,7 +279,7 @@ def test_app_opens_a_finished_store_and_draws_it(store):
 
     from streamlit.testing.v1 import AppTest
 
-    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    app = str(Path(__file__).resolve().parents[2] / "app.py")
     at = AppTest.from_file(app, default_timeout=180)
     at.run()
     at.switch_page("pages/atlas.py").run()

@@ -17,7 +17,7 @@ from scembed_app import deployment, state
 
 pytestmark = pytest.mark.xdist_group("app")  # shares the built-in reference with test_app.py
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 180
 SECRET_DIR = "/srv/private-models/do-not-show"
 

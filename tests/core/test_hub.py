@@ -42,8 +42,8 @@ from scembed_core.hub import (
     render_model_card,
 )
 
-TINY = Path(__file__).parent / "data" / "geniml_tiny"
-APP = Path(__file__).resolve().parents[1] / "app.py"
+TINY = Path(__file__).parents[1] / "data" / "geniml_tiny"
+APP = Path(__file__).resolve().parents[2] / "app.py"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/name"
 
