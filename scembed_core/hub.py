@@ -27,7 +27,7 @@ from .errors import (
     UnpinnedRevisionWarning,
     UntrustedSourceError,
 )
-from .geniml import (
+from .formats.geniml import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     GENSIM_FILE,
@@ -361,7 +361,7 @@ def detect_reference_format(folder: str | Path) -> str:
     -------
     str
         ``"scembed-bundle"`` when it has ``manifest.json``, ``"geniml"`` when it is a geniml
-        model folder (see :func:`~scembed_core.geniml.is_geniml_folder`).
+        model folder (see :func:`~scembed_core.formats.geniml.is_geniml_folder`).
 
     Raises
     ------

@@ -514,7 +514,7 @@ def _load_folder(folder: Path, *, trust: bool) -> Reference:
     if (folder / "manifest.json").is_file():
         return load_reference(folder, trust=trust)
     if (folder / "config.yaml").is_file() or (folder / "model.bin").is_file():
-        from .geniml import read_geniml_model
+        from .formats.geniml import read_geniml_model
 
         model = read_geniml_model(folder, trust_pickle=trust)
         manifest = {"name": folder.name, "genome": model.metadata.get("genome", "unknown")}

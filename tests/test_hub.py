@@ -30,7 +30,7 @@ from scembed_core.errors import (
     UnpinnedRevisionWarning,
     UntrustedSourceError,
 )
-from scembed_core.geniml import read_geniml_model
+from scembed_core.formats.geniml import read_geniml_model
 from scembed_core.hub import (
     KNOWN_HUB_MODELS,
     HubReference,
@@ -436,7 +436,7 @@ def test_push_bundle_validates_before_any_network_use(tmp_path):
 
 def test_engine_import_does_not_load_hub_or_torch():
     code = (
-        "import sys, scembed_core.hub, scembed_core.geniml; "
+        "import sys, scembed_core.hub, scembed_core.formats.geniml; "
         "print(sorted(m for m in ('huggingface_hub', 'torch', 'gensim', 'safetensors') "
         "if m in sys.modules))"
     )
