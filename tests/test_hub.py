@@ -37,6 +37,7 @@ from scembed_core.hub import (
     detect_reference_format,
     fetch_hub_model,
     load_hub_reference,
+    model_card,
     parse_hub_spec,
     push_bundle,
     render_model_card,
@@ -182,9 +183,9 @@ def test_offline_mode_is_read_at_call_time(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    assert hub._offline()  # environment says 1
+    assert hub.is_offline()  # environment says 1
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert not hub._offline()
+    assert not hub.is_offline()
 
 
 def test_progress_reports_start_and_end(offline_hub):
@@ -393,6 +394,21 @@ def test_render_model_card():
     assert "| mapping_distance_q99 | 0.25 |" in body
     assert "hf:owner/granja@<commit>" in body
     assert "ab" * 32 in body
+
+
+def test_model_card_is_huggingface_hubs_model_card():
+    from huggingface_hub import ModelCard
+
+    card = model_card({**MANIFEST, "license": "mit"}, repo_id="owner/granja")
+    assert isinstance(card, ModelCard)
+    assert card.data.to_dict() == {
+        "library_name": "scembed",
+        "license": "mit",
+        "tags": ["scembed", "region2vec", "scATAC-seq", "single-cell", "hg19"],
+    }
+    again = ModelCard(render_model_card({**MANIFEST, "license": "mit"}, repo_id="owner/granja"))
+    assert again.data.to_dict() == card.data.to_dict() and again.text == card.text
+    assert card.text.lstrip().startswith("# Granja 2019 BMMC")
 
 
 def test_render_model_card_minimal_and_flat_labels():
