@@ -25,8 +25,6 @@ MAX_LINES = 500
 LONG_MODULE_EXCEPTIONS = {
     "scembed_core.scale": "the Dask path; being split into scembed_core/atlas/ (issue 16, "
     "another branch)",
-    "scembed_core.label_model": "the label classifier (fit, temperature calibration, "
-    "explanations, save/load) in one room; 42 lines over, split not yet done",
 }
 
 
