@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 class _Bar:
-    """Progress callback drawing a tqdm bar on stderr."""
+    """A :data:`~scembed_core._types.ProgressCallback` drawing a tqdm bar on stderr."""
 
     def __init__(self, description: str) -> None:
         from tqdm import tqdm

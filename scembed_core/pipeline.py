@@ -6,7 +6,6 @@ one so it can cache each of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._types import ProgressCallback
 from .annotate import UNASSIGNED
 from .cluster import build_knn_graph, cluster_graph, find_resolution, n_clusters_of
 from .evaluate import classification_report, clustering_scores
@@ -72,7 +72,7 @@ def run_pipeline(
     label_method: str = "classifier",
     truth_key: str | None = None,
     seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
+    progress: ProgressCallback | None = None,
     query_genome: str = "auto",
     liftover: bool = True,
 ) -> PipelineResult:

@@ -11,7 +11,6 @@ reference's map with umap-learn's transform, reimplemented on the bundle's array
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._kernels import pool_cells
+from ._types import ProgressCallback
 from .errors import EmptyDataError, ParameterError
-from .regions import GenomicRegions, PeakMapping, cells_by_universe, map_peaks_to_universe
+from .regions import (
+    GenomicRegions,
+    PeakMapping,
+    binary_signal,
+    cells_by_universe,
+    map_peaks_to_universe,
+)
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -36,7 +42,6 @@ __all__ = [
     "compute_coverage",
     "pool_region_vectors",
     "embed_cells",
-    "binary_signal",
     "project",
     "ev_project",
     "ev_transform",
@@ -44,8 +49,6 @@ __all__ = [
     "embedding_umap",
     "regions_of",
 ]
-
-ProgressCallback = Callable[[float, str], None]
 
 #: Below this fraction of query peaks overlapping the universe, coverage is called low.
 LOW_COVERAGE_FRACTION = 0.2
@@ -194,19 +197,6 @@ def compute_coverage(
             "and are reported as Unassigned."
         )
     return Coverage(mapping, signal, n_regions, warnings)
-
-
-def binary_signal(matrix) -> sp.csr_matrix:
-    """CSR matrix whose stored entries are exactly the positive values of ``matrix`` (as 1)."""
-    x = sp.csr_matrix(matrix)
-    if x.nnz and not (x.data > 0).all():
-        x = x.copy()
-        x.data = (x.data > 0).astype(np.float32)
-        x.eliminate_zeros()
-    if not x.has_canonical_format:
-        x = x.copy()
-        x.sum_duplicates()
-    return x
 
 
 def embed_cells(coverage: Coverage, model: RegionModel) -> np.ndarray:

@@ -49,14 +49,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._kernels import pool_cells
+from ._types import ProgressCallback
 from .annotate import (
     UNASSIGNED,
     query_reference_neighbors,
     row_mean_ignoring_nan,
 )
 from .errors import CountValueError, DuplicateNamesError, InputFormatError, ParameterError
-from .project import binary_signal, ev_project, mapping_warnings
-from .regions import PeakMapping, map_peaks_to_universe
+from .project import ev_project, mapping_warnings
+from .regions import PeakMapping, binary_signal, map_peaks_to_universe
 
 if TYPE_CHECKING:
     from .reference import Reference
@@ -70,8 +71,6 @@ __all__ = [
     "chunk_markers",
     "peak_rss",
 ]
-
-ProgressCallback = Callable[[float, str], None]
 
 DEFAULT_CHUNK_SIZE = 50_000
 #: Memory limit of each local worker; a 50,000-cell chunk peaked at 0.74 GiB (BENCHMARKS.md).
