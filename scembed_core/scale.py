@@ -52,6 +52,7 @@ from ._kernels import pool_cells
 from ._types import ProgressCallback
 from .annotate import (
     UNASSIGNED,
+    cluster_vote,
     query_reference_neighbors,
     row_mean_ignoring_nan,
 )
@@ -1066,18 +1067,16 @@ def _write_clusters(root: Any, labels: np.ndarray, k: int, chunk_size: int) -> N
         for begin, end in _blocks(n, rows):
             lab = np.asarray(obs["scembed_label/codes"][begin:end])
             cl = codes[begin:end]
-            keep = (lab >= 0) & (label_names[np.clip(lab, 0, None)] != UNASSIGNED)
+            keep = lab >= 0
             np.add.at(counts, (cl[keep], lab[keep]), 1)
         sizes = np.bincount(codes, minlength=k + 1)
-        winner = counts.argmax(axis=1)
-        voted = counts.max(axis=1) > 0
-        cluster_label = np.where(voted, label_names[winner], UNASSIGNED)
-        cluster_label[k] = UNASSIGNED
+        counts[k] = 0  # cells without an embedding form no cluster
+        cluster_label, agreement = cluster_vote(counts, label_names, sizes)
         table = pd.DataFrame(
             {
                 "cluster": names,
                 "label": cluster_label.astype(str),
-                "agreement": np.where(voted, counts.max(axis=1) / np.maximum(sizes, 1), 0.0),
+                "agreement": agreement,
                 "n_cells": sizes,
             }
         )

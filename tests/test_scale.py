@@ -20,10 +20,11 @@ import scipy.sparse as sp
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
+from scembed_core.annotate import UNASSIGNED, annotate_clusters
 from scembed_core.cluster import build_knn_graph, louvain
 from scembed_core.errors import CountValueError, InputFormatError, ParameterError
 from scembed_core.io import read_dataset
-from scembed_core.labeling import assign_labels, label_classes, probabilities_of
+from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
 from scembed_core.project import ev_project, project
 from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 from scembed_core.scale import (
@@ -182,7 +183,7 @@ def test_open_result_reads_a_sample_for_plotting(store):
     assert len(open_result(out, max_points=10_000)) == 1550
 
 
-def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, tmp_path):
+def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, reference, tmp_path):
     out = _copy(store, tmp_path)
     labels = cluster_large(out, n_sample=5_000)
     expected = louvain(build_knn_graph(in_memory[1].space), 1.0, seed=0)
@@ -193,9 +194,40 @@ def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, tmp_pa
     assert result.obs["scembed_cluster_label"].nunique() >= 5
     table = result.uns["scembed"]["cluster_table"]
     assert table["n_cells"].sum() == result.n_obs
-    # the cluster label is the majority transferred label of the cluster
-    first = result.obs[result.obs["scembed_cluster"] == "0"]
-    assert table.loc[0, "label"] == first["scembed_label"].value_counts().index[0]
+    # every cluster's label, agreement and size equal the in-memory path's cluster table
+    in_memory_clusters = np.where(expected >= 0, expected.astype(str), UNASSIGNED)
+    memory = cluster_table(in_memory_clusters, in_memory[2], reference)
+    assert len(memory) == len(table) == len(set(in_memory_clusters))
+    assert table["cluster"].tolist() == memory["cluster"].tolist()
+    assert table["label"].tolist() == memory["label"].tolist()
+    assert table["n_cells"].tolist() == memory["n_cells"].tolist()
+    np.testing.assert_allclose(table["agreement"], memory["agreement"], rtol=1e-12)
+
+
+def test_a_planted_tie_gets_the_same_cluster_label_in_memory_and_on_dask(store, tmp_path):
+    out = _copy(store, tmp_path)
+    clusters = cluster_large(out, n_sample=5_000)
+    root = zarr.open_group(str(out), mode="r+", use_consolidated=False)
+    categories = [str(c) for c in root["obs/scembed_label/categories"][:]]
+    first, second = sorted(c for c in categories if c != UNASSIGNED)[:2]
+    codes = np.asarray(root["obs/scembed_label/codes"][:])
+    members = np.flatnonzero(clusters == 0)
+    half = len(members) // 2
+    codes[members[:half]] = categories.index(second)  # the later name comes first
+    codes[members[half : 2 * half]] = categories.index(first)
+    codes[members[2 * half :]] = categories.index(UNASSIGNED)  # odd size: no vote
+    root["obs/scembed_label/codes"][:] = codes
+    zarr.consolidate_metadata(str(out), zarr_format=2)
+    np.testing.assert_array_equal(cluster_large(out, n_sample=5_000), clusters)
+    result = ad.read_zarr(out)
+    dask_table = result.uns["scembed"]["cluster_table"]
+    memory = annotate_clusters(
+        result.obs["scembed_cluster"].astype(str), result.obs["scembed_label"].astype(str)
+    )
+    assert dask_table.loc[0, "label"] == memory.loc[0, "label"] == first
+    assert dask_table["label"].tolist() == memory["label"].tolist()
+    np.testing.assert_allclose(dask_table["agreement"], memory["agreement"], rtol=1e-12)
+    assert result.obs["scembed_cluster_label"][members[0]] == first
 
 
 def test_cluster_large_on_a_subsample_agrees_with_full_louvain(in_memory):
