@@ -285,8 +285,8 @@ def _check_scale_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_project_scale(args: argparse.Namespace) -> int:
+    from .atlas import cluster_large, project_out_of_core
     from .errors import ParameterError
-    from .scale import cluster_large, project_out_of_core
 
     if args.truth_key or args.csv:
         raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")

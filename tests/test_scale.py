@@ -1,4 +1,4 @@
-"""Out-of-core projection with Dask (scembed_core.scale), checked against the in-memory path.
+"""Out-of-core projection with Dask (scembed_core.atlas), checked against the in-memory path.
 
 The Dask runs use an in-process LocalCluster (2 workers x 1 thread): the demo query then
 projects in ~2 s, where fresh worker processes would spend most of a minute importing the
@@ -21,19 +21,19 @@ import zarr
 from sklearn.metrics import adjusted_rand_score
 
 from scembed_core.annotate import UNASSIGNED, annotate_clusters
-from scembed_core.cluster import build_knn_graph, louvain
-from scembed_core.errors import CountValueError, InputFormatError, ParameterError
-from scembed_core.io import read_dataset
-from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
-from scembed_core.project import ev_project, project
-from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
-from scembed_core.scale import (
+from scembed_core.atlas import (
     MARKERS_KEY,
     chunk_markers,
     cluster_large,
     open_result,
     project_out_of_core,
 )
+from scembed_core.cluster import build_knn_graph, louvain
+from scembed_core.errors import CountValueError, InputFormatError, ParameterError
+from scembed_core.io import read_dataset
+from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
+from scembed_core.project import ev_project, project
+from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.xdist_group("scale")
