@@ -240,13 +240,13 @@ def _cmd_project(args: argparse.Namespace) -> int:
                 "own 99th percentile)",
                 file=sys.stderr,
             )
-    coverage = result.projection.coverage
+    coverage = result.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
-        f"{coverage.fraction_peaks_mapped:.1%} of peaks hit the universe; "
+        f"{coverage['fraction_peaks_mapped']:.1%} of peaks hit the universe; "
         f"{result.n_clusters} clusters (resolution {result.resolution:.3g})"
     )
-    for warning in coverage.warnings:
+    for warning in coverage["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if result.evaluation:
         print("evaluation:", json.dumps(result.evaluation, indent=1, default=float))

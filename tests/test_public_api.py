@@ -26,8 +26,8 @@ def test_verbs_equal_the_pipeline_and_record_their_parameters(tmp_path, planted,
     se.tl.transfer_labels(adata, planted_reference)
     se.tl.annotate_clusters(adata, planted_reference)
 
-    np.testing.assert_array_equal(adata.obsm["X_scembed"], expected.projection.embedding)
-    np.testing.assert_allclose(adata.obsm["X_scembed_umap"], expected.projection.umap, atol=1e-6)
+    np.testing.assert_array_equal(adata.obsm["X_scembed"], expected.embedding)
+    np.testing.assert_allclose(adata.obsm["X_scembed_umap"], expected.umap, atol=1e-6)
     clusters = np.where(expected.clusters >= 0, expected.clusters.astype(str), "Unassigned")
     np.testing.assert_array_equal(adata.obs["scembed_cluster"].astype(str), clusters)
     np.testing.assert_array_equal(

@@ -158,7 +158,7 @@ def replace_elem(parent: Any, key: str, value: Any) -> None:
     """Write (or replace) one anndata element under a zarr group."""
     from anndata.io import write_elem
 
-    from ..pipeline import h5_plain
+    from ..results import h5_plain
 
     if key in parent:
         del parent[key]
