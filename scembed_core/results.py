@@ -78,6 +78,7 @@ __all__ = [
     "cluster_params",
     "label_params",
     "record",
+    "record_into",
     "write_projection",
     "write_clusters",
     "write_labels",
@@ -126,7 +127,17 @@ RUN_PARAMS: dict[str, tuple[str, str]] = {
 def project_params(
     reference: Reference, *, ev: bool, k_neighbors: int, query_genome: str | None = None
 ) -> dict[str, Any]:
-    """Parameters of a projection, as recorded in ``uns["scembed"]["project"]``."""
+    """Parameters of a projection, as recorded in ``uns["scembed"]["project"]``.
+
+    ``mapping_distance_threshold`` is the reference's own 99th percentile of mapping
+    distances over ``k_neighbors`` (None without reference cells): the bar of
+    ``obs["scembed_mapping_outlier"]`` and of the clusters' absent-type check.
+    """
+    from .annotate import mapping_distance_threshold
+
+    threshold = None
+    if reference.cells is not None:
+        threshold = mapping_distance_threshold(reference, int(min(k_neighbors, reference.n_cells)))
     return {
         "reference": reference.name,
         "reference_genome": reference.genome,
@@ -134,6 +145,7 @@ def project_params(
         "query_genome": query_genome or reference.genome,
         "ev": bool(ev),
         "k_neighbors": int(k_neighbors),
+        "mapping_distance_threshold": None if threshold is None else float(threshold),
     }
 
 
@@ -195,7 +207,11 @@ def _uns(adata: ad.AnnData) -> dict:
 
 def record(adata: ad.AnnData, step: str, params: dict[str, Any]) -> None:
     """Store ``params`` as ``uns["scembed"][step]["params"]`` and refresh the run summary."""
-    uns = _uns(adata)
+    record_into(_uns(adata), step, params)
+
+
+def record_into(uns: dict, step: str, params: dict[str, Any]) -> None:
+    """:func:`record` into a plain ``uns["scembed"]`` dict (the Dask path builds one)."""
     uns[step] = {"params": dict(params)}
     summary = dict(uns.get("params") or {})
     for key, (where, name) in RUN_PARAMS.items():

@@ -32,6 +32,7 @@ from scembed_core.cluster import build_knn_graph, louvain
 from scembed_core.errors import CountValueError, InputFormatError, ParameterError
 from scembed_core.io import read_dataset
 from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
+from scembed_core.pipeline import run_pipeline
 from scembed_core.project import ev_project, project
 from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 
@@ -112,7 +113,10 @@ def test_results_equal_the_in_memory_path(store, in_memory):
     np.testing.assert_array_equal(result.obs["scembed_mapping_outlier"], projection.mapping_outlier)
     scembed = result.uns["scembed"]
     assert scembed["coverage"]["n_cells"] == adata.n_obs
-    assert scembed["params"]["chunk_size"] == CHUNK
+    assert scembed["project"]["params"]["chunk_size"] == CHUNK
+    np.testing.assert_array_equal(
+        result.obs["scembed_label_predicted"].astype(str), labels["predicted"].to_numpy()
+    )
 
 
 def test_umap_equals_the_same_chunks_in_memory(store, in_memory, reference):
@@ -198,10 +202,19 @@ def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, refere
     in_memory_clusters = np.where(expected >= 0, expected.astype(str), UNASSIGNED)
     memory = cluster_table(in_memory_clusters, in_memory[2], reference)
     assert len(memory) == len(table) == len(set(in_memory_clusters))
-    assert table["cluster"].tolist() == memory["cluster"].tolist()
-    assert table["label"].tolist() == memory["label"].tolist()
-    assert table["n_cells"].tolist() == memory["n_cells"].tolist()
+    assert list(table.columns) == list(memory.columns)
+    for column in ("cluster", "label", "n_cells", "possibly_absent"):
+        assert table[column].tolist() == memory[column].tolist(), column
     np.testing.assert_allclose(table["agreement"], memory["agreement"], rtol=1e-12)
+    for column in ("median_confidence", "median_mapping_distance"):  # stored as float32
+        np.testing.assert_allclose(table[column], memory[column], rtol=1e-5)
+    # the same obs columns and uns steps as the in-memory writer (scembed_core.results)
+    annotated = run_pipeline(in_memory[0], reference, resolution=1.0).adata
+    assert {c for c in result.obs if c.startswith("scembed_")} == {
+        c for c in annotated.obs if c.startswith("scembed_")
+    }
+    assert set(annotated.uns["scembed"]) - {"build_detection"} <= set(result.uns["scembed"])
+    assert set(result.uns["scembed"]["params"]) == set(annotated.uns["scembed"]["params"])
 
 
 def test_a_planted_tie_gets_the_same_cluster_label_in_memory_and_on_dask(store, tmp_path):
@@ -289,7 +302,7 @@ def test_command_line_dask_address(client, reference, tmp_path, monkeypatch):
     assert status == 0
     result = ad.read_zarr(out)
     assert result.obs["scembed_cluster"].nunique() >= 5
-    assert result.uns["scembed"]["params"]["chunk_size"] == 800
+    assert result.uns["scembed"]["project"]["params"]["chunk_size"] == 800
 
 
 def test_reference_without_a_folder_is_scattered(reference, in_memory, client, tmp_path):

@@ -15,14 +15,21 @@ The output is an AnnData store that :func:`anndata.read_zarr` opens, with the ke
 
     obs/                    input obs + scembed_n_regions, scembed_unmapped,
                             scembed_mapping_distance, scembed_mapping_outlier,
-                            scembed_label (+ _confidence, _similarity), and after
-                            clustering scembed_cluster, scembed_cluster_label
+                            scembed_label (+ _predicted, _confidence, _similarity), and
+                            after clustering scembed_cluster, scembed_cluster_label,
+                            scembed_cluster_possibly_absent
     var/                    input peaks (there is no X: the counts stay in the input)
     obsm/X_scembed          (n_cells, dim) float32, NaN rows for unmapped cells
     obsm/X_scembed_whitened the reference's analysis space, when it has a whitening
     obsm/X_scembed_umap     (n_cells, 2) float32
-    uns/scembed/            parameters, coverage, timings, worker memory
+    obsm/scembed_label_probabilities  class order in uns/scembed/label_classes
+    uns/scembed/            as in memory: params (the run summary), project,
+                            transfer_labels, cluster, annotate_clusters ({"params"}),
+                            coverage, timings, label_classes, cluster_table; plus
+                            scale (chunks, worker memory) and label_counts
     uns/scembed_chunks_done one bool per chunk: the resume markers
+
+The in-memory neighbour arrays (obsm/scembed_neighbors) are not kept at this scale.
 
 Input and output paths must be visible to the workers under the same names (same
 machine, or a shared file system for a remote scheduler).

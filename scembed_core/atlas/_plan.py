@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._input import InputLayout
-
-if TYPE_CHECKING:
-    pass
 
 MARKERS_KEY = "uns/scembed_chunks_done"
 

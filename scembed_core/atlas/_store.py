@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ..reference import Reference
 
 RUN_ATTR = "scembed-run"
+#: The obs columns of clustering (dropped when a store is re-projected or re-clustered).
+CLUSTER_COLUMNS = ["scembed_cluster", "scembed_cluster_label", "scembed_cluster_possibly_absent"]
+#: Version of the store's layout; a store of another layout is not resumed.
+STORE_LAYOUT = 2
 ARRAY_ATTRS = {"encoding-type": "array", "encoding-version": "0.2.0"}
 CATEGORICAL_ATTRS = {"encoding-type": "categorical", "encoding-version": "0.2.0", "ordered": False}
 
@@ -52,6 +56,7 @@ def run_fingerprint(plan: Plan, reference: Reference) -> dict:
         if plan.max_mapping_distance is None
         else plan.max_mapping_distance,
         "ev": plan.ev,
+        "layout": STORE_LAYOUT,
     }
 
 
@@ -95,14 +100,20 @@ def create_store(
         array(root["obs"], name, (n,), dtype, fill)
     added = list(columns)
     if plan.categories:
-        group = set_attrs(root["obs"].create_group("scembed_label"), CATEGORICAL_ATTRS)
-        write_elem(group, "categories", np.asarray(plan.categories, dtype=object))
-        array(group, "codes", (n,), "int32", -1)
+        for name in ("scembed_label", "scembed_label_predicted"):
+            group = set_attrs(root["obs"].create_group(name), CATEGORICAL_ATTRS)
+            write_elem(group, "categories", np.asarray(plan.categories, dtype=object))
+            array(group, "codes", (n,), "int32", -1)
         for name in ("scembed_label_confidence", "scembed_label_similarity"):
             array(root["obs"], name, (n,), "float32", np.nan)
         shape = (n, len(plan.label_classes))
         array(root["obsm"], "scembed_label_probabilities", shape, "float32", np.nan)
-        added += ["scembed_label", "scembed_label_confidence", "scembed_label_similarity"]
+        added += [
+            "scembed_label",
+            "scembed_label_predicted",
+            "scembed_label_confidence",
+            "scembed_label_similarity",
+        ]
     order = list(root["obs"].attrs.get("column-order", []))
     root["obs"].attrs["column-order"] = order + added
     markers = root["uns"].create_array(

@@ -134,8 +134,12 @@ def project_chunk(
                 warn=False,
             )
             results["obsm/scembed_label_probabilities"] = probabilities_of(labels)
-            codes = pd.Categorical(labels["label"], categories=list(plan.categories)).codes
-            results["obs/scembed_label/codes"] = codes.astype(np.int32)
+            for column, key in (
+                ("label", "scembed_label"),
+                ("predicted", "scembed_label_predicted"),
+            ):
+                codes = pd.Categorical(labels[column], categories=list(plan.categories)).codes
+                results[f"obs/{key}/codes"] = codes.astype(np.int32)
             results["obs/scembed_label_confidence"] = labels["confidence"].to_numpy(np.float32)
             results["obs/scembed_label_similarity"] = labels["mean_similarity"].to_numpy(np.float32)
     if plan.ev:

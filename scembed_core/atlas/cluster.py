@@ -4,29 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._types import ProgressCallback
-from ..annotate import (
-    UNASSIGNED,
-    cluster_vote,
-)
+from ..annotate import UNASSIGNED, cluster_vote
 from ..errors import ParameterError
+from ..results import CLUSTER, LABEL, cluster_params, record_into
 from ._store import (
     ARRAY_ATTRS,
     CATEGORICAL_ATTRS,
+    CLUSTER_COLUMNS,
     blocks,
     consolidate,
     drop_obs_columns,
     replace_elem,
     set_attrs,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -152,69 +148,102 @@ def cluster_large(
         report(0.3 + 0.6 * fraction, "Assigning cells to clusters")
     labels[sample] = sample_labels
     if root is not None:
-        _write_clusters(root, labels, k, chunk_size)
-        params = {
-            "method": method,
-            "resolution": float(resolution),
-            "n_clusters": k,
-            "n_sample": int(len(sample)),
-            "n_neighbors": n_neighbors,
-            "seed": seed,
-        }
-        if "scembed" not in root["uns"]:
-            replace_elem(root["uns"], "scembed", {})
-        replace_elem(root["uns/scembed"], "clustering", params)
+        from anndata.io import read_elem
+
+        uns = read_elem(root["uns/scembed"]) if "scembed" in root["uns"] else {}
+        threshold = (uns.get("project") or {}).get("params", {}).get("mapping_distance_threshold")
+        table = _write_clusters(root, labels, k, chunk_size, threshold)
+        params = cluster_params(
+            method=method,
+            resolution=resolution,
+            n_clusters_requested=n_clusters,
+            n_neighbors=n_neighbors,
+            random_state=seed,
+        )
+        params.update(n_clusters=k, n_sample=int(len(sample)))
+        record_into(uns, "cluster", params)
+        if table is not None:
+            uns["cluster_table"] = table
+            record_into(uns, "annotate_clusters", {"cluster_key": CLUSTER, "label_key": LABEL})
+        replace_elem(root["uns"], "scembed", uns)
         consolidate(Path(str(embedding)))
     report(1.0, "Clustering done")
     return labels
 
 
-def _write_clusters(root: Any, labels: np.ndarray, k: int, chunk_size: int) -> None:
-    """Store ``obs["scembed_cluster"]`` and, with labels, ``obs["scembed_cluster_label"]``."""
+def _write_clusters(
+    root: Any, labels: np.ndarray, k: int, chunk_size: int, threshold: float | None
+) -> pd.DataFrame | None:
+    """Store the cluster columns of ``obs``; with labels, return the cluster table.
+
+    ``obs["scembed_cluster"]`` always; with transferred labels also
+    ``obs["scembed_cluster_label"]`` (the one vote, :func:`~scembed_core.annotate.cluster_vote`)
+    and ``obs["scembed_cluster_possibly_absent"]``, with the table of
+    :func:`~scembed_core.labeling.cluster_table` (its medians from the stored columns).
+    """
     from anndata.io import write_elem
 
     n = len(labels)
     codes = np.where(labels >= 0, labels, k)
     names = [str(i) for i in range(k)] + [UNASSIGNED]
-    drop_obs_columns(root, ["scembed_cluster", "scembed_cluster_label"])
+    drop_obs_columns(root, CLUSTER_COLUMNS)
     obs = root["obs"]
     rows = int(obs["scembed_n_regions"].chunks[0]) if "scembed_n_regions" in obs else chunk_size
 
-    def categorical(name: str, categories: list[str], values: Callable) -> None:
-        group = set_attrs(obs.create_group(name), CATEGORICAL_ATTRS)
-        write_elem(group, "categories", np.asarray(categories, dtype=object))
-        out = group.create_array("codes", shape=(n,), chunks=(rows,), dtype="int32", fill_value=-1)
+    def column(name: str, values: Callable, categories: list[str] | None = None) -> None:
+        if categories is None:
+            out = obs.create_array(name, shape=(n,), chunks=(rows,), dtype="bool", fill_value=False)
+        else:
+            group = set_attrs(obs.create_group(name), CATEGORICAL_ATTRS)
+            write_elem(group, "categories", np.asarray(categories, dtype=object))
+            out = group.create_array(
+                "codes", shape=(n,), chunks=(rows,), dtype="int32", fill_value=-1
+            )
         set_attrs(out, ARRAY_ATTRS)
         for begin, end in blocks(n, rows):
             out[begin:end] = values(begin, end)
 
-    categorical("scembed_cluster", names, lambda b, e: codes[b:e])
-    added = ["scembed_cluster"]
-    if "scembed_label" in obs:
-        label_names = np.asarray(obs["scembed_label/categories"][:], dtype=object)
+    column(CLUSTER, lambda b, e: codes[b:e], names)
+    added = [CLUSTER]
+    table = None
+    if LABEL in obs:
+        label_names = np.asarray(obs[f"{LABEL}/categories"][:], dtype=object)
         counts = np.zeros((k + 1, len(label_names)), dtype=np.int64)
         for begin, end in blocks(n, rows):
-            lab = np.asarray(obs["scembed_label/codes"][begin:end])
+            lab = np.asarray(obs[f"{LABEL}/codes"][begin:end])
             cl = codes[begin:end]
             keep = lab >= 0
             np.add.at(counts, (cl[keep], lab[keep]), 1)
         sizes = np.bincount(codes, minlength=k + 1)
         counts[k] = 0  # cells without an embedding form no cluster
         cluster_label, agreement = cluster_vote(counts, label_names, sizes)
+        medians = pd.DataFrame(
+            {
+                "code": codes,
+                "confidence": np.asarray(obs[f"{LABEL}_confidence"][:], dtype=np.float64),
+                "distance": np.asarray(obs["scembed_mapping_distance"][:], dtype=np.float64),
+            }
+        )
+        medians = medians.groupby("code")[["confidence", "distance"]].median()
+        medians = medians.reindex(np.arange(k + 1))
         table = pd.DataFrame(
             {
                 "cluster": names,
                 "label": cluster_label.astype(str),
                 "agreement": agreement,
                 "n_cells": sizes,
+                "median_confidence": medians["confidence"].to_numpy(),
+                "median_mapping_distance": medians["distance"].to_numpy(),
             }
         )
+        distance = table["median_mapping_distance"].to_numpy()
+        absent = np.zeros(k + 1, dtype=bool) if threshold is None else distance > threshold
+        table["possibly_absent"] = absent
         table = table[table["n_cells"] > 0].reset_index(drop=True)
         label_categories = sorted(set(cluster_label.astype(str)))
         lookup = np.searchsorted(label_categories, cluster_label.astype(str))
-        categorical("scembed_cluster_label", label_categories, lambda b, e: lookup[codes[b:e]])
-        added.append("scembed_cluster_label")
-        if "scembed" not in root["uns"]:
-            replace_elem(root["uns"], "scembed", {})
-        replace_elem(root["uns/scembed"], "cluster_table", table)
+        column("scembed_cluster_label", lambda b, e: lookup[codes[b:e]], label_categories)
+        column("scembed_cluster_possibly_absent", lambda b, e: absent[codes[b:e]])
+        added += ["scembed_cluster_label", "scembed_cluster_possibly_absent"]
     obs.attrs["column-order"] = list(obs.attrs.get("column-order", [])) + added
+    return table

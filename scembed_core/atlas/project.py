@@ -20,9 +20,11 @@ from ..annotate import (
 from ..errors import ParameterError
 from ..project import mapping_warnings
 from ..regions import PeakMapping
+from ..results import label_params, project_params, record_into
 from ._input import describe_input, peak_mapping
 from ._plan import Plan, SharedMapping
 from ._store import (
+    CLUSTER_COLUMNS,
     chunk_markers,
     consolidate,
     create_store,
@@ -273,7 +275,7 @@ def project_out_of_core(
     results: list[dict] = []
     stage = time.perf_counter()
     if todo:
-        drop_obs_columns(root, ["scembed_cluster", "scembed_cluster_label"])  # now stale
+        drop_obs_columns(root, CLUSTER_COLUMNS)  # now stale
         report(0.0, f"Projecting {len(todo)} chunk(s) of {plan.chunk_size:,} cells")
         with _dask_client(scheduler, n_workers, memory_limit) as client:
             results = _run_chunks(client, plan, todo, mapping, reference, report)
@@ -313,23 +315,25 @@ def project_out_of_core(
         "timings": timings,
         "coverage": coverage,
     }
-    params = {
-        "reference": reference.name,
-        "reference_genome": reference.genome,
-        "label_key": plan.label_key,
-        "label_method": plan.label_method,
-        "k_neighbors": plan.k_neighbors,
-        "min_confidence": plan.min_confidence,
-        "max_mapping_distance": plan.max_mapping_distance,
-        "chunk_size": plan.chunk_size,
-        "input": plan.source.path,
-        "ev": plan.ev,
-    }
+    scembed: dict = {}
+    projected = project_params(reference, ev=plan.ev, k_neighbors=plan.k_neighbors)
+    projected.update(chunk_size=plan.chunk_size, input=plan.source.path)
+    record_into(scembed, "project", projected)
+    if plan.categories:
+        labelled = label_params(
+            reference,
+            method=label_method,
+            label_key=plan.label_key,
+            k=plan.k_neighbors,
+            min_confidence=plan.min_confidence,
+            max_mapping_distance=plan.max_mapping_distance,
+        )
+        record_into(scembed, "transfer_labels", labelled)
     stored_coverage = {k: v for k, v in coverage.items() if k != "label_counts"}
     scale = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     scale["workers"] = np.asarray(list(workers), dtype=object)  # addresses contain "/"
     scale["worker_peak_rss_bytes"] = np.asarray(list(workers.values()), dtype=np.int64)
-    uns = {"params": params, "coverage": stored_coverage, "timings": timings, "scale": scale}
+    uns = {**scembed, "coverage": stored_coverage, "timings": timings, "scale": scale}
     if plan.label_classes:  # names may contain "/", so an array, not keys
         uns["label_classes"] = np.asarray(plan.label_classes, dtype=object)
     if "label_counts" in coverage:  # label names may contain "/", so not as keys

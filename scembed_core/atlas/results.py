@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-
-if TYPE_CHECKING:
-    pass
 
 
 def open_result(zarr_path: str | Path, *, max_points: int = 50_000, seed: int = 0) -> pd.DataFrame:
