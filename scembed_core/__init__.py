@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["__version__", "read", "load_reference", "write", "tl"]
 
 if TYPE_CHECKING:

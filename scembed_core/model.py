@@ -90,7 +90,9 @@ class Whitening:
         """Fit on reference embeddings (rows must be finite).
 
         At most a quarter of the embedding dimensions are kept: whitening every direction
-        would blow the noise directions up to the same scale as the signal.
+        would blow the noise directions up to the same scale as the signal. A kept direction
+        with no variance (standard deviation below 1e-6 of the largest, i.e. rounding noise:
+        fewer distinct cells than components) is not rescaled.
         """
         x = np.asarray(embedding, dtype=np.float64)
         mean = x.mean(axis=0)
@@ -98,7 +100,8 @@ class Whitening:
         n_components = int(max(1, cap))
         _, singular, axes = np.linalg.svd(x - mean, full_matrices=False)
         scale = singular[:n_components] / np.sqrt(max(len(x) - 1, 1))
-        matrix = axes[:n_components].T / np.where(scale > 0, scale, 1.0)
+        floor = scale[0] * 1e-6 if scale.size else 0.0
+        matrix = axes[:n_components].T / np.where(scale > floor, scale, 1.0)
         return cls(mean.astype(np.float32), matrix.astype(np.float32))
 
     def transform(self, embedding: np.ndarray) -> np.ndarray:

@@ -32,7 +32,8 @@ __all__ = [
     "cells_by_universe",
 ]
 
-_NAME_PATTERN = re.compile(
+#: A region name: chr1_100_600, chr1:100-600 or chr1-100-600 (chromosome, start, end).
+NAME_PATTERN = re.compile(
     r"^(?P<chrom>[^:_\-\s]+(?:_[^:_\-\s]+)*?)[:_\-](?P<start>\d+)[_\-](?P<end>\d+)$"
 )
 
@@ -163,7 +164,7 @@ def parse_region_names(names: list[str] | np.ndarray | pd.Index) -> GenomicRegio
         If any name does not follow one of these forms.
     """
     series = pd.Series(np.asarray(names, dtype=object)).astype(str)
-    parts = series.str.extract(_NAME_PATTERN)
+    parts = series.str.extract(NAME_PATTERN)
     bad = parts["start"].isna()
     if bad.any():
         examples = ", ".join(repr(s) for s in series[bad].head(3))

@@ -19,12 +19,8 @@ import numpy as np
 import pytest
 
 from scembed_core.errors import ModelFormatError, UnsafeInputError, UntrustedSourceError
-from scembed_core.geniml import (
-    GTARS_SPECIAL_TOKENS,
-    is_geniml_folder,
-    read_geniml_model,
-    read_torch_checkpoint,
-)
+from scembed_core.formats.geniml import GTARS_SPECIAL_TOKENS, is_geniml_folder, read_geniml_model
+from scembed_core.formats.torch_zip import read_torch_checkpoint
 from scembed_core.model import RegionModel
 from scembed_core.regions import GenomicRegions, map_peaks_to_universe
 

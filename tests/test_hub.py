@@ -30,13 +30,14 @@ from scembed_core.errors import (
     UnpinnedRevisionWarning,
     UntrustedSourceError,
 )
-from scembed_core.geniml import read_geniml_model
+from scembed_core.formats.geniml import read_geniml_model
 from scembed_core.hub import (
     KNOWN_HUB_MODELS,
     HubReference,
     detect_reference_format,
     fetch_hub_model,
     load_hub_reference,
+    model_card,
     parse_hub_spec,
     push_bundle,
     render_model_card,
@@ -182,9 +183,9 @@ def test_offline_mode_is_read_at_call_time(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    assert hub._offline()  # environment says 1
+    assert hub.is_offline()  # environment says 1
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert not hub._offline()
+    assert not hub.is_offline()
 
 
 def test_progress_reports_start_and_end(offline_hub):
@@ -395,6 +396,21 @@ def test_render_model_card():
     assert "ab" * 32 in body
 
 
+def test_model_card_is_huggingface_hubs_model_card():
+    from huggingface_hub import ModelCard
+
+    card = model_card({**MANIFEST, "license": "mit"}, repo_id="owner/granja")
+    assert isinstance(card, ModelCard)
+    assert card.data.to_dict() == {
+        "library_name": "scembed",
+        "license": "mit",
+        "tags": ["scembed", "region2vec", "scATAC-seq", "single-cell", "hg19"],
+    }
+    again = ModelCard(render_model_card({**MANIFEST, "license": "mit"}, repo_id="owner/granja"))
+    assert again.data.to_dict() == card.data.to_dict() and again.text == card.text
+    assert card.text.lstrip().startswith("# Granja 2019 BMMC")
+
+
 def test_render_model_card_minimal_and_flat_labels():
     card = render_model_card({"labels": {"B": 5}, "genome": "hg38"})
     assert "| B | 5 |" in card and "hf:OWNER/NAME" in card
@@ -436,7 +452,7 @@ def test_push_bundle_validates_before_any_network_use(tmp_path):
 
 def test_engine_import_does_not_load_hub_or_torch():
     code = (
-        "import sys, scembed_core.hub, scembed_core.geniml; "
+        "import sys, scembed_core.hub, scembed_core.formats.geniml; "
         "print(sorted(m for m in ('huggingface_hub', 'torch', 'gensim', 'safetensors') "
         "if m in sys.modules))"
     )

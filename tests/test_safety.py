@@ -21,7 +21,7 @@ from scembed_core.annotate import (
     transfer_labels,
 )
 from scembed_core.errors import ParameterError
-from scembed_core.geniml import read_geniml_model
+from scembed_core.formats.geniml import read_geniml_model
 from scembed_core.knn import build_cell_index, drop_self_neighbors
 from scembed_core.pipeline import run_pipeline, write_results
 from scembed_core.project import pool_region_vectors, project

@@ -282,7 +282,7 @@ def test_bad_inputs_fail_with_clear_errors(reference, client, tmp_path):
 
 
 def test_command_line_dask_address(client, reference, tmp_path, monkeypatch):
-    import scembed_core.reference as reference_module
+    import scembed_core.reference.resolve as reference_module
     from scembed_core.cli import main
 
     monkeypatch.setattr(reference_module, "load_default_reference", lambda: reference)

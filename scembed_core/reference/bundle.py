@@ -1,4 +1,6 @@
-"""Reference bundles: region embeddings, reference cells, their map and a kNN index.
+"""Reference bundle folders: write, read and verify (sha256 of every file), zip for download.
+
+Reference bundles: region embeddings, reference cells, their map and a kNN index.
 
 A bundle is a folder::
 
@@ -28,40 +30,20 @@ import dataclasses
 import hashlib
 import io
 import json
-import threading
 import zipfile
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from . import __version__
-from ._kernels import POOLING_METHODS
-from .errors import ReferenceBundleError
-from .evmap import MapParams
-from .knn import build_cell_index, load_cell_index
-from .model import RegionModel, Whitening
-from .regions import GenomicRegions
-
-__all__ = [
-    "Reference",
-    "save_reference",
-    "load_reference",
-    "load_default_reference",
-    "resolve_reference",
-    "bundle_to_zip_bytes",
-    "DEFAULT_REFERENCE_DIR",
-    "DEMO_QUERY_PATH",
-    "SCHEMA_VERSION",
-]
-
-SCHEMA_VERSION = 1
-PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_REFERENCE_DIR = PACKAGE_DATA / "default_reference"
-DEMO_QUERY_PATH = PACKAGE_DATA / "demo_query.h5ad"
+from .._kernels import POOLING_METHODS
+from .._version import __version__
+from ..errors import ReferenceBundleError
+from ..evmap import MapParams
+from ..knn import load_cell_index
+from ..model import RegionModel, Whitening
+from ..regions import GenomicRegions
+from .core import DEFAULT_REFERENCE_DIR, SCHEMA_VERSION, Reference
 
 _FILES = {
     "universe": "universe.bed",
@@ -73,149 +55,6 @@ _FILES = {
     "whitening_mean": "whitening_mean.npy",
     "whitening_matrix": "whitening_matrix.npy",
 }
-
-
-@dataclass(frozen=True, eq=False)
-class Reference:
-    """A loaded reference: region model plus (optionally) annotated reference cells.
-
-    A region-only reference (e.g. a geniml model from the hub) supports E-projection;
-    one with cells, a UMAP model and labels supports EV-projection and label transfer.
-
-    A reference is shared by every session of an app server, so it is immutable once
-    built: the kNN index over the reference cells is built (or, for the built-in bundle,
-    read) when the object is made, never lazily on first use, and updates such as
-    :func:`save_reference` return a new object (``dataclasses.replace``).
-    """
-
-    model: RegionModel
-    cells: Any = None  # anndata.AnnData with obsm X_scembed, X_umap
-    map_params: MapParams | None = None
-    manifest: dict = field(default_factory=dict)
-    path: Path | None = None
-    index: Any = None  # cosine index over analysis-space reference cells (built if None)
-    whitening: Whitening | None = None
-    label_model: Any = None  # scembed_core.label_model.LabelModel (None: kNN vote only)
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "manifest", dict(self.manifest))
-        if self.cells is not None and self.index is None:
-            object.__setattr__(self, "index", build_cell_index(self.cell_space))
-        object.__setattr__(self, "_memo_lock", threading.Lock())
-        object.__setattr__(self, "_memo", {})
-
-    def memoized(self, key: tuple, compute: Any) -> Any:
-        """``compute()`` once per ``key`` for this reference (derived, read-only values).
-
-        Used for values derived from the frozen reference (e.g. its own mapping-distance
-        quantiles at another ``k``); thread-safe.
-        """
-        with self._memo_lock:
-            if key not in self._memo:
-                self._memo[key] = compute()
-            return self._memo[key]
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 of everything results computed with this reference depend on.
-
-        A bundle's manifest lists the sha256 of each of its files, so the manifest (with
-        the name, labels, parameters and that file map) is hashed; a reference that was
-        built in memory and never saved also hashes its arrays: region vectors, trained
-        mask, universe, whitening, the reference cells' embeddings, map and label columns.
-        Cache keys of per-dataset results use it, so two references that differ in any
-        of these never share a cached result.
-        """
-        digest = hashlib.sha256()
-        digest.update(json.dumps(self.manifest, sort_keys=True, default=str).encode())
-        if not self.manifest.get("files"):
-            universe = self.model.universe
-            arrays = [self.model.vectors, self.model.trained, universe.start, universe.end]
-            digest.update("\t".join(universe.chrom).encode())
-            if self.whitening is not None:
-                arrays += [self.whitening.mean, self.whitening.matrix]
-            if self.label_model is not None:
-                lm = self.label_model
-                arrays += [lm.mean, lm.scale, lm.coef, lm.intercept]
-                digest.update(repr((lm.label_key, lm.classes, lm.params, lm.temperature)).encode())
-            if self.cells is not None:
-                arrays += [np.asarray(v) for _, v in sorted(self.cells.obsm.items())]
-                for column in self.cells.obs.columns:
-                    digest.update(column.encode())
-                    digest.update("\t".join(self.cells.obs[column].astype(str)).encode())
-            for array in arrays:
-                digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
-
-    def analysis_space(self, embedding: np.ndarray) -> np.ndarray:
-        """Map E-projection embeddings to the space used for kNN, clustering and the map."""
-        if self.whitening is None:
-            return np.asarray(embedding, dtype=np.float32)
-        return self.whitening.transform(embedding)
-
-    @property
-    def cell_space(self) -> np.ndarray:
-        """Reference cells in the analysis space."""
-        return self.analysis_space(np.asarray(self.cells.obsm["X_scembed"]))
-
-    @property
-    def name(self) -> str:
-        """Display name."""
-        return str(self.manifest.get("name") or (self.path.name if self.path else "reference"))
-
-    @property
-    def genome(self) -> str:
-        """Genome build, e.g. ``hg19``."""
-        return str(self.manifest.get("genome") or self.model.metadata.get("genome") or "unknown")
-
-    @property
-    def n_cells(self) -> int:
-        """Number of reference cells (0 for a region-only model)."""
-        return 0 if self.cells is None else int(self.cells.n_obs)
-
-    @property
-    def n_regions(self) -> int:
-        """Number of universe regions."""
-        return len(self.model.universe)
-
-    @property
-    def label_keys(self) -> list[str]:
-        """obs columns of the reference cells that hold labels."""
-        if self.cells is None:
-            return []
-        keys = self.manifest.get("label_keys") or []
-        return [k for k in keys if k in self.cells.obs]
-
-    @property
-    def default_label_key(self) -> str | None:
-        """The label column used for transfer unless another is chosen."""
-        keys = self.label_keys
-        return keys[0] if keys else None
-
-    @property
-    def can_ev_project(self) -> bool:
-        """Whether new cells can be placed on this reference's UMAP map."""
-        return (
-            self.map_params is not None and self.cells is not None and "X_umap" in self.cells.obsm
-        )
-
-    @property
-    def map_coords(self) -> np.ndarray:
-        """``(n_cells, 2)`` float32 coordinates of the reference cells on the map."""
-        return np.asarray(self.cells.obsm["X_umap"], dtype=np.float32)
-
-    @property
-    def can_transfer_labels(self) -> bool:
-        """Whether the reference carries labelled cells for kNN transfer."""
-        return self.cells is not None and bool(self.label_keys)
-
-    def label_counts(self, key: str | None = None) -> pd.Series:
-        """Number of reference cells per label."""
-        key = key or self.default_label_key
-        if key is None:
-            return pd.Series(dtype=int)
-        return self.cells.obs[key].astype(str).value_counts()
 
 
 def _sha256(path: Path) -> str:
@@ -275,7 +114,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
         (folder / stale).unlink(missing_ok=True)
     extra: list[str] = []
     if reference.label_model is not None:
-        from .label_model import save_label_model
+        from ..label_model import save_label_model
 
         extra = save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
@@ -342,6 +181,8 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
 
 #: Pickles written by earlier versions (never unpickled; deleted when a bundle is re-saved).
 _LEGACY_PICKLES = ("umap_model.joblib",)
+
+
 #: umap-learn's curve for its default ``min_dist=0.1, spread=1.0`` (``find_ab_params``), the
 #: settings every earlier bundle's map was fitted with.
 _DEFAULT_AB = (1.5769434602697652, 0.8950608778515733)
@@ -447,7 +288,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             )
     label_model = None
     if cells is not None:
-        from .label_model import load_label_model
+        from ..label_model import load_label_model
 
         label_model = load_label_model(folder, files)
     index = None
@@ -469,60 +310,6 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
         whitening=whitening,
         notes=notes,
         label_model=label_model,
-    )
-
-
-def load_default_reference() -> Reference:
-    """The built-in reference (Granja 2019 bone marrow, hg19) shipped with the package."""
-    if not (DEFAULT_REFERENCE_DIR / "manifest.json").is_file():
-        raise ReferenceBundleError(
-            f"The built-in reference is missing from {DEFAULT_REFERENCE_DIR}; "
-            "run `make reference` to rebuild it."
-        )
-    return load_reference(DEFAULT_REFERENCE_DIR)
-
-
-def resolve_reference(spec: str | Path, *, trust: bool = False) -> Reference:
-    """Load a reference from ``"default"``, a folder, or ``"hf:OWNER/NAME[@REV]"``.
-
-    A folder may be one of our bundles (``manifest.json``) or a geniml model folder
-    (``config.yaml`` + ``universe.bed`` + weights), which gives a region-only reference.
-    """
-    text = str(spec)
-    if text == "default":
-        return load_default_reference()
-    if text.startswith("hf:"):
-        from .hub import KNOWN_HUB_MODELS, load_hub_reference, parse_hub_spec
-
-        repo_id, _ = parse_hub_spec(text)
-        folder, _ = load_hub_reference(text, trust=trust)
-        reference = _load_folder(Path(folder), trust=trust)
-        known = {m["repo_id"]: m for m in KNOWN_HUB_MODELS}.get(repo_id, {})
-        manifest = {**reference.manifest, "name": repo_id, "source": text}
-        if reference.genome == "unknown" and known.get("genome"):
-            manifest["genome"] = known["genome"]
-        return dataclasses.replace(reference, manifest=manifest)
-    return _load_folder(Path(text), trust=trust)
-
-
-def _load_folder(folder: Path, *, trust: bool) -> Reference:
-    if not folder.is_dir():
-        raise ReferenceBundleError(
-            f"Reference folder {folder} does not exist. Use 'default' (the built-in "
-            "reference), a bundle or geniml model folder, or hf:OWNER/NAME[@REVISION]."
-        )
-    if (folder / "manifest.json").is_file():
-        return load_reference(folder, trust=trust)
-    if (folder / "config.yaml").is_file() or (folder / "model.bin").is_file():
-        from .geniml import read_geniml_model
-
-        model = read_geniml_model(folder, trust_pickle=trust)
-        manifest = {"name": folder.name, "genome": model.metadata.get("genome", "unknown")}
-        manifest.update({"source": str(folder), "format": model.metadata.get("format")})
-        return Reference(model=model, manifest=manifest, path=folder)
-    raise ReferenceBundleError(
-        f"{folder} is neither a scEmbed bundle (manifest.json) nor a geniml model folder "
-        "(config.yaml, universe.bed, model.safetensors or checkpoint.pt)."
     )
 
 

@@ -1,0 +1,3 @@
+"""The package version (one place, imported by the public face and the bundle writer)."""
+
+__version__ = "0.1.0"
