@@ -434,14 +434,18 @@ def binary_signal(matrix: Any) -> sp.csr_matrix:
         all 1.0. The input is never modified; it is returned as is when it already is
         such a matrix.
     """
-    if sp.issparse(matrix) and matrix.format == "csr":
-        x = matrix
-        if x.dtype == np.float32 and x.has_canonical_format and (x.data == 1.0).all():
-            return x
-        x = sp.csr_matrix(x, copy=True)
+    if sp.issparse(matrix):
+        x = matrix if matrix.format == "csr" else matrix.tocsr()
     else:
-        x = sp.csr_matrix(matrix if sp.issparse(matrix) else np.asarray(matrix))
-    x.sum_duplicates()
-    x.data = (x.data > 0).astype(np.float32)
-    x.eliminate_zeros()
-    return x
+        x = sp.csr_matrix(np.asarray(matrix))
+    if x.dtype == np.float32 and x.has_canonical_format and (x.data == 1.0).all():
+        return x
+    if not x.has_canonical_format:
+        x = x.copy() if x is matrix else x  # never reorder the caller's arrays
+        x.sum_duplicates()
+    keep = x.data > 0  # False for zeros, negative values and NaN
+    kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    indptr = kept[x.indptr].astype(x.indptr.dtype)
+    indices = x.indices[keep]  # a new array: the input's are never shared or changed
+    ones = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((ones, indices, indptr), shape=x.shape)
