@@ -31,20 +31,27 @@ except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Check the thresholds on the Annotation page.")
     state.stop_page()
 max_distance = st.session_state[state.MAX_DISTANCE]
-annotated = exports.annotated_adata(
-    adata,
-    reference,
-    run.projection,
-    results.cluster_codes(run, st.session_state[state.RESOLUTION]),
-    transferred,
-    resolution=float(st.session_state[state.RESOLUTION]),
-    n_neighbors=state.N_NEIGHBORS,
-    label_key=results.transfer_label_key(reference),
-    label_method=st.session_state.get(state.LABEL_METHOD) or "classifier",
-    min_confidence=float(st.session_state[state.MIN_CONFIDENCE]),
-    max_mapping_distance=max_distance if st.session_state[state.LIMIT_DISTANCE] else None,
-    detection=results.build_detection(dataset, ref_key, reference),
-)
+# Deferred downloads run outside this script run: read the session's settings now.
+settings = {
+    "resolution": float(st.session_state[state.RESOLUTION]),
+    "n_neighbors": state.N_NEIGHBORS,
+    "label_key": results.transfer_label_key(reference),
+    "label_method": st.session_state.get(state.LABEL_METHOD) or "classifier",
+    "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
+    "max_mapping_distance": max_distance if st.session_state[state.LIMIT_DISTANCE] else None,
+    "detection": results.build_detection(dataset, ref_key, reference),
+}
+codes = results.cluster_codes(run, settings["resolution"])
+
+
+def annotated_file(counts: bool = True):
+    """The query with this session's results (the engine's one writer)."""
+    return exports.annotated_adata(
+        adata, reference, run.projection, codes, transferred, counts=counts, **settings
+    )
+
+
+annotated = annotated_file(counts=False)  # the tables only; the file is built on click
 table = exports.per_cell_table(annotated)
 params = annotated.uns["scembed"]["params"]
 if transferred is not None:
@@ -78,7 +85,7 @@ cols = st.columns(3)
 download(
     cols[0],
     "Annotated .h5ad",
-    lambda: exports.annotated_h5ad_bytes(annotated),
+    lambda: exports.annotated_h5ad_bytes(annotated_file()),
     f"{stem}_scembed.h5ad",
     "application/x-hdf5",
     help="Your data with scembed_* columns in obs; X_scembed, X_scembed_whitened and "

@@ -36,6 +36,7 @@ def annotated_adata(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     detection: Any = None,
+    counts: bool = True,
 ) -> ad.AnnData:
     """The query with this session's results under the engine's keys.
 
@@ -56,10 +57,16 @@ def annotated_adata(
     detection
         The build detection of the uploaded peaks
         (:func:`scembed_core.liftover.detect_build`), recorded as the command line does.
+    counts
+        Keep the count matrix (the downloaded file); without it only ``obs``, ``var``,
+        ``obsm`` and ``uns`` are built, which is all the tables need.
     """
     from scembed_core.labeling import cluster_table
 
-    out = adata.copy()
+    if counts:
+        out = adata.copy()
+    else:
+        out = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns))
     read = adata.uns.get("scembed_read")
     lift = adata.uns.get("scembed_liftover") or (read.get("liftover") if read else None)
     query_genome = None

@@ -414,3 +414,9 @@ def test_app_export_and_command_line_write_the_same_keys(tmp_path, monkeypatch):
     assert "Unmapped" not in set(app.obs["scembed_cluster"].astype(str))
     csv = pd.read_csv(out.with_suffix(".csv"), index_col=0)
     assert list(exports.per_cell_table(annotated).columns) == list(csv.columns)
+    # the page's tables come from the same results without copying the counts
+    light = exports.annotated_adata(
+        adata, reference, projection, clusters, labels, resolution=1.0, counts=False
+    )
+    assert light.X is None
+    pd.testing.assert_frame_equal(exports.per_cell_table(light), exports.per_cell_table(annotated))
