@@ -120,11 +120,13 @@ def mapping_warnings(
     low_coverage: float = LOW_COVERAGE_FRACTION,
     *,
     lifted_from: str | None = None,
+    n_unmapped_cells: int = 0,
 ) -> list[str]:
-    """Warnings about chromosome naming and low overlap (a likely genome-build mismatch).
+    """Warnings about chromosome naming, low overlap (a likely genome-build mismatch) and
+    cells without an embedding; the in-memory and the Dask path both report these.
 
     ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
-    is then not blamed on the build.
+    is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.
     """
     warnings = []
     if mapping.renamed_chromosomes:
@@ -148,6 +150,11 @@ def mapping_warnings(
             f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
             "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
             "reference on the data's build."
+        )
+    if n_unmapped_cells:
+        warnings.append(
+            f"{n_unmapped_cells:,} cell(s) cover no trained reference region; they get no "
+            "embedding and are reported as Unassigned."
         )
     return warnings
 
@@ -189,13 +196,8 @@ def compute_coverage(
         model.metadata.get("genome", "unknown"),
         low_coverage,
         lifted_from=lifted.get("source_build") if lifted else None,
+        n_unmapped_cells=int((n_regions == 0).sum()),
     )
-    n_unmapped = int((n_regions == 0).sum())
-    if n_unmapped:
-        warnings.append(
-            f"{n_unmapped} cell(s) cover no trained reference region; they get no embedding "
-            "and are reported as Unassigned."
-        )
     return Coverage(mapping, signal, n_regions, warnings)
 
 

@@ -287,12 +287,9 @@ def project_out_of_core(
         workers[result["worker"]] = max(workers.get(result["worker"], 0), result["peak_rss_bytes"])
     computed = sum(r["n_cells"] for r in results)
     coverage = {**mapping.summary(), **store_stats(root, plan)}
-    warnings = mapping_warnings(mapping, reference.genome)
-    if coverage["n_unmapped_cells"]:
-        warnings.append(
-            f"{coverage['n_unmapped_cells']:,} cell(s) cover no trained reference region; "
-            "they get no embedding and are reported as Unassigned."
-        )
+    warnings = mapping_warnings(
+        mapping, reference.genome, n_unmapped_cells=coverage["n_unmapped_cells"]
+    )
     if label_note:
         warnings.append(label_note)
     coverage["warnings"] = warnings
