@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scembed_core.regions import binary_signal
+
 from .report import ROOT
 
 GRANJA = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
@@ -71,14 +73,6 @@ def load_granja(path: Path = GRANJA) -> GranjaSplit:
     return GranjaSplit(adata, reference_idx, query_idx)
 
 
-def binary(matrix) -> sp.csr_matrix:
-    """Binary float32 CSR copy."""
-    x = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    x.eliminate_zeros()
-    x.data[:] = 1.0
-    return x
-
-
 # --------------------------------------------------------------------------- LSI
 
 
@@ -97,7 +91,7 @@ class LSI:
         self.seed = seed
 
     def _tfidf(self, x: sp.csr_matrix) -> sp.csr_matrix:
-        x = binary(x)
+        x = binary_signal(x)
         totals = np.asarray(x.sum(axis=1)).ravel()
         tf = sp.diags(1.0 / np.maximum(totals, 1)) @ x
         out = sp.csr_matrix(tf @ sp.diags(self.idf_))
@@ -108,7 +102,7 @@ class LSI:
         """Fit IDF, SVD and scaling on reference cells."""
         from sklearn.decomposition import TruncatedSVD
 
-        x = binary(x)
+        x = binary_signal(x)
         counts = np.asarray(x.sum(axis=0)).ravel()
         self.idf_ = x.shape[0] / np.maximum(counts, 1)
         self.svd_ = TruncatedSVD(self.n_components + 1, random_state=self.seed)
@@ -379,8 +373,7 @@ def make_workload(folder: Path, **overrides) -> dict:
         (np.ones(len(rows), np.float32), (rows, cols)),
         shape=(spec["n_cells"], spec["n_peaks"]),
     )
-    x.sum_duplicates()
-    x.data[:] = 1.0
+    x = binary_signal(x)
     var = peaks.astype({"start": np.int64, "end": np.int64})
     var.index = var["chr"] + "_" + var["start"].astype(str) + "_" + var["end"].astype(str)
     obs = pd.DataFrame(index=[f"cell{i}" for i in range(spec["n_cells"])])

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from benchmarks import report as rp
-from benchmarks.common import LSI, binary, embedding_reference, load_granja, transfer_and_score
+from benchmarks.common import LSI, embedding_reference, load_granja, transfer_and_score
+from scembed_core.regions import binary_signal
 
 SEEDS = (0, 1, 2)
 N_COMPONENTS = 30
@@ -32,14 +33,16 @@ class SklearnLSI:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfTransformer
 
-        self.tfidf_ = TfidfTransformer().fit(binary(x))
+        self.tfidf_ = TfidfTransformer().fit(binary_signal(x))
         self.svd_ = TruncatedSVD(self.n_components + 1, random_state=self.seed)
-        self.svd_.fit(self.tfidf_.transform(binary(x)))
+        self.svd_.fit(self.tfidf_.transform(binary_signal(x)))
         return self
 
     def transform(self, x) -> np.ndarray:
         """Coordinates of any cells over the same regions (components 2..n+1)."""
-        return self.svd_.transform(self.tfidf_.transform(binary(x)))[:, 1:].astype(np.float32)
+        return self.svd_.transform(self.tfidf_.transform(binary_signal(x)))[:, 1:].astype(
+            np.float32
+        )
 
 
 def run() -> dict:

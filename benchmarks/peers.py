@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from scembed_core.regions import binary_signal
+
 from . import report as rp
 from .common import (
     LABEL_KEY,
     LSI,
-    binary,
     cluster_three_ways,
     embedding_reference,
     load_granja,
@@ -147,10 +148,10 @@ def run_snapatac(tmp: Path, seeds: tuple[int, ...]) -> dict:
         )
         result["confusion_snapatac2"] = result.get("confusion_snapatac2", scores["confusion"])
         result["labels"]["snapatac2"].append({k: v for k, v in scores.items() if k != "confusion"})
-        lsi = LSI(30, seed=seed).fit(binary(ref.X))
+        lsi = LSI(30, seed=seed).fit(binary_signal(ref.X))
         scores = transfer_and_score(
-            lsi.transform(binary(query.X)),
-            embedding_reference(lsi.transform(binary(ref.X)), truth_ref),
+            lsi.transform(binary_signal(query.X)),
+            embedding_reference(lsi.transform(binary_signal(ref.X)), truth_ref),
             truth_q,
         )
         result["labels"]["lsi"].append({k: v for k, v in scores.items() if k != "confusion"})

@@ -19,11 +19,12 @@ import time
 import numpy as np
 import pandas as pd
 
+from scembed_core.regions import binary_signal
+
 from . import report as rp
 from .common import (
     LABEL_KEY,
     LSI,
-    binary,
     cluster_three_ways,
     embedding_reference,
     load_granja,
@@ -119,7 +120,7 @@ def run(epochs: int = EPOCHS, seeds: tuple[int, ...] = SEEDS, window_arm: bool =
         )
     truth_ref = ref_adata.obs[LABEL_KEY].astype(str).to_numpy()
     truth_q = query.obs[LABEL_KEY].astype(str).to_numpy()
-    x_ref, x_q = binary(ref_adata.X), binary(query.X)
+    x_ref, x_q = binary_signal(ref_adata.X), binary_signal(query.X)
     results: dict = {
         "epochs": epochs,
         "seeds": list(seeds),

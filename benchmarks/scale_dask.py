@@ -8,7 +8,7 @@ BMMC_D6T1 (../shared/data/granja2019_bmmc): every generated cell is an exact cop
 cell's peaks, under a new unique barcode. The generator writes the CSR ``.h5ad`` in blocks
 of 50,000 cells with h5py, so it never holds the big matrix. The 1M-cell file is then
 projected, labelled, placed on the reference map and clustered by the out-of-core path
-(:mod:`scembed_core.scale`) on a local cluster of 2 worker processes x 1 thread, the size
+(:mod:`scembed_core.atlas`) on a local cluster of 2 worker processes x 1 thread, the size
 of this machine. For the growth curve the in-memory path (``read_dataset`` + ``project`` +
 ``transfer_labels``) is timed at 10k and 100k cells and the Dask path at 100k. Each
 measurement runs in a fresh process, so its peak resident memory is its own.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scembed_core.scale import peak_rss
+from scembed_core.atlas import peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 GRANJA = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
@@ -144,13 +144,13 @@ def _stage_in_memory(path: str) -> dict:
 
 
 def _stage_dask(path: str, out: str, chunk_size: int) -> dict:
-    from scembed_core.reference import load_default_reference
-    from scembed_core.scale import (
+    from scembed_core.atlas import (
         DEFAULT_WORKER_MEMORY,
         cluster_large,
         open_result,
         project_out_of_core,
     )
+    from scembed_core.reference import load_default_reference
 
     reference = load_default_reference()
     last = [0.0]

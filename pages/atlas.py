@@ -48,7 +48,7 @@ def sample(store: str, max_points: int) -> tuple[pd.DataFrame, int]:
     """A random sample of the store's cells and the store's total number of cells."""
     import zarr
 
-    from scembed_core.scale import open_result
+    from scembed_core.atlas import open_result
 
     frame = open_result(store, max_points=max_points)
     total = int(zarr.open_group(store, mode="r")["obsm/X_scembed"].shape[0])

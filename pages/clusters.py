@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from scembed_app import cached, figures, guards, results, state, widgets
+from scembed_core.annotate import UNASSIGNED
 from scembed_core.errors import ScEmbedError
 
 RESOLUTION_WIDGET = "w_resolution"
@@ -99,7 +100,7 @@ with left:
         curve = curve.drop_duplicates("resolution")
     widgets.plot(figures.resolution_curve(curve, current=resolution), key="clusters_curve")
 with right:
-    sizes = cluster[cluster != results.UNMAPPED].value_counts()
+    sizes = cluster[cluster != UNASSIGNED].value_counts()
     widgets.plot(
         figures.count_bar(sizes, title="Cluster sizes", horizontal=False),
         key="clusters_sizes",

@@ -15,7 +15,6 @@ import streamlit as st
 from scembed_app import cached, exports, figures, guards, results, state, widgets
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report
-from scembed_core.labeling import cluster_table as make_cluster_table
 
 st.title("Export")
 ref_key, reference = guards.require_reference()
@@ -31,22 +30,32 @@ try:
 except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Check the thresholds on the Annotation page.")
     state.stop_page()
-table = exports.per_cell_table(adata.obs_names, run.projection, cluster, transferred)
-params = {
-    "reference": reference.name,
-    "reference_key": ref_key,
-    "genome": reference.genome,
+max_distance = st.session_state[state.MAX_DISTANCE]
+# Deferred downloads run outside this script run: read the session's settings now.
+settings = {
     "resolution": float(st.session_state[state.RESOLUTION]),
     "n_neighbors": state.N_NEIGHBORS,
     "label_key": results.transfer_label_key(reference),
-    "label_method": results.label_method(reference)[0] if transferred is not None else None,
+    "label_method": st.session_state.get(state.LABEL_METHOD) or "classifier",
     "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
-    "max_mapping_distance": st.session_state[state.MAX_DISTANCE]
-    if st.session_state[state.LIMIT_DISTANCE]
-    else None,
+    "max_mapping_distance": max_distance if st.session_state[state.LIMIT_DISTANCE] else None,
+    "detection": results.build_detection(dataset, ref_key, reference),
 }
+codes = results.cluster_codes(run, settings["resolution"])
+
+
+def annotated_file(counts: bool = True):
+    """The query with this session's results (the engine's one writer)."""
+    return exports.annotated_adata(
+        adata, reference, run.projection, codes, transferred, counts=counts, **settings
+    )
+
+
+annotated = annotated_file(counts=False)  # the tables only; the file is built on click
+table = exports.per_cell_table(annotated)
+params = annotated.uns["scembed"]["params"]
 if transferred is not None:
-    cluster_table = make_cluster_table(cluster.to_numpy(), transferred, reference)
+    cluster_table = annotated.uns["scembed"]["cluster_table"]
 else:
     cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
 
@@ -70,13 +79,13 @@ st.caption(
     f"{', '.join(c for c in table.columns if not c.startswith(exports.PROBABILITY_CSV_PREFIX))}"
     f" and {sum(c.startswith(exports.PROBABILITY_CSV_PREFIX) for c in table.columns)} class "
     "probabilities (scembed_prob_<class>). Settings: resolution "
-    f"{params['resolution']:.3f}, minimum confidence {params['min_confidence']:.2f}."
+    f"{params['resolution']:.3f}, minimum confidence {float(st.session_state[state.MIN_CONFIDENCE]):.2f}."
 )
 cols = st.columns(3)
 download(
     cols[0],
     "Annotated .h5ad",
-    lambda: exports.annotated_h5ad_bytes(adata, table, run.projection, params=params),
+    lambda: exports.annotated_h5ad_bytes(annotated_file()),
     f"{stem}_scembed.h5ad",
     "application/x-hdf5",
     help="Your data with scembed_* columns in obs; X_scembed, X_scembed_whitened and "

@@ -1,9 +1,12 @@
-"""Build the files the Export page offers (no Streamlit import, tested directly)."""
+"""Build the files the Export page offers (no Streamlit import, tested directly).
+
+The annotated dataset is written by the engine's one writer
+(:mod:`scembed_core.results`), the one ``python -m scembed_core project`` and
+``se.tl`` use: the same ``obs`` columns, ``obsm`` keys and ``uns["scembed"]`` layout.
+"""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -11,76 +14,103 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from scembed_core.labeling import probability_columns
-from scembed_core.pipeline import probability_csv_name
+from scembed_core import results
 
 PROBABILITY_CSV_PREFIX = "scembed_prob_"
-__all__ = ["per_cell_table", "annotated_h5ad_bytes", "csv_bytes", "figure_html"]
+__all__ = ["annotated_adata", "per_cell_table", "annotated_h5ad_bytes", "csv_bytes", "figure_html"]
 
 
-def per_cell_table(
-    obs_names: pd.Index,
+def annotated_adata(
+    adata: ad.AnnData,
+    reference: Any,
     projection: Any,
-    clusters: pd.Series,
-    transferred: pd.DataFrame | None,
-) -> pd.DataFrame:
-    """One row per query cell: cluster, label, confidence, class probabilities, distance, map.
+    clusters: np.ndarray,
+    labels: pd.DataFrame | None,
+    *,
+    resolution: float,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    label_key: str | None = None,
+    label_method: str = "classifier",
+    k: int = 15,
+    min_confidence: float = 0.0,
+    max_mapping_distance: float | None = None,
+    detection: Any = None,
+    counts: bool = True,
+) -> ad.AnnData:
+    """The query with this session's results under the engine's keys.
 
-    Class probabilities are one ``scembed_prob_<class>`` column per reference class.
-
-    Column names are those of ``python -m scembed_core project`` (see
-    :func:`scembed_core.pipeline.annotated_adata`), so files from the app and the command
-    line read the same way.
+    Parameters
+    ----------
+    adata
+        The query the projection was made from.
+    reference, projection
+        The reference and the (cached) :class:`~scembed_core.project.Projection`.
+    clusters
+        Cluster number of each cell (-1: no embedding).
+    labels
+        :func:`~scembed_core.labeling.assign_labels` output, or None without labels.
+    resolution, n_neighbors, seed
+        The clustering's settings.
+    label_key, label_method, k, min_confidence, max_mapping_distance
+        The label transfer's settings (``label_method`` as asked for).
+    detection
+        The build detection of the uploaded peaks
+        (:func:`scembed_core.liftover.detect_build`), recorded as the command line does.
+    counts
+        Keep the count matrix (the downloaded file); without it only ``obs``, ``var``,
+        ``obsm`` and ``uns`` are built, which is all the tables need.
     """
-    table = pd.DataFrame(index=pd.Index(obs_names, name="cell"))
-    table["scembed_cluster"] = clusters.to_numpy()
-    if transferred is not None:
-        table["scembed_label"] = transferred["label"].to_numpy()
-        table["scembed_predicted"] = transferred["predicted"].to_numpy()
-        table["scembed_label_confidence"] = transferred["confidence"].to_numpy(dtype=float)
-        for column in probability_columns(transferred):
-            table[probability_csv_name(column)] = transferred[column].to_numpy(dtype=float)
-    if projection.mapping_distance is not None:
-        table["scembed_mapping_distance"] = np.asarray(projection.mapping_distance, dtype=float)
-    table["scembed_n_regions"] = np.asarray(projection.coverage.n_regions_per_cell)
-    if projection.umap is not None:
-        coords = np.asarray(projection.umap, dtype=float)
-        table["scembed_umap_1"] = coords[:, 0]
-        table["scembed_umap_2"] = coords[:, 1]
-    return table
+    from scembed_core.labeling import cluster_table
 
-
-def annotated_h5ad_bytes(
-    adata: ad.AnnData, table: pd.DataFrame, projection: Any, *, params: dict
-) -> bytes:
-    """The query AnnData with the per-cell results in ``obs``/``obsm`` and ``uns['scembed']``."""
-    out = adata.copy()
-    probability = [c for c in table.columns if c.startswith(PROBABILITY_CSV_PREFIX)]
-    for column in table.columns:
-        if column.startswith("scembed_umap") or column in probability:
-            continue
-        values = table[column].to_numpy()
-        out.obs[column] = pd.Categorical(values) if values.dtype == object else values
-    out.obsm["X_scembed"] = np.asarray(projection.embedding, dtype=np.float32)
-    if projection.analysis is not None:
-        out.obsm["X_scembed_whitened"] = np.asarray(projection.analysis, dtype=np.float32)
-    if projection.umap is not None:
-        out.obsm["X_scembed_umap"] = np.asarray(projection.umap, dtype=np.float32)
-    out.uns["scembed"] = {k: ("" if v is None else v) for k, v in params.items()}
+    if counts:
+        out = adata.copy()
+    else:
+        out = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns))
     read = adata.uns.get("scembed_read")
     lift = adata.uns.get("scembed_liftover") or (read.get("liftover") if read else None)
-    if lift:  # the peaks (or fragments) were lifted onto the reference's build
-        out.uns["scembed"]["liftover"] = dict(lift)
-        out.uns.pop("scembed_liftover", None)
-    if probability:
-        out.obsm["scembed_label_probabilities"] = table[probability].to_numpy(np.float32)
-        out.uns["scembed"]["label_classes"] = [
-            c.removeprefix(PROBABILITY_CSV_PREFIX) for c in probability
-        ]
-    with tempfile.TemporaryDirectory(prefix="scembed-export-") as tmp:
-        path = Path(tmp) / "annotated.h5ad"
-        out.write_h5ad(path, compression="gzip")
-        return path.read_bytes()
+    query_genome = None
+    if detection is not None:  # the command line's rule (liftover.query.decide_lift)
+        query_genome = detection.build if detection.confident else "unknown"
+    results.write_projection(out, projection, reference, k_neighbors=k, query_genome=query_genome)
+    params = results.cluster_params(
+        method="louvain",
+        resolution=resolution,
+        n_clusters_requested=None,
+        n_neighbors=n_neighbors,
+        random_state=seed,
+    )
+    results.write_clusters(out, np.asarray(clusters), params)
+    if labels is not None:
+        params = results.label_params(
+            reference,
+            method=label_method,
+            label_key=label_key,
+            k=k,
+            min_confidence=min_confidence,
+            max_mapping_distance=max_mapping_distance,
+        )
+        labels = labels.set_axis(out.obs_names)
+        results.write_labels(out, labels, params)
+        names = out.obs[results.CLUSTER].astype(str).to_numpy()
+        results.write_cluster_table(out, cluster_table(names, labels, reference, k=k))
+    summary = detection.summary() if detection is not None else None
+    results.write_run_facts(out, liftover=lift, build_detection=summary)
+    return out
+
+
+def per_cell_table(annotated: ad.AnnData) -> pd.DataFrame:
+    """One row per query cell (:func:`scembed_core.results.cell_table`, the CLI's CSV).
+
+    Every ``scembed_*`` column of ``obs``, one ``scembed_prob_<class>`` column per
+    reference class, and ``umap_1``/``umap_2`` on the reference map.
+    """
+    return results.cell_table(annotated)
+
+
+def annotated_h5ad_bytes(annotated: ad.AnnData) -> bytes:
+    """The annotated ``.h5ad`` as bytes (:func:`scembed_core.results.write_h5ad`)."""
+    return results.h5ad_bytes(annotated)
 
 
 def csv_bytes(frame: pd.DataFrame, *, index: bool = True) -> bytes:

@@ -7,12 +7,12 @@ adapters turn it into an ``st.progress`` bar, and time the stages shown in ``st.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from streamlit.delta_generator import DeltaGenerator
 
-ProgressCallback = Callable[[float, str], None]
+from scembed_core._types import ProgressCallback
 
 
 def progress_bar(bar: DeltaGenerator, *, prefix: str = "") -> ProgressCallback:

@@ -15,8 +15,8 @@ import streamlit as st
 
 from scembed_app import cached, state
 from scembed_app.uploads import LoadedDataset
+from scembed_core.annotate import UNASSIGNED
 
-UNMAPPED = "Unmapped"
 MAX_LABEL_CATEGORIES = 200
 
 
@@ -38,15 +38,32 @@ def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
 
 
 def clusters(run: state.ProjectionRun, resolution: float, obs_names: pd.Index) -> pd.Series:
-    """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unmapped'."""
+    """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unassigned'.
+
+    'Unassigned' is the engine's one name for cells without an embedding (or a label),
+    the same in the command line's files, the Dask path and the app's maps and tables.
+    """
     codes = cluster_codes(run, resolution)
-    out = np.where(codes >= 0, codes.astype(str), UNMAPPED).astype(object)
+    out = np.where(codes >= 0, codes.astype(str), UNASSIGNED).astype(object)
     return pd.Series(out, index=obs_names, name="cluster")
 
 
 def current_clusters(run: state.ProjectionRun, dataset: LoadedDataset) -> pd.Series:
     """Clusters at the resolution chosen on the Clusters page."""
     return clusters(run, st.session_state[state.RESOLUTION], dataset.adata.obs_names)
+
+
+def build_detection(dataset: LoadedDataset, reference_key: str, reference: Any) -> Any:
+    """The genome-build detection of the uploaded peaks (cached; None if it cannot run)."""
+    from scembed_core.errors import ScEmbedError
+
+    uploaded = dataset.original or dataset
+    try:
+        return cached.cached_build_detection(
+            uploaded.digest, reference_key, uploaded.adata, reference
+        )
+    except ScEmbedError:
+        return None
 
 
 def transfer_label_key(reference: Any) -> str | None:

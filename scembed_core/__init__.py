@@ -52,17 +52,10 @@ def load_reference(spec: str | Path = "default", *, trust: bool = False) -> Refe
 
 
 def write(adata: ad.AnnData, path: str | Path) -> Path:
-    """Write the annotated ``.h5ad`` (``uns`` made h5py-safe without changing its values)."""
-    from pathlib import Path
+    """Write the annotated ``.h5ad`` (:func:`scembed_core.results.write_h5ad`)."""
+    from .results import write_h5ad
 
-    from .pipeline import h5_plain
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = adata.copy()
-    out.uns = h5_plain(dict(out.uns))
-    out.write_h5ad(path, compression="gzip")
-    return path
+    return write_h5ad(adata, path)
 
 
 def __getattr__(name: str) -> Any:

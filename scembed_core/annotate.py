@@ -26,6 +26,7 @@ __all__ = [
     "self_mapping_distances",
     "mapping_distance_threshold",
     "transfer_labels",
+    "cluster_vote",
     "annotate_clusters",
 ]
 
@@ -192,26 +193,75 @@ def transfer_labels(
     )
 
 
+def cluster_vote(
+    counts: np.ndarray, names: np.ndarray | list[str], sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The one per-cluster majority rule (in memory and on the Dask path).
+
+    Parameters
+    ----------
+    counts
+        ``(n_clusters, n_labels)`` number of cells of each cluster with each label.
+    names
+        The label of each column; ``"Unassigned"`` columns do not vote.
+    sizes
+        ``(n_clusters,)`` cells per cluster, all of them (unassigned cells included).
+
+    Returns
+    -------
+    labels
+        ``(n_clusters,)`` object array: the label with the most votes. A tie goes to the
+        label that sorts first (alphabetical order, as in the per-cell :func:`vote`), so
+        the answer does not depend on the order of the cells or on how they were chunked.
+        ``"Unassigned"`` when no cell of the cluster votes.
+    agreement
+        Votes for the winner divided by the cluster's size (0 without votes).
+    """
+    names = np.asarray(names, dtype=object).astype(str)
+    counts = np.asarray(counts, dtype=np.int64)
+    order = np.argsort(names, kind="stable")
+    ordered = counts[:, order] * (names[order] != UNASSIGNED)[None, :]
+    if ordered.shape[1] == 0:
+        ordered = np.zeros((len(counts), 1), dtype=np.int64)
+        order = np.zeros(1, dtype=np.int64)
+        names = np.asarray([UNASSIGNED], dtype=object)
+    winner = ordered.argmax(axis=1)
+    votes = ordered[np.arange(len(ordered)), winner]
+    labels = np.where(votes > 0, names[order][winner], UNASSIGNED).astype(object)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    agreement = np.where(votes > 0, votes / np.maximum(sizes, 1.0), 0.0)
+    return labels, agreement
+
+
 def annotate_clusters(
     clusters: np.ndarray | pd.Series, labels: np.ndarray | pd.Series
 ) -> pd.DataFrame:
     """Majority label of each cluster and the fraction of its cells that agree.
 
-    ``"Unassigned"`` cells do not vote; a cluster with only unassigned cells stays
+    The vote is :func:`cluster_vote`: ``"Unassigned"`` cells do not vote, a tie goes to
+    the label that sorts first, and a cluster with only unassigned cells stays
     ``"Unassigned"`` with agreement 0.
+
+    Returns
+    -------
+    DataFrame
+        ``cluster``, ``label``, ``agreement``, ``n_cells``; one row per cluster, numbered
+        clusters in numeric order first.
     """
-    frame = pd.DataFrame(
-        {"cluster": np.asarray(clusters).astype(str), "label": np.asarray(labels).astype(str)}
+    cluster_codes, cluster_names = pd.factorize(np.asarray(clusters).astype(str))
+    label_codes, label_names = pd.factorize(np.asarray(labels).astype(str))
+    counts = np.zeros((len(cluster_names), len(label_names)), dtype=np.int64)
+    np.add.at(counts, (cluster_codes, label_codes), 1)
+    sizes = np.bincount(cluster_codes, minlength=len(cluster_names))
+    winners, agreement = cluster_vote(counts, np.asarray(label_names), sizes)
+    table = pd.DataFrame(
+        {
+            "cluster": np.asarray(cluster_names, dtype=object),
+            "label": winners,
+            "agreement": agreement,
+            "n_cells": sizes,
+        }
     )
-    rows = []
-    for cluster, group in frame.groupby("cluster", sort=False):
-        voters = group["label"][group["label"] != UNASSIGNED]
-        if voters.empty:
-            rows.append((cluster, UNASSIGNED, 0.0, len(group)))
-            continue
-        counts = voters.value_counts()
-        rows.append((cluster, counts.index[0], counts.iloc[0] / len(group), len(group)))
-    table = pd.DataFrame(rows, columns=["cluster", "label", "agreement", "n_cells"])
     order = pd.to_numeric(table["cluster"], errors="coerce")
     return (
         table.assign(_o=order)

@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 class _Bar:
-    """Progress callback drawing a tqdm bar on stderr."""
+    """A :data:`~scembed_core._types.ProgressCallback` drawing a tqdm bar on stderr."""
 
     def __init__(self, description: str) -> None:
         from tqdm import tqdm
@@ -240,13 +240,13 @@ def _cmd_project(args: argparse.Namespace) -> int:
                 "own 99th percentile)",
                 file=sys.stderr,
             )
-    coverage = result.projection.coverage
+    coverage = result.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
-        f"{coverage.fraction_peaks_mapped:.1%} of peaks hit the universe; "
+        f"{coverage['fraction_peaks_mapped']:.1%} of peaks hit the universe; "
         f"{result.n_clusters} clusters (resolution {result.resolution:.3g})"
     )
-    for warning in coverage.warnings:
+    for warning in coverage["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if result.evaluation:
         print("evaluation:", json.dumps(result.evaluation, indent=1, default=float))
@@ -285,8 +285,8 @@ def _check_scale_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_project_scale(args: argparse.Namespace) -> int:
+    from .atlas import cluster_large, project_out_of_core
     from .errors import ParameterError
-    from .scale import cluster_large, project_out_of_core
 
     if args.truth_key or args.csv:
         raise ParameterError("--truth-key and --csv are not available with --dask / .zarr output.")

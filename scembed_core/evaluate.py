@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .annotate import UNASSIGNED
+from .annotate import UNASSIGNED, vote
 from .errors import ParameterError
 
 __all__ = [
@@ -238,10 +238,9 @@ def map_quality(
     shared = (true[:, :, None] == found[:, None, :]).any(axis=2).sum(axis=1)
     result = {"preservation": float(shared.mean() / k), "n_cells": int(ok.sum())}
     if query_labels is not None:
-        codes, names = pd.factorize(_as_str(reference_labels))
-        neighbour_codes = codes[found]
-        counts = np.zeros((len(found), len(names)), dtype=np.int64)
-        np.add.at(counts, (np.arange(len(found))[:, None], neighbour_codes), 1)
-        predicted = names[counts.argmax(axis=1)]
+        categories = pd.Categorical(_as_str(reference_labels))
+        neighbour_codes = np.asarray(categories.codes)[found]
+        winner, _ = vote(neighbour_codes, np.ones(found.shape, dtype=bool))
+        predicted = np.asarray(categories.categories, dtype=object)[winner]
         result["vote_accuracy"] = float((predicted == _as_str(query_labels)[ok]).mean())
     return result

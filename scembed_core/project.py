@@ -11,7 +11,6 @@ reference's map with umap-learn's transform, reimplemented on the bundle's array
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._kernels import pool_cells
+from ._types import ProgressCallback
 from .errors import EmptyDataError, ParameterError
-from .regions import GenomicRegions, PeakMapping, cells_by_universe, map_peaks_to_universe
+from .regions import (
+    GenomicRegions,
+    PeakMapping,
+    binary_signal,
+    cells_by_universe,
+    map_peaks_to_universe,
+)
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -36,7 +42,6 @@ __all__ = [
     "compute_coverage",
     "pool_region_vectors",
     "embed_cells",
-    "binary_signal",
     "project",
     "ev_project",
     "ev_transform",
@@ -44,8 +49,6 @@ __all__ = [
     "embedding_umap",
     "regions_of",
 ]
-
-ProgressCallback = Callable[[float, str], None]
 
 #: Below this fraction of query peaks overlapping the universe, coverage is called low.
 LOW_COVERAGE_FRACTION = 0.2
@@ -117,11 +120,13 @@ def mapping_warnings(
     low_coverage: float = LOW_COVERAGE_FRACTION,
     *,
     lifted_from: str | None = None,
+    n_unmapped_cells: int = 0,
 ) -> list[str]:
-    """Warnings about chromosome naming and low overlap (a likely genome-build mismatch).
+    """Warnings about chromosome naming, low overlap (a likely genome-build mismatch) and
+    cells without an embedding; the in-memory and the Dask path both report these.
 
     ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
-    is then not blamed on the build.
+    is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.
     """
     warnings = []
     if mapping.renamed_chromosomes:
@@ -145,6 +150,11 @@ def mapping_warnings(
             f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
             "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
             "reference on the data's build."
+        )
+    if n_unmapped_cells:
+        warnings.append(
+            f"{n_unmapped_cells:,} cell(s) cover no trained reference region; they get no "
+            "embedding and are reported as Unassigned."
         )
     return warnings
 
@@ -186,27 +196,9 @@ def compute_coverage(
         model.metadata.get("genome", "unknown"),
         low_coverage,
         lifted_from=lifted.get("source_build") if lifted else None,
+        n_unmapped_cells=int((n_regions == 0).sum()),
     )
-    n_unmapped = int((n_regions == 0).sum())
-    if n_unmapped:
-        warnings.append(
-            f"{n_unmapped} cell(s) cover no trained reference region; they get no embedding "
-            "and are reported as Unassigned."
-        )
     return Coverage(mapping, signal, n_regions, warnings)
-
-
-def binary_signal(matrix) -> sp.csr_matrix:
-    """CSR matrix whose stored entries are exactly the positive values of ``matrix`` (as 1)."""
-    x = sp.csr_matrix(matrix)
-    if x.nnz and not (x.data > 0).all():
-        x = x.copy()
-        x.data = (x.data > 0).astype(np.float32)
-        x.eliminate_zeros()
-    if not x.has_canonical_format:
-        x = x.copy()
-        x.sum_duplicates()
-    return x
 
 
 def embed_cells(coverage: Coverage, model: RegionModel) -> np.ndarray:

@@ -13,6 +13,7 @@ import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ import scipy.sparse as sp
 from .errors import ChromosomeNamingError, CoordinateError, EmptyDataError, InputFormatError
 
 __all__ = [
+    "binary_signal",
     "GenomicRegions",
     "canonical_chrom",
     "PeakMapping",
@@ -394,9 +396,9 @@ def map_peaks_to_universe(peaks: GenomicRegions, universe: GenomicRegions) -> Pe
     matrix = sp.csr_matrix(
         (np.ones(len(row), dtype=np.float32), (row, col)), shape=(len(peaks), len(universe))
     )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return PeakMapping(matrix=matrix, renamed_chromosomes=renamed, unknown_chromosomes=unknown)
+    return PeakMapping(
+        matrix=binary_signal(matrix), renamed_chromosomes=renamed, unknown_chromosomes=unknown
+    )
 
 
 def cells_by_universe(cells_by_peaks: sp.spmatrix, mapping: PeakMapping) -> sp.csr_matrix:
@@ -410,7 +412,40 @@ def cells_by_universe(cells_by_peaks: sp.spmatrix, mapping: PeakMapping) -> sp.c
         raise InputFormatError(
             f"The matrix has {x.shape[1]} peaks but the mapping was built for {mapping.n_peaks}."
         )
-    product = (x @ mapping.matrix).tocsr()
-    product.eliminate_zeros()
-    product.data[:] = 1.0
-    return product
+    return binary_signal(binary_signal(x) @ mapping.matrix)
+
+
+def binary_signal(matrix: Any) -> sp.csr_matrix:
+    """The one binarisation: a cell has signal where its value is > 0.
+
+    Every reader, projection, training and benchmark path binarises through this
+    function. Duplicate entries are summed first (the matrix's value, as scipy defines
+    it), then each positive value becomes 1.0; zeros, negative values and NaN are dropped.
+
+    Parameters
+    ----------
+    matrix
+        Cells x features, sparse (any format) or dense, numbers of any dtype.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Canonical (sorted, unique indices) float32 CSR matrix whose stored entries are
+        all 1.0. The input is never modified; it is returned as is when it already is
+        such a matrix.
+    """
+    if sp.issparse(matrix):
+        x = matrix if matrix.format == "csr" else matrix.tocsr()
+    else:
+        x = sp.csr_matrix(np.asarray(matrix))
+    if x.dtype == np.float32 and x.has_canonical_format and (x.data == 1.0).all():
+        return x
+    if not x.has_canonical_format:
+        x = x.copy() if x is matrix else x  # never reorder the caller's arrays
+        x.sum_duplicates()
+    keep = x.data > 0  # False for zeros, negative values and NaN
+    kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    indptr = kept[x.indptr].astype(x.indptr.dtype)
+    indices = x.indices[keep]  # a new array: the input's are never shared or changed
+    ones = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((ones, indices, indptr), shape=x.shape)

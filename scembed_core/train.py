@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._types import ProgressCallback
 from .errors import ParameterError, TrainingError
-from .regions import GenomicRegions
+from .regions import GenomicRegions, binary_signal
 
 __all__ = [
     "TrainingParams",
@@ -28,8 +29,6 @@ __all__ = [
     "train_reference",
     "build_reference",
 ]
-
-ProgressCallback = Callable[[float, str], None]
 
 # gensim's Cython loop silently truncates a document at 10,000 words (MAX_WORDS_IN_BATCH).
 GENSIM_MAX_DOCUMENT_WORDS = 10_000
@@ -182,13 +181,11 @@ def train_region_vectors(
     from gensim.models import Word2Vec
 
     params = params or TrainingParams()
-    x = sp.csr_matrix(cells_by_regions, dtype=np.float32)
+    x = binary_signal(cells_by_regions)
     if x.shape[1] != len(universe):
         raise TrainingError(
             f"The matrix has {x.shape[1]} regions but the universe has {len(universe)}."
         )
-    x.eliminate_zeros()
-    x.data[:] = 1.0
     n_words = int(x.nnz)
     if n_words == 0 or int((np.diff(x.indptr) >= 2).sum()) == 0:
         raise TrainingError(
@@ -302,11 +299,8 @@ def train_reference(
     params = params or TrainingParams()
     _label_keys(adata, label_key)
     universe = regions_of(adata).validate("peaks")
-    matrix = sp.csr_matrix(adata.X, dtype=np.float32)
-    matrix.data[:] = (matrix.data > 0).astype(np.float32)
-    matrix.eliminate_zeros()
     vectors, trained, stats = train_region_vectors(
-        matrix, universe, params, progress=lambda f, m: report(0.8 * f, f"Training: {m}")
+        adata.X, universe, params, progress=lambda f, m: report(0.8 * f, f"Training: {m}")
     )
     model = RegionModel(
         universe, vectors, trained, {"genome": genome, "training": params.to_dict()}

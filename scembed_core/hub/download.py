@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .._types import ProgressCallback
 from ..errors import (
     HubUnavailableError,
     ModelFormatError,
@@ -28,9 +28,6 @@ from ..formats.geniml import (
     is_geniml_folder,
 )
 from .spec import MANIFEST_FILE, parse_hub_spec
-
-ProgressCallback = Callable[[float, str], None]
-
 
 #: Files fetched for any reference. Torch checkpoints are fetched in a second pass, only
 #: when the repository has no ``model.safetensors`` twin (they are the same numbers).

@@ -18,7 +18,7 @@ from ..errors import (
     EmptyDataError,
     InputFormatError,
 )
-from ..regions import GenomicRegions
+from ..regions import GenomicRegions, binary_signal
 
 _COORD_COLUMNS = ("chr", "chrom", "chromosome", "seqnames", "start", "end")
 
@@ -100,9 +100,7 @@ def _binarise_counts(
                 f"{obs_names[row]!r}, peak {peak_names[col]!r}). Expected raw, non-negative "
                 "counts, not normalised or scaled values."
             )
-    x.data = (x.data > 0).astype(np.float32)
-    x.eliminate_zeros()
-    return sp.csr_matrix(x, dtype=np.float32)
+    return binary_signal(x)
 
 
 def finalize(parsed: Parsed, *, source: str, keep: pd.Index | None = None) -> ad.AnnData:

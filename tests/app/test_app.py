@@ -323,21 +323,23 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
 
     projection = project(planted, planted_reference, ev=True)
     labels = assign_labels(projection.embedding, planted_reference, k=5)
-    clusters = pd.Series(np.zeros(planted.n_obs, dtype=int).astype(str))
-    table = exports.per_cell_table(planted.obs_names, projection, clusters, labels)
-    data = exports.annotated_h5ad_bytes(planted, table, projection, params={"resolution": 1.0})
+    clusters = np.zeros(planted.n_obs, dtype=int)
+    annotated = exports.annotated_adata(
+        planted, planted_reference, projection, clusters, labels, resolution=1.0, k=5
+    )
+    table = exports.per_cell_table(annotated)
     path = tmp_path / "out.h5ad"
-    path.write_bytes(data)
+    path.write_bytes(exports.annotated_h5ad_bytes(annotated))
     back = ad.read_h5ad(path)
     assert back.obsm["X_scembed"].shape == (planted.n_obs, planted_reference.model.dim)
     assert list(back.obs["scembed_label"].astype(str)) == list(labels["label"])
-    # the same keys as `python -m scembed_core project` writes
     assert back.obsm["X_scembed_umap"].shape == (planted.n_obs, 2)
     assert "X_scembed_whitened" in back.obsm
     assert {"scembed_cluster", "scembed_label_confidence"} <= set(back.obs.columns)
     classes = label_classes(labels)
     assert list(back.uns["scembed"]["label_classes"]) == classes
     np.testing.assert_allclose(back.obsm["scembed_label_probabilities"], probabilities_of(labels))
+    assert back.uns["scembed"]["transfer_labels"]["params"]["k"] == 5
     assert [f"scembed_prob_{c}" for c in classes] == [
         c for c in table.columns if c.startswith("scembed_prob_")
     ], "one CSV column per class"
@@ -361,3 +363,60 @@ def test_full_reference_from_a_region_only_model():
     built = item.reference
     assert built.can_ev_project and built.can_transfer_labels
     assert built.n_regions == 60, "the region model's universe, not the dataset's peaks"
+
+
+def _layout(value):
+    """The shape of a nested ``uns`` entry: dict keys all the way down, table columns."""
+    if isinstance(value, dict):
+        return {key: _layout(item) for key, item in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return ("table", tuple(value.columns))
+    return None
+
+
+def test_app_export_and_command_line_write_the_same_keys(tmp_path, monkeypatch):
+    """The Export page's .h5ad and `project`'s have the same obs, obsm and uns layout."""
+    from scembed_core import reference as reference_module
+    from scembed_core.cli import main
+    from scembed_core.cluster import build_knn_graph, louvain
+    from scembed_core.io import read_dataset
+    from scembed_core.labeling import assign_labels
+    from scembed_core.liftover import detect_build
+    from scembed_core.project import project, regions_of
+
+    reference = reference_module.load_default_reference()
+    monkeypatch.setattr(reference_module, "load_default_reference", lambda: reference)
+    out = tmp_path / "cli.h5ad"
+    query = reference_module.DEMO_QUERY_PATH
+    assert main(["project", str(query), "--out", str(out), "--csv"]) == 0
+    cli = ad.read_h5ad(out)
+
+    # what the app computes (its cached stages) and writes on the Export page
+    adata = read_dataset(query)
+    projection = project(adata, reference)
+    clusters = louvain(build_knn_graph(projection.space, state.N_NEIGHBORS), 1.0, seed=0)
+    labels = assign_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    detection = detect_build(regions_of(adata), reference.model.universe, reference.genome)
+    annotated = exports.annotated_adata(
+        adata, reference, projection, clusters, labels, resolution=1.0, detection=detection
+    )
+    path = tmp_path / "app.h5ad"
+    path.write_bytes(exports.annotated_h5ad_bytes(annotated))
+    app = ad.read_h5ad(path)
+
+    assert list(app.obs.columns) == list(cli.obs.columns)
+    assert sorted(app.obsm) == sorted(cli.obsm)
+    assert _layout(dict(app.uns["scembed"])) == _layout(dict(cli.uns["scembed"]))
+    app_params, cli_params = app.uns["scembed"]["params"], cli.uns["scembed"]["params"]
+    assert {k: str(v) for k, v in app_params.items()} == {k: str(v) for k, v in cli_params.items()}
+    for column in ("scembed_cluster", "scembed_label", "scembed_cluster_label"):
+        np.testing.assert_array_equal(app.obs[column].astype(str), cli.obs[column].astype(str))
+    assert "Unmapped" not in set(app.obs["scembed_cluster"].astype(str))
+    csv = pd.read_csv(out.with_suffix(".csv"), index_col=0)
+    assert list(exports.per_cell_table(annotated).columns) == list(csv.columns)
+    # the page's tables come from the same results without copying the counts
+    light = exports.annotated_adata(
+        adata, reference, projection, clusters, labels, resolution=1.0, counts=False
+    )
+    assert light.X is None
+    pd.testing.assert_frame_equal(exports.per_cell_table(light), exports.per_cell_table(annotated))

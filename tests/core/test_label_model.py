@@ -278,8 +278,8 @@ def test_cli_app_and_dask_give_the_same_labels(planted_reference, query, tmp_pat
 
     distributed = pytest.importorskip("distributed")
     from scembed_app import cached
+    from scembed_core.atlas import project_out_of_core
     from scembed_core.cli import main
-    from scembed_core.scale import project_out_of_core
 
     folder = save_reference(planted_reference, tmp_path / "ref").path
     path = tmp_path / "query.h5ad"

@@ -506,15 +506,17 @@ def test_cli_lifts_fragments_while_counting(tmp_path, reference):
 
 
 def test_app_export_records_the_liftover(tmp_path, demo_hg38, reference):
-    from scembed_app.exports import annotated_h5ad_bytes, per_cell_table
+    from scembed_app.exports import annotated_adata, annotated_h5ad_bytes
     from scembed_core.project import project
 
     prepared = prepare_query(demo_hg38, reference)
     projection = project(prepared.adata, reference, ev=False)
-    clusters = pd.Series(np.zeros(prepared.adata.n_obs, dtype=int))
-    table = per_cell_table(prepared.adata.obs_names, projection, clusters, None)
+    clusters = np.zeros(prepared.adata.n_obs, dtype=int)
+    annotated = annotated_adata(
+        prepared.adata, reference, projection, clusters, None, resolution=1.0
+    )
     path = tmp_path / "export.h5ad"
-    path.write_bytes(annotated_h5ad_bytes(prepared.adata, table, projection, params={"k": 15}))
+    path.write_bytes(annotated_h5ad_bytes(annotated))
     written = ad.read_h5ad(path)
     assert written.uns["scembed"]["liftover"]["source_build"] == "hg38"
     assert "scembed_liftover" not in written.uns

@@ -73,7 +73,7 @@ def test_query_without_overlap_is_unassigned_not_a_crash(planted, planted_refere
     assert coverage.fraction_peaks_mapped == 0.0
     assert any("genome build" in w for w in coverage.warnings)
     result = run_pipeline(query, planted_reference)
-    assert np.isnan(result.projection.embedding).all()
+    assert np.isnan(result.embedding).all()
     assert set(result.labels["label"]) == {UNASSIGNED}
     assert (result.clusters == -1).all()
 

@@ -26,8 +26,8 @@ def test_verbs_equal_the_pipeline_and_record_their_parameters(tmp_path, planted,
     se.tl.transfer_labels(adata, planted_reference)
     se.tl.annotate_clusters(adata, planted_reference)
 
-    np.testing.assert_array_equal(adata.obsm["X_scembed"], expected.projection.embedding)
-    np.testing.assert_allclose(adata.obsm["X_scembed_umap"], expected.projection.umap, atol=1e-6)
+    np.testing.assert_array_equal(adata.obsm["X_scembed"], expected.embedding)
+    np.testing.assert_allclose(adata.obsm["X_scembed_umap"], expected.umap, atol=1e-6)
     clusters = np.where(expected.clusters >= 0, expected.clusters.astype(str), "Unassigned")
     np.testing.assert_array_equal(adata.obs["scembed_cluster"].astype(str), clusters)
     np.testing.assert_array_equal(
@@ -82,3 +82,24 @@ def test_importing_the_face_is_light():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_one_progress_callback_type_everywhere(capsys):
+    import importlib
+    import typing
+
+    from scembed_app import progress as app_progress
+    from scembed_core._types import ProgressCallback
+    from scembed_core.cli import _Bar
+
+    for name in ("project", "train", "tl", "pipeline", "hub.download", "atlas.project"):
+        module = importlib.import_module(f"scembed_core.{name}")
+        assert module.ProgressCallback is ProgressCallback, name
+    hints = typing.get_type_hints(app_progress.progress_bar)
+    assert hints["return"] == ProgressCallback
+    assert app_progress.ProgressCallback is ProgressCallback
+    bar = _Bar("test")  # the command line's bar is called as progress(fraction, message)
+    for fraction in (0.0, 0.5, 1.0):
+        bar(fraction, "stage")
+    bar.close()
+    assert "test" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_geniml_folder_e_projects_real_cells(granja):
     assert np.isnan(embedding[~regions.any(axis=1)]).all()
     # the pipeline runs without labels or a map: clusters only
     result = run_pipeline(cells, reference)
-    assert result.labels is None and result.projection.umap is None
+    assert result.labels is None and result.umap is None
 
 
 def test_full_reference_from_region_model(planted, planted_reference):

@@ -16,6 +16,7 @@ from intervaltree import IntervalTree
 from scembed_core.errors import ChromosomeNamingError, CoordinateError, InputFormatError
 from scembed_core.regions import (
     GenomicRegions,
+    binary_signal,
     cells_by_universe,
     map_peaks_to_universe,
     parse_region_names,
@@ -217,3 +218,35 @@ def test_region_name_parsing_and_validation():
         GenomicRegions(["chr1"], [10], [10]).validate()
     with pytest.raises(CoordinateError, match="negative start"):
         GenomicRegions(["chr1"], [-1], [10]).validate()
+
+
+def test_binary_signal_is_value_above_zero_after_summing_duplicates():
+    # (row, col, value): duplicates (0, 1) sum to 0 -> no signal, (1, 2) sum to 3 -> 1;
+    # negative, NaN and explicit zeros are no signal; counts of any size are 1
+    rows = [0, 0, 0, 1, 1, 1, 2, 2]
+    cols = [1, 1, 3, 2, 2, 0, 0, 3]
+    vals = [2.0, -2.0, 5.0, 1.0, 2.0, -1.0, np.nan, 0.0]
+    coo = sp.coo_matrix((vals, (rows, cols)), shape=(3, 4))
+    before = coo.copy()
+    out = binary_signal(coo)
+    assert out.format == "csr" and out.dtype == np.float32 and out.has_canonical_format
+    np.testing.assert_array_equal(out.toarray(), [[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]])
+    assert (out.data == 1.0).all() and out.nnz == 2
+    np.testing.assert_array_equal(coo.toarray(), before.toarray())  # input untouched
+    # dense and integer input give the same; an already binary matrix comes back as is
+    dense = np.nan_to_num(before.toarray()).astype(np.int64)
+    np.testing.assert_array_equal(binary_signal(dense).toarray(), out.toarray())
+    assert binary_signal(out) is out
+    # the counts matrix a caller passes is never binarised in place
+    counts = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 7.0]], dtype=np.float32))
+    binary_signal(counts)
+    np.testing.assert_array_equal(counts.data, [3.0, 7.0])
+
+
+def test_cells_by_universe_ignores_negative_values():
+    """It used to binarise after the product, so a negative value counted as signal."""
+    peaks = GenomicRegions(["chr1", "chr1"], [0, 100], [50, 150])
+    universe = GenomicRegions(["chr1", "chr1"], [10, 110], [20, 120])
+    mapping = map_peaks_to_universe(peaks, universe)
+    x = sp.csr_matrix(np.array([[-1.0, 2.0], [0.0, -3.0]]))
+    np.testing.assert_array_equal(cells_by_universe(x, mapping).toarray(), [[0, 1], [0, 0]])

@@ -1,4 +1,4 @@
-"""Out-of-core projection with Dask (scembed_core.scale), checked against the in-memory path.
+"""Out-of-core projection with Dask (scembed_core.atlas), checked against the in-memory path.
 
 The Dask runs use an in-process LocalCluster (2 workers x 1 thread): the demo query then
 projects in ~2 s, where fresh worker processes would spend most of a minute importing the
@@ -20,19 +20,21 @@ import scipy.sparse as sp
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
-from scembed_core.cluster import build_knn_graph, louvain
-from scembed_core.errors import CountValueError, InputFormatError, ParameterError
-from scembed_core.io import read_dataset
-from scembed_core.labeling import assign_labels, label_classes, probabilities_of
-from scembed_core.project import ev_project, project
-from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
-from scembed_core.scale import (
+from scembed_core.annotate import UNASSIGNED, annotate_clusters
+from scembed_core.atlas import (
     MARKERS_KEY,
     chunk_markers,
     cluster_large,
     open_result,
     project_out_of_core,
 )
+from scembed_core.cluster import build_knn_graph, louvain
+from scembed_core.errors import CountValueError, InputFormatError, ParameterError
+from scembed_core.io import read_dataset
+from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
+from scembed_core.pipeline import run_pipeline
+from scembed_core.project import ev_project, project
+from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.xdist_group("scale")
@@ -111,7 +113,10 @@ def test_results_equal_the_in_memory_path(store, in_memory):
     np.testing.assert_array_equal(result.obs["scembed_mapping_outlier"], projection.mapping_outlier)
     scembed = result.uns["scembed"]
     assert scembed["coverage"]["n_cells"] == adata.n_obs
-    assert scembed["params"]["chunk_size"] == CHUNK
+    assert scembed["project"]["params"]["chunk_size"] == CHUNK
+    np.testing.assert_array_equal(
+        result.obs["scembed_label_predicted"].astype(str), labels["predicted"].to_numpy()
+    )
 
 
 def test_umap_equals_the_same_chunks_in_memory(store, in_memory, reference):
@@ -182,7 +187,7 @@ def test_open_result_reads_a_sample_for_plotting(store):
     assert len(open_result(out, max_points=10_000)) == 1550
 
 
-def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, tmp_path):
+def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, reference, tmp_path):
     out = _copy(store, tmp_path)
     labels = cluster_large(out, n_sample=5_000)
     expected = louvain(build_knn_graph(in_memory[1].space), 1.0, seed=0)
@@ -193,9 +198,49 @@ def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, tmp_pa
     assert result.obs["scembed_cluster_label"].nunique() >= 5
     table = result.uns["scembed"]["cluster_table"]
     assert table["n_cells"].sum() == result.n_obs
-    # the cluster label is the majority transferred label of the cluster
-    first = result.obs[result.obs["scembed_cluster"] == "0"]
-    assert table.loc[0, "label"] == first["scembed_label"].value_counts().index[0]
+    # every cluster's label, agreement and size equal the in-memory path's cluster table
+    in_memory_clusters = np.where(expected >= 0, expected.astype(str), UNASSIGNED)
+    memory = cluster_table(in_memory_clusters, in_memory[2], reference)
+    assert len(memory) == len(table) == len(set(in_memory_clusters))
+    assert list(table.columns) == list(memory.columns)
+    for column in ("cluster", "label", "n_cells", "possibly_absent"):
+        assert table[column].tolist() == memory[column].tolist(), column
+    np.testing.assert_allclose(table["agreement"], memory["agreement"], rtol=1e-12)
+    for column in ("median_confidence", "median_mapping_distance"):  # stored as float32
+        np.testing.assert_allclose(table[column], memory[column], rtol=1e-5)
+    # the same obs columns and uns steps as the in-memory writer (scembed_core.results)
+    annotated = run_pipeline(in_memory[0], reference, resolution=1.0).adata
+    assert {c for c in result.obs if c.startswith("scembed_")} == {
+        c for c in annotated.obs if c.startswith("scembed_")
+    }
+    assert set(annotated.uns["scembed"]) - {"build_detection"} <= set(result.uns["scembed"])
+    assert set(result.uns["scembed"]["params"]) == set(annotated.uns["scembed"]["params"])
+
+
+def test_a_planted_tie_gets_the_same_cluster_label_in_memory_and_on_dask(store, tmp_path):
+    out = _copy(store, tmp_path)
+    clusters = cluster_large(out, n_sample=5_000)
+    root = zarr.open_group(str(out), mode="r+", use_consolidated=False)
+    categories = [str(c) for c in root["obs/scembed_label/categories"][:]]
+    first, second = sorted(c for c in categories if c != UNASSIGNED)[:2]
+    codes = np.asarray(root["obs/scembed_label/codes"][:])
+    members = np.flatnonzero(clusters == 0)
+    half = len(members) // 2
+    codes[members[:half]] = categories.index(second)  # the later name comes first
+    codes[members[half : 2 * half]] = categories.index(first)
+    codes[members[2 * half :]] = categories.index(UNASSIGNED)  # odd size: no vote
+    root["obs/scembed_label/codes"][:] = codes
+    zarr.consolidate_metadata(str(out), zarr_format=2)
+    np.testing.assert_array_equal(cluster_large(out, n_sample=5_000), clusters)
+    result = ad.read_zarr(out)
+    dask_table = result.uns["scembed"]["cluster_table"]
+    memory = annotate_clusters(
+        result.obs["scembed_cluster"].astype(str), result.obs["scembed_label"].astype(str)
+    )
+    assert dask_table.loc[0, "label"] == memory.loc[0, "label"] == first
+    assert dask_table["label"].tolist() == memory["label"].tolist()
+    np.testing.assert_allclose(dask_table["agreement"], memory["agreement"], rtol=1e-12)
+    assert result.obs["scembed_cluster_label"][members[0]] == first
 
 
 def test_cluster_large_on_a_subsample_agrees_with_full_louvain(in_memory):
@@ -257,7 +302,7 @@ def test_command_line_dask_address(client, reference, tmp_path, monkeypatch):
     assert status == 0
     result = ad.read_zarr(out)
     assert result.obs["scembed_cluster"].nunique() >= 5
-    assert result.uns["scembed"]["params"]["chunk_size"] == 800
+    assert result.uns["scembed"]["project"]["params"]["chunk_size"] == 800
 
 
 def test_reference_without_a_folder_is_scattered(reference, in_memory, client, tmp_path):
