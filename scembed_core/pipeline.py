@@ -66,6 +66,7 @@ def run_pipeline(
     n_clusters: int | None = None,
     method: str = "louvain",
     k_neighbors: int = 15,
+    n_neighbors: int = 15,
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
@@ -79,7 +80,9 @@ def run_pipeline(
     """Project ``adata`` onto ``reference``, cluster it and transfer labels.
 
     Parameters mirror the ``project`` command; ``resolution`` defaults to 1.0 unless
-    ``n_clusters`` asks for a resolution search. ``truth_key`` names a query obs column to
+    ``n_clusters`` asks for a resolution search. ``k_neighbors`` reference neighbours vote
+    on labels and give the mapping distance; ``n_neighbors`` is the query kNN graph's k
+    (the graph that is clustered). ``truth_key`` names a query obs column to
     score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
     ``query_genome`` (``auto``, ``hg19``, ``hg38``) and ``liftover`` decide whether the
     peaks are first lifted onto the reference's build
@@ -104,7 +107,7 @@ def run_pipeline(
         adata, reference, ev=ev, k_neighbors=k_neighbors, progress=lambda f, m: report(0.7 * f, m)
     )
     report(0.75, "Clustering (kNN graph + Louvain)")
-    graph = build_knn_graph(projection.space, seed=seed)
+    graph = build_knn_graph(projection.space, n_neighbors=n_neighbors, seed=seed)
     curve = None
     if n_clusters is not None:
         search = find_resolution(graph, n_clusters, method=method, seed=seed)
@@ -137,6 +140,7 @@ def run_pipeline(
         "resolution": float(resolution),
         "method": method,
         "k_neighbors": k_neighbors,
+        "n_neighbors": n_neighbors,
         "min_confidence": min_confidence,
         "max_mapping_distance": max_mapping_distance,
         "label_method": used_method,
