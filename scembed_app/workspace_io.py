@@ -144,6 +144,7 @@ def dataset_meta(dataset: LoadedDataset) -> dict:
             "n_bytes": int(dataset.n_bytes),
             "liftover": dataset.liftover,
             "original_digest": dataset.original.digest if dataset.original else None,
+            "sha256": dataset.sha256,
         }
     )
 
@@ -156,6 +157,7 @@ def dataset_from(adata: Any, meta: Mapping[str, Any]) -> LoadedDataset:
         adata=adata,
         n_bytes=int(meta.get("n_bytes") or 0),
         liftover=dict(meta["liftover"]) if meta.get("liftover") else None,
+        sha256=str(meta["sha256"]) if meta.get("sha256") else None,
     )
 
 

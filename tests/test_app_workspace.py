@@ -200,3 +200,64 @@ def test_a_changed_reference_is_explained_not_reused(root, analysis):
     assert at.session_state[state.DATASET] is not None, "the dataset is restored"
     assert at.session_state[state.RESOLUTION] == 2.0, "and the settings"
     assert "has changed since this analysis was saved" in sidebar_text(at)
+
+
+def test_export_offers_run_json_and_the_command(analysis):
+    from scembed_app import reproduce
+    from scembed_core.reference import DEMO_QUERY_PATH
+    from scembed_core.runspec import file_sha256, read_run_spec
+
+    at, _ = analysis
+    goto(at, state.PAGE_EXPORT)
+    assert "run.json" in [b.label for b in at.get("download_button")]
+    commands = [c.value for c in at.code if "scembed_core project" in c.value]
+    name = Path(DEMO_QUERY_PATH).name
+    assert commands == [
+        f"python -m scembed_core project {name} --params run.json --out {name.split('.')[0]}"
+        "_scembed.h5ad"
+    ]
+    dataset = at.session_state[state.DATASET]
+    reference = cached.cached_reference("default", False)  # the one the sessions use
+    params = reproduce.run_params(
+        ev=True,
+        resolution=at.session_state[state.RESOLUTION],
+        label_key=reference.default_label_key,
+        label_method="classifier",
+        min_confidence=at.session_state[state.MIN_CONFIDENCE],
+        max_mapping_distance=None,
+        liftover=True,
+    )
+    spec = read_run_spec(
+        reproduce.run_spec(
+            spec="default", reference=reference, dataset=dataset, params=params, hosted=False
+        )
+    )
+    assert spec.input["sha256"] == file_sha256(DEMO_QUERY_PATH)
+    assert spec.params["resolution"] == 2.0 and spec.params["min_confidence"] == 0.3
+    assert spec.reference["fingerprint"] == reference.fingerprint
+
+
+def test_a_trained_reference_comes_back_from_its_stored_bundle(root):
+    at = goto(session(), state.PAGE_DATA)
+    checked(button(at, "Load demo dataset").click().run())
+    goto(at, state.PAGE_TRAIN)
+    at.number_input(key="train_epochs").set_value(1)
+    checked(button(at, "Train reference").click().run())
+    checked(button(at, "Use as reference").click().run())
+    goto(at, state.PAGE_PROJECT)
+    checked(at.toggle[0].set_value(False).run())  # E-projection only: quick
+    checked(button(at, "Project cells").click().run())
+    run = at.session_state[state.PROJECTION]
+    assert run is not None and run.reference_key.startswith("trained:my-reference:")
+    ws_id = at.query_params["ws"]
+
+    again = session(ws_id)
+    assert again.title[0].value == "Project"
+    trained = again.session_state[state.TRAINED]["my-reference"]
+    original = at.session_state[state.TRAINED]["my-reference"]
+    assert trained.reference.fingerprint == original.reference.fingerprint
+    assert trained.bundle_zip == original.bundle_zip
+    restored = again.session_state[state.PROJECTION]
+    assert restored is not None and restored.reference_key == run.reference_key
+    np.testing.assert_array_equal(restored.projection.embedding, run.projection.embedding)
+    assert not again.error, [e.value for e in again.error]
