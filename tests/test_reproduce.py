@@ -1,0 +1,169 @@
+"""The app's results are reproduced by ``python -m scembed_core project INPUT --params run.json``
+(issue 15): the real pages are driven with AppTest on the demo query, the run's settings are
+written to run.json, the real command runs in a subprocess, and labels, clusters and map
+coordinates are compared (identical labels and clusters, coordinates within 1e-6)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from scembed_app import state
+from scembed_core.reference import DEMO_QUERY_PATH
+
+pytestmark = pytest.mark.xdist_group("app")
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+TIMEOUT = 240
+
+
+def checked(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def app_session(resolution: float | None, min_confidence: float | None) -> dict:
+    """Drive the real pages on the demo query; return the session's state."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    checked(at.run())
+    checked(at.switch_page(state.PAGE_DATA).run())
+    checked(button(at, "Load demo dataset").click().run())
+    checked(at.switch_page(state.PAGE_PROJECT).run())
+    checked(button(at, "Project cells").click().run())
+    checked(at.switch_page(state.PAGE_CLUSTERS).run())
+    if resolution is not None:
+        checked(at.slider(key="w_resolution").set_value(resolution).run())
+    checked(at.switch_page(state.PAGE_ANNOTATE).run())
+    if min_confidence is not None:
+        checked(at.slider(key="w_min_confidence").set_value(min_confidence).run())
+    checked(at.switch_page(state.PAGE_EXPORT).run())
+    return dict(at.session_state.items())
+
+
+def export_view() -> None:
+    """What the Export page offers, composed as the page does (run by AppTest; the
+    function's source is the script, so it imports what it uses)."""
+    import streamlit as st
+
+    from scembed_app import cached, exports, results, state
+    from scembed_core.reference import DEMO_QUERY_PATH
+    from scembed_core.runspec import build_run_spec, file_sha256
+
+    _, reference = cached.active_reference()
+    dataset = st.session_state[state.DATASET]
+    run = st.session_state[state.PROJECTION]
+    obs_names = dataset.adata.obs_names
+    cluster = results.current_clusters(run, dataset)
+    transferred = results.labels(run, reference, obs_names)
+    st.session_state["test_table"] = exports.per_cell_table(
+        obs_names, run.projection, cluster, transferred
+    )
+    max_distance = (
+        st.session_state[state.MAX_DISTANCE] if st.session_state[state.LIMIT_DISTANCE] else None
+    )
+    st.session_state["test_run_spec"] = build_run_spec(
+        reference_spec=st.session_state[state.REFERENCE_SPEC],
+        reference=reference,
+        params={
+            "ev": run.projection.umap is not None,
+            "resolution": float(st.session_state[state.RESOLUTION]),
+            "n_neighbors": state.N_NEIGHBORS,
+            "k_neighbors": 15,
+            "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
+            "max_mapping_distance": max_distance,
+            "label_key": results.transfer_label_key(reference),
+            "label_method": st.session_state[state.LABEL_METHOD],
+            "liftover": bool(st.session_state[state.LIFTOVER]),
+        },
+        input_name=dataset.name,
+        input_sha256=file_sha256(DEMO_QUERY_PATH),  # the demo's file (uploads: their bytes)
+        n_cells=dataset.adata.n_obs,
+    )
+
+
+def app_results(session: dict) -> tuple[object, dict]:
+    at = AppTest.from_function(export_view, default_timeout=TIMEOUT)
+    for key, value in session.items():
+        at.session_state[key] = value
+    checked(at.run())
+    return at.session_state["test_table"], at.session_state["test_run_spec"]
+
+
+@pytest.mark.parametrize(
+    ("resolution", "min_confidence"), [(None, None), (0.5, 0.5)], ids=["defaults", "changed"]
+)
+def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence):
+    session = app_session(resolution, min_confidence)
+    table, spec = app_results(session)
+    if resolution is not None:
+        assert spec["params"]["resolution"] == resolution
+        assert spec["params"]["min_confidence"] == min_confidence
+    (tmp_path / "run.json").write_text(json.dumps(spec, indent=1))
+    out = tmp_path / "out.h5ad"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scembed_core",
+            "project",
+            str(DEMO_QUERY_PATH),
+            "--params",
+            "run.json",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: " not in done.stderr, done.stderr  # same input, same reference
+    cli = ad.read_h5ad(out)
+    assert list(cli.obs_names) == list(table.index)
+    # Labels: identical, and so are the confidences and every class's probability.
+    np.testing.assert_array_equal(
+        cli.obs["scembed_label"].astype(str).to_numpy(), table["scembed_label"].astype(str)
+    )
+    np.testing.assert_allclose(
+        cli.obs["scembed_label_confidence"].to_numpy(),
+        table["scembed_label_confidence"].to_numpy(),
+        rtol=0,
+        atol=1e-6,
+    )
+    classes = list(cli.uns["scembed"]["label_classes"])
+    app_probs = table[[f"scembed_prob_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(
+        cli.obsm["scembed_label_probabilities"], app_probs, rtol=0, atol=1e-6
+    )
+    # Clusters: identical partitions with identical numbers.
+    mapped = table["scembed_cluster"].to_numpy() != "Unmapped"
+    np.testing.assert_array_equal(
+        cli.obs["scembed_cluster"].astype(str).to_numpy()[mapped],
+        table["scembed_cluster"].astype(str).to_numpy()[mapped],
+    )
+    assert table["scembed_cluster"].nunique() >= 5
+    # Map coordinates within 1e-6.
+    app_coords = table[["scembed_umap_1", "scembed_umap_2"]].to_numpy()
+    np.testing.assert_allclose(cli.obsm["X_scembed_umap"], app_coords, rtol=0, atol=1e-6)
+    params = cli.uns["scembed"]["params"]
+    assert params["resolution"] == (1.0 if resolution is None else resolution)
+    assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
+    if min_confidence:
+        assert (table["scembed_label"] == "Unassigned").sum() > 0
