@@ -37,12 +37,18 @@ def button(at: AppTest, label: str):
     return matches[0]
 
 
-def app_session(resolution: float | None, min_confidence: float | None) -> dict:
-    """Drive the real pages on the demo query; return the session's state."""
+def app_session(
+    resolution: float | None, min_confidence: float | None, upload: Path | None = None
+) -> dict:
+    """Drive the real pages on the demo query (or an upload); return the session's state."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     checked(at.run())
     checked(at.switch_page(state.PAGE_DATA).run())
-    checked(button(at, "Load demo dataset").click().run())
+    if upload is None:
+        checked(button(at, "Load demo dataset").click().run())
+    else:
+        files = [(upload.name, upload.read_bytes(), "application/octet-stream")]
+        checked(at.file_uploader(key="upload_files").set_value(files).run())
     checked(at.switch_page(state.PAGE_PROJECT).run())
     checked(button(at, "Project cells").click().run())
     checked(at.switch_page(state.PAGE_CLUSTERS).run())
@@ -55,13 +61,12 @@ def app_session(resolution: float | None, min_confidence: float | None) -> dict:
     return dict(at.session_state.items())
 
 
-def export_view() -> None:
+def export_view(input_path: str) -> None:
     """What the Export page offers, composed as the page does (run by AppTest; the
     function's source is the script, so it imports what it uses)."""
     import streamlit as st
 
     from scembed_app import cached, exports, results, state
-    from scembed_core.reference import DEMO_QUERY_PATH
     from scembed_core.runspec import build_run_spec, file_sha256
 
     _, reference = cached.active_reference()
@@ -91,13 +96,13 @@ def export_view() -> None:
             "liftover": bool(st.session_state[state.LIFTOVER]),
         },
         input_name=dataset.name,
-        input_sha256=file_sha256(DEMO_QUERY_PATH),  # the demo's file (uploads: their bytes)
+        input_sha256=file_sha256(input_path),  # the sha256 of the file's bytes
         n_cells=dataset.adata.n_obs,
     )
 
 
-def app_results(session: dict) -> tuple[object, dict]:
-    at = AppTest.from_function(export_view, default_timeout=TIMEOUT)
+def app_results(session: dict, input_path: Path) -> tuple[object, dict]:
+    at = AppTest.from_function(export_view, args=(str(input_path),), default_timeout=TIMEOUT)
     for key, value in session.items():
         at.session_state[key] = value
     checked(at.run())
@@ -105,14 +110,23 @@ def app_results(session: dict) -> tuple[object, dict]:
 
 
 @pytest.mark.parametrize(
-    ("resolution", "min_confidence"), [(None, None), (0.5, 0.5)], ids=["defaults", "changed"]
+    ("resolution", "min_confidence", "lifted"),
+    [(None, None, False), (0.5, 0.5, False), (0.8, None, True)],
+    ids=["defaults", "changed", "hg38-upload-lifted"],
 )
-def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence):
-    session = app_session(resolution, min_confidence)
-    table, spec = app_results(session)
-    if resolution is not None:
-        assert spec["params"]["resolution"] == resolution
-        assert spec["params"]["min_confidence"] == min_confidence
+def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, lifted):
+    if lifted:  # the demo on hg38, uploaded: the app lifts it at upload, the command in-run
+        from test_app_liftover import write_demo_hg38
+
+        query = write_demo_hg38(tmp_path / "demo_hg38.h5ad")
+    else:
+        query = DEMO_QUERY_PATH
+    session = app_session(resolution, min_confidence, upload=query if lifted else None)
+    if lifted:
+        assert session[state.DATASET].liftover["source_build"] == "hg38"
+    table, spec = app_results(session, query)
+    assert spec["params"]["resolution"] == (1.0 if resolution is None else resolution)
+    assert spec["params"]["min_confidence"] == (min_confidence or 0.0)
     (tmp_path / "run.json").write_text(json.dumps(spec, indent=1))
     out = tmp_path / "out.h5ad"
     done = subprocess.run(
@@ -121,7 +135,7 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence):
             "-m",
             "scembed_core",
             "project",
-            str(DEMO_QUERY_PATH),
+            str(query),
             "--params",
             "run.json",
             "--out",
@@ -167,3 +181,5 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence):
     assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
     if min_confidence:
         assert (table["scembed_label"] == "Unassigned").sum() > 0
+    if lifted:
+        assert cli.uns["scembed"]["liftover"]["source_build"] == "hg38"
