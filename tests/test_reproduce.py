@@ -13,6 +13,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+from conftest import PBMC_TINY
 from streamlit.testing.v1 import AppTest
 
 from scembed_app import state
@@ -111,14 +112,32 @@ def app_results(session: dict, input_path: Path) -> tuple[object, dict]:
 
 @pytest.mark.parametrize(
     ("resolution", "min_confidence", "lifted"),
-    [(None, None, False), (0.5, 0.5, False), (0.8, None, True)],
-    ids=["defaults", "changed", "hg38-upload-lifted"],
+    [
+        (None, None, None),
+        (0.5, 0.5, None),
+        (0.8, None, "demo"),
+        pytest.param(
+            None,
+            None,
+            "pbmc",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the app calls the cluster of unmapped cells 'Unmapped', the engine "
+                "'Unassigned' (requested from the app side in ws-requests.md)",
+            ),
+        ),
+    ],
+    ids=["defaults", "changed", "hg38-upload-lifted", "hg38-pbmc-unmapped-cells"],
 )
 def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, lifted):
-    if lifted:  # the demo on hg38, uploaded: the app lifts it at upload, the command in-run
+    """``lifted``: an hg38 upload, which the app lifts at upload and the command in-run (the
+    demo itself, or the real PBMC fixture, where 8 of 20 cells map nowhere after lifting)."""
+    if lifted == "demo":
         from test_app_liftover import write_demo_hg38
 
         query = write_demo_hg38(tmp_path / "demo_hg38.h5ad")
+    elif lifted == "pbmc":
+        query = PBMC_TINY
     else:
         query = DEMO_QUERY_PATH
     session = app_session(resolution, min_confidence, upload=query if lifted else None)
@@ -148,7 +167,8 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, li
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert "warning: " not in done.stderr, done.stderr  # same input, same reference
+    assert "not the input" not in done.stderr and "not the one" not in done.stderr  # same
+    # input file and reference (coverage warnings may appear, as in the app)
     cli = ad.read_h5ad(out)
     assert list(cli.obs_names) == list(table.index)
     # Labels: identical, and so are the confidences and every class's probability.
@@ -166,16 +186,17 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, li
     np.testing.assert_allclose(
         cli.obsm["scembed_label_probabilities"], app_probs, rtol=0, atol=1e-6
     )
-    # Clusters: identical partitions with identical numbers.
-    mapped = table["scembed_cluster"].to_numpy() != "Unmapped"
+    # Clusters: identical numbers, and the same name for cells that mapped nowhere.
     np.testing.assert_array_equal(
-        cli.obs["scembed_cluster"].astype(str).to_numpy()[mapped],
-        table["scembed_cluster"].astype(str).to_numpy()[mapped],
+        cli.obs["scembed_cluster"].astype(str).to_numpy(),
+        table["scembed_cluster"].astype(str).to_numpy(),
     )
-    assert table["scembed_cluster"].nunique() >= 5
+    assert table["scembed_cluster"].nunique() >= (2 if lifted == "pbmc" else 5)
     # Map coordinates within 1e-6.
     app_coords = table[["scembed_umap_1", "scembed_umap_2"]].to_numpy()
-    np.testing.assert_allclose(cli.obsm["X_scembed_umap"], app_coords, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        cli.obsm["X_scembed_umap"], app_coords, rtol=0, atol=1e-6, equal_nan=True
+    )
     params = cli.uns["scembed"]["params"]
     assert params["resolution"] == (1.0 if resolution is None else resolution)
     assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
