@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -68,16 +69,17 @@ def app_session(
     for kind, key, value in annotate:
         checked(getattr(at, kind)(key=key).set_value(value).run())
     checked(at.switch_page(state.PAGE_EXPORT).run())
-    return dict(at.session_state.items())
+    commands = [c.value for c in at.code if "--params run.json" in c.value]
+    assert len(commands) == 1, [c.value for c in at.code]
+    return {**dict(at.session_state.items()), "test_command": commands[0]}
 
 
-def export_view(input_path: str) -> None:
-    """What the Export page offers, composed as the page does (run by AppTest; the
-    function's source is the script, so it imports what it uses)."""
+def export_view() -> None:
+    """The Export page's per-cell table and run.json, composed as the page composes them
+    (run by AppTest; the function's source is the script, so it imports what it uses)."""
     import streamlit as st
 
-    from scembed_app import cached, exports, results, state
-    from scembed_core.runspec import build_run_spec, file_sha256
+    from scembed_app import cached, deployment, exports, reproduce, results, state
 
     _, reference = cached.active_reference()
     dataset = st.session_state[state.DATASET]
@@ -88,31 +90,27 @@ def export_view(input_path: str) -> None:
     st.session_state["test_table"] = exports.per_cell_table(
         obs_names, run.projection, cluster, transferred
     )
-    max_distance = (
-        st.session_state[state.MAX_DISTANCE] if st.session_state[state.LIMIT_DISTANCE] else None
+    limit = st.session_state[state.LIMIT_DISTANCE]
+    params = reproduce.run_params(
+        ev=run.projection.umap is not None,
+        resolution=float(st.session_state[state.RESOLUTION]),
+        label_key=results.transfer_label_key(reference),
+        label_method=results.label_method(reference)[0],
+        min_confidence=float(st.session_state[state.MIN_CONFIDENCE]),
+        max_mapping_distance=st.session_state[state.MAX_DISTANCE] if limit else None,
+        liftover=bool(st.session_state[state.LIFTOVER]),
     )
-    st.session_state["test_run_spec"] = build_run_spec(
-        reference_spec=st.session_state[state.REFERENCE_SPEC],
+    st.session_state["test_run_spec"] = reproduce.run_spec(
+        spec=st.session_state[state.REFERENCE_SPEC],
         reference=reference,
-        params={
-            "ev": run.projection.umap is not None,
-            "resolution": float(st.session_state[state.RESOLUTION]),
-            "n_neighbors": state.N_NEIGHBORS,
-            "k_neighbors": 15,
-            "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
-            "max_mapping_distance": max_distance,
-            "label_key": results.transfer_label_key(reference),
-            "label_method": st.session_state[state.LABEL_METHOD],
-            "liftover": bool(st.session_state[state.LIFTOVER]),
-        },
-        input_name=dataset.name,
-        input_sha256=file_sha256(input_path),  # the sha256 of the file's bytes
-        n_cells=dataset.adata.n_obs,
+        dataset=dataset,
+        params=params,
+        hosted=deployment.is_hosted(),
     )
 
 
-def app_results(session: dict, input_path: Path) -> tuple[object, dict]:
-    at = AppTest.from_function(export_view, args=(str(input_path),), default_timeout=TIMEOUT)
+def app_results(session: dict) -> tuple[object, dict]:
+    at = AppTest.from_function(export_view, default_timeout=TIMEOUT)
     for key, value in session.items():
         at.session_state[key] = value
     checked(at.run())
@@ -144,7 +142,8 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, li
     if lifted == "demo":
         from test_app_liftover import write_demo_hg38
 
-        query = write_demo_hg38(tmp_path / "demo_hg38.h5ad")
+        (tmp_path / "upload").mkdir()
+        query = write_demo_hg38(tmp_path / "upload" / "demo_hg38.h5ad")
     elif lifted == "pbmc":
         query = PBMC_TINY
     else:
@@ -152,10 +151,10 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, li
     session = app_session(resolution, min_confidence, upload=query if lifted else None)
     if lifted:
         assert session[state.DATASET].liftover["source_build"] == "hg38"
-    table, spec = app_results(session, query)
+    table, spec = app_results(session)
     assert spec["params"]["resolution"] == (1.0 if resolution is None else resolution)
     assert spec["params"]["min_confidence"] == (min_confidence or 0.0)
-    cli = run_command(tmp_path, query, spec)
+    cli = run_command(tmp_path, query, spec, session["test_command"])
     assert_same(cli, table)
     params = cli.uns["scembed"]["params"]
     assert params["resolution"] == (1.0 if resolution is None else resolution)
@@ -170,32 +169,25 @@ def test_knn_vote_and_distance_limit_are_reproduced(tmp_path):
     """The kNN vote and the mapping-distance limit (default: the reference's 99th percentile)."""
     annotate = (("radio", "w_label_method", "knn"), ("toggle", "w_limit_distance", True))
     session = app_session(None, None, annotate=annotate)
-    table, spec = app_results(session, DEMO_QUERY_PATH)
+    table, spec = app_results(session)
     assert spec["params"]["label_method"] == "knn"
     assert spec["params"]["max_mapping_distance"] == session[state.MAX_DISTANCE] > 0
-    cli = run_command(tmp_path, DEMO_QUERY_PATH, spec)
+    cli = run_command(tmp_path, DEMO_QUERY_PATH, spec, session["test_command"])
     assert_same(cli, table)
     assert cli.uns["scembed"]["params"]["label_method"] == "knn"
     far = table["scembed_mapping_distance"] > session[state.MAX_DISTANCE]
     assert far.any() and (table.loc[far, "scembed_label"] == "Unassigned").all()
 
 
-def run_command(tmp_path: Path, query: Path, spec: dict) -> ad.AnnData:
-    """Write run.json and run the real command on ``query`` in a subprocess."""
-    (tmp_path / "run.json").write_text(json.dumps(spec, indent=1))
-    out = tmp_path / "out.h5ad"
+def run_command(tmp_path: Path, query: Path, spec: dict, command: str) -> ad.AnnData:
+    """Run the exact command the Export page shows, beside the input and run.json."""
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "scembed_core", "project"], command
+    assert spec["input"]["name"] == words[4] and spec["input"]["sha256"] is not None
+    (tmp_path / words[4]).symlink_to(query)
+    (tmp_path / "run.json").write_text(json.dumps(spec, indent=2))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scembed_core",
-            "project",
-            str(query),
-            "--params",
-            "run.json",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, *words[1:]],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
         capture_output=True,
@@ -203,9 +195,9 @@ def run_command(tmp_path: Path, query: Path, spec: dict) -> ad.AnnData:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert "not the input" not in done.stderr and "not the one" not in done.stderr  # same
-    # input file and reference (coverage warnings may appear, as in the app)
-    return ad.read_h5ad(out)
+    # The same input file and reference (coverage warnings may appear, as in the app).
+    assert "not the input" not in done.stderr and "not the one" not in done.stderr
+    return ad.read_h5ad(tmp_path / words[words.index("--out") + 1])
 
 
 def assert_same(cli: ad.AnnData, table) -> None:
