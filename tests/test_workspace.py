@@ -459,6 +459,18 @@ def test_concurrent_writers_lose_no_item(tmp_path):
     assert len(files) == 3  # meta, one state, one blob: every replaced version deleted
 
 
+def test_a_handle_reads_what_another_session_wrote_since(tmp_path):
+    store = WorkspaceStore(tmp_path)
+    writer = store.create()
+    writer.write_state({"v": 1})
+    reader = store.open(writer.id)
+    writer.write_state({"v": 2})  # replaces (and deletes) the file the reader knew
+    assert reader.read_state() == {"v": 2}
+    store.remove(writer.id)
+    with pytest.raises(WorkspaceNotFound):
+        reader.read_state()
+
+
 # -- forks ------------------------------------------------------------------------------
 def test_fork_is_independent(tmp_path, demo):
     store = WorkspaceStore(tmp_path)

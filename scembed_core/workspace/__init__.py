@@ -6,17 +6,16 @@ clusters and labels, and optionally a trained reference bundle. See
 :mod:`scembed_core.workspace.store` for the on-disk layout and the crash-safety rule.
 """
 
-from .store import (
+from .config import (
     ALLOWED_BLOBS,
     ID_PATTERN,
     STALE_SECONDS,
-    Workspace,
     WorkspaceLimits,
-    WorkspaceStore,
     default_root,
     is_valid_id,
     new_id,
 )
+from .store import Workspace, WorkspaceStore
 
 __all__ = [
     "ALLOWED_BLOBS",

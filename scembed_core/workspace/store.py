@@ -15,13 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +37,15 @@ from .codec import (
     json_plain,
     projection_arrays,
     projection_from_arrays,
+)
+from .config import (
+    ALLOWED_BLOBS,
+    ID_PATTERN,
+    STALE_SECONDS,
+    WorkspaceLimits,
+    default_root,
+    is_valid_id,
+    new_id,
 )
 from .files import (
     LOCK,
@@ -72,63 +78,12 @@ __all__ = [
     "Workspace",
 ]
 
-ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-#: Byte blobs a workspace may hold (:meth:`Workspace.write_bytes`); no other name reaches disk.
-ALLOWED_BLOBS = frozenset({"reference.zip"})
-#: Temporary and orphaned files older than this are removed by :meth:`WorkspaceStore.cleanup`
-#: (younger ones may belong to a write still in progress).
-STALE_SECONDS = 3600.0
 META = "meta.json"
 FORMAT_VERSION = 1
 NOT_FOUND = (
     "No analysis exists at this link: it was never created, was removed, or the link is "
     "incomplete. Start a new analysis."
 )
-
-
-def new_id() -> str:
-    """A new random workspace id: 32 lowercase hex digits (128 bits)."""
-    return secrets.token_hex(16)
-
-
-def is_valid_id(text: object) -> bool:
-    """Whether ``text`` is a well-formed workspace id (checked before any disk access)."""
-    return isinstance(text, str) and ID_PATTERN.fullmatch(text) is not None
-
-
-def default_root(*, hosted: bool) -> Path:
-    """Where workspaces live: ``$SCEMBED_WORKSPACES``, else a temp dir (hosted) or the cache."""
-    configured = os.environ.get("SCEMBED_WORKSPACES")
-    if configured:
-        return Path(configured).expanduser()
-    if hosted:
-        return Path(tempfile.gettempdir()) / "scembed-workspaces"
-    try:
-        import platformdirs
-    except ImportError:
-        return Path.home() / ".cache" / "scembed" / "workspaces"
-    return Path(platformdirs.user_cache_dir("scembed")) / "workspaces"
-
-
-@dataclass(frozen=True)
-class WorkspaceLimits:
-    """Expiry and size budgets.
-
-    Attributes
-    ----------
-    max_age_seconds
-        A workspace not written for this long is expired (default 7 days).
-    max_bytes
-        Budget of one workspace; a write that would exceed it raises
-        :class:`~scembed_core.errors.WorkspaceTooLarge` and changes nothing.
-    max_total_bytes
-        Budget of all workspaces; :meth:`WorkspaceStore.cleanup` removes the least
-        recently written ones until the rest fit.
-    """
-
-    max_age_seconds: float = 7 * 86400
-    max_bytes: int = 512 * 2**20
-    max_total_bytes: int = 4 * 2**30
 
 
 class Workspace:
@@ -199,11 +154,23 @@ class Workspace:
         for name in replaced:
             (self.path / name).unlink(missing_ok=True)
 
-    def _file(self, item: str) -> tuple[Path, Any] | None:
-        entry = self._meta["items"].get(item)
-        if entry is None:
-            return None
-        return self.path / entry["file"], entry["meta"]
+    def _read(self, item: str, reader: Callable[[Path, Any], Any]) -> Any:
+        """``reader(path, item_meta)`` of the item's current file, or None if absent.
+
+        Another session may have replaced (and deleted) the file since this handle read
+        the manifest: the manifest is then re-read once and the newer version returned.
+        """
+        for attempt in range(2):
+            entry = self._meta["items"].get(item)
+            if entry is None:
+                return None
+            try:
+                return reader(self.path / entry["file"], entry["meta"])
+            except FileNotFoundError:
+                if attempt:
+                    raise WorkspaceNotFound(NOT_FOUND) from None
+                self.refresh()  # raises WorkspaceNotFound if the workspace was removed
+        return None  # pragma: no cover - the loop returns or raises
 
     def refresh(self) -> None:
         """Re-read the manifest (another session may have written since)."""
@@ -224,10 +191,10 @@ class Workspace:
         """The stored dataset and its metadata; :class:`WorkspaceNotFound` if there is none."""
         import anndata as ad
 
-        found = self._file("dataset")
+        found = self._read("dataset", lambda path, meta: (ad.read_h5ad(path), dict(meta)))
         if found is None:
             raise WorkspaceNotFound("This analysis has no dataset stored.")
-        return ad.read_h5ad(found[0]), dict(found[1])
+        return found
 
     def has_dataset(self) -> bool:
         """Whether a dataset is stored."""
@@ -242,12 +209,12 @@ class Workspace:
 
     def read_projection(self) -> tuple[Projection, dict] | None:
         """The stored projection (equal to the one written) and its metadata, or None."""
-        found = self._file("projection")
+        found = self._read("projection", lambda path, meta: (read_npz(path), dict(meta)))
         if found is None:
             return None
-        arrays = read_npz(found[0])
+        arrays, meta = found
         doc = json.loads(str(arrays.pop("__doc__")))
-        return projection_from_arrays(arrays, doc), dict(found[1])
+        return projection_from_arrays(arrays, doc), meta
 
     def write_state(self, state: dict) -> None:
         """Store the page, the user's parameters and the reference identity (JSON only)."""
@@ -256,8 +223,8 @@ class Workspace:
 
     def read_state(self) -> dict:
         """The stored state, ``{}`` if none was written."""
-        found = self._file("state")
-        return {} if found is None else json.loads(found[0].read_bytes())
+        found = self._read("state", lambda path, meta: json.loads(path.read_bytes()))
+        return {} if found is None else found
 
     def write_results(
         self,
@@ -281,10 +248,10 @@ class Workspace:
 
     def read_results(self) -> dict | None:
         """``{"clusters", "resolution", "labels", "key"}`` as written, or None."""
-        found = self._file("results")
+        found = self._read("results", lambda path, meta: (read_npz(path), meta))
         if found is None:
             return None
-        arrays = read_npz(found[0])
+        arrays, key = found
         doc = json.loads(str(arrays.pop("__doc__")))
         labels = None
         if doc["labels"] is not None:
@@ -293,7 +260,7 @@ class Workspace:
             "clusters": arrays["clusters"],
             "resolution": doc["resolution"],
             "labels": labels,
-            "key": found[1],
+            "key": key,
         }
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -302,8 +269,7 @@ class Workspace:
 
     def read_bytes(self, name: str) -> bytes | None:
         """A stored blob, or None."""
-        found = self._file(_blob(name))
-        return None if found is None else found[0].read_bytes()
+        return self._read(_blob(name), lambda path, meta: path.read_bytes())
 
     def size_bytes(self) -> int:
         """Bytes on disk of every file in the workspace folder."""
