@@ -5,11 +5,13 @@ coordinates are compared (identical labels and clusters, coordinates within 1e-6
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import anndata as ad
@@ -229,3 +231,30 @@ def assert_same(cli: ad.AnnData, table) -> None:
     np.testing.assert_allclose(
         cli.obsm["X_scembed_umap"], app_coords, rtol=0, atol=1e-6, equal_nan=True
     )
+
+
+def test_a_reference_trained_in_the_app_is_reproduced_from_its_bundle(tmp_path):
+    """Train on the Train page, project with it; the command runs on the unzipped bundle."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    checked(at.run())
+    checked(at.switch_page(state.PAGE_DATA).run())
+    checked(button(at, "Load demo dataset").click().run())
+    checked(at.switch_page(state.PAGE_TRAIN).run())
+    at.number_input(key="train_epochs").set_value(2)
+    checked(button(at, "Train reference").click().run())
+    checked(button(at, "Use as reference").click().run())
+    assert at.session_state[state.REFERENCE_SPEC] == "session:my-reference"
+    checked(at.switch_page(state.PAGE_PROJECT).run())
+    checked(button(at, "Project cells").click().run())
+    checked(at.switch_page(state.PAGE_EXPORT).run())
+    commands = [c.value for c in at.code if "--params run.json" in c.value]
+    assert len(commands) == 1 and commands[0].endswith("--reference my-reference")
+    session = dict(at.session_state.items())
+    table, spec = app_results(session)
+    assert spec["reference"]["spec"] == "session:my-reference"
+    bundle = session[state.TRAINED]["my-reference"].bundle_zip
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        archive.extractall(tmp_path)  # the user unzips the downloaded bundle beside the input
+    assert (tmp_path / "my-reference" / "manifest.json").is_file()
+    cli = run_command(tmp_path, DEMO_QUERY_PATH, spec, commands[0])
+    assert_same(cli, table)
