@@ -23,7 +23,8 @@ from streamlit.testing.v1 import AppTest
 from scembed_app import state
 from scembed_core.reference import DEMO_QUERY_PATH
 
-pytestmark = pytest.mark.xdist_group("app")
+# Its own xdist group: runs beside the long "app" group rather than after it.
+pytestmark = [pytest.mark.xdist_group("reproduce"), pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
