@@ -109,7 +109,7 @@ def run() -> None:
         if problem is None:
             workspaces.save(path)  # what this run changed, before the sidebar shows the link
         widgets.sidebar_summary()  # after the page, so it shows what this run just loaded
-        workspaces.sidebar()
+        workspaces.sidebar(page.url_path)
 
 
 def start_page() -> None:

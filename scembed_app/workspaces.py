@@ -122,12 +122,18 @@ def open_from_url(page_path: str | None) -> str | None:
 def _restore(ws_id: str, analysis: wio.StoredAnalysis) -> None:
     """Put a stored analysis into this (new) session; it stays read-only until changed."""
     s = st.session_state
+    server_default = s[state.REFERENCE_SPEC]  # a new session's: "default" or SCEMBED_REFERENCE
     for key, value in wio.settings_values(analysis.state.get("settings") or {}).items():
         s[key] = value
         s.pop(f"w_{key}", None)  # widgets are re-seeded from the restored values
     identity = analysis.state.get("reference") or {}
     notices = []
     spec = wio.app_spec(identity) if identity else s[state.REFERENCE_SPEC]
+    folder = not (spec == "default" or spec.startswith(("hf:", "session:")))
+    if folder and deployment.is_hosted() and spec != server_default:
+        # hosted: a folder is only ever the deployment's own default (SCEMBED_REFERENCE)
+        notices.append("The analysis's reference folder is not available on this server.")
+        spec = server_default
     if spec.startswith("session:") and analysis.reference_zip is not None:
         name = spec.removeprefix("session:")
         try:
@@ -311,17 +317,26 @@ def _sync_url() -> None:
 
 
 # --- links, notices, the problem page ------------------------------------------------------------
-def share_link(ws_id: str) -> str:
-    """The full URL of this analysis on the current page (``st.context.url`` + ``?ws=``)."""
-    base = st.context.url or ""
-    parts = urlsplit(base)
+def share_link(ws_id: str, url_path: str = "") -> str:
+    """The full URL of this analysis on the page at ``url_path`` ("" is the default page).
+
+    The app's address comes from ``st.context.url`` (the browser's, so it is right behind a
+    proxy or on hosted Streamlit) without any page part; the page is added here.
+    """
+    parts = urlsplit(st.context.url or "")
+    base = parts.path.rstrip("/")
+    for known in (*(Path(p).stem for p in PAGE_PATHS), "home"):
+        if base.endswith("/" + known):
+            base = base.removesuffix("/" + known)
+            break
+    path = f"{base}/{url_path}" if url_path else f"{base}/"
     query = urlencode({QUERY_KEY: ws_id})
     if not parts.netloc:  # no browser URL known (tests): a relative link
-        return f"{parts.path or '/'}?{query}"
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
+        return f"{path}?{query}"
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
-def sidebar() -> None:
+def sidebar(url_path: str = "") -> None:
     """The sidebar's workspace part: the link to copy, read-only and other notices."""
     ws_id = current_id()
     notice = st.session_state.get(state.WORKSPACE_NOTICE)
@@ -330,7 +345,7 @@ def sidebar() -> None:
     with st.sidebar:
         if ws_id is not None:
             st.caption(":material/link: Copy link to this analysis")
-            st.code(share_link(ws_id), language=None, wrap_lines=True)
+            st.code(share_link(ws_id, url_path), language=None, wrap_lines=True)
             if not owned(ws_id):
                 st.caption(
                     ":material/visibility: Shared analysis, read-only: your first change "
