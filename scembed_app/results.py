@@ -17,8 +17,10 @@ import streamlit as st
 
 from scembed_app import cached, state
 from scembed_app.uploads import LoadedDataset
+from scembed_core.annotate import UNASSIGNED
 
-UNMAPPED = "Unmapped"
+#: The "cluster" of cells without an embedding: the engine's name (pipeline, CLI, se.tl).
+UNMAPPED = UNASSIGNED
 MAX_LABEL_CATEGORIES = 200
 
 
@@ -78,7 +80,7 @@ def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
 
 
 def clusters(run: state.ProjectionRun, resolution: float, obs_names: pd.Index) -> pd.Series:
-    """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unmapped'."""
+    """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unassigned'."""
     codes = cluster_codes(run, resolution)
     out = np.where(codes >= 0, codes.astype(str), UNMAPPED).astype(object)
     return pd.Series(out, index=obs_names, name="cluster")
