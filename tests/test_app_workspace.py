@@ -141,7 +141,8 @@ def test_a_change_on_a_shared_link_forks(root, analysis):
     store = WorkspaceStore(root)
     files_before = sorted(p.name for p in (root / ws_id).iterdir())
     viewer = session(ws_id)
-    goto(viewer, state.PAGE_PROJECT)  # looking around is not a change
+    for page in (state.PAGE_PROJECT, state.PAGE_ANNOTATE, state.PAGE_EXPORT, state.PAGE_DATA):
+        goto(viewer, page)  # looking around is not a change (pages fill in their defaults)
     goto(viewer, state.PAGE_CLUSTERS)
     assert viewer.query_params["ws"] == ws_id
     assert sorted(p.name for p in (root / ws_id).iterdir()) == files_before
@@ -160,9 +161,12 @@ def test_a_change_on_a_shared_link_forks(root, analysis):
 
 
 def problem_of(ws_id: str) -> AppTest:
+    """A new session opening ``?ws=<ws_id>``: one clear error, no page, nothing restored."""
     at = session(ws_id)
-    assert not at.error or "Traceback" not in at.error[0].value
+    assert len(at.error) == 1 and "Traceback" not in at.error[0].value
     assert [b.label for b in at.button] == ["Start a new analysis"]
+    assert at.session_state[state.DATASET] is None
+    assert at.query_params["ws"] == ws_id, "the link stays as it was"
     return at
 
 
@@ -261,3 +265,12 @@ def test_a_trained_reference_comes_back_from_its_stored_bundle(root):
     assert restored is not None and restored.reference_key == run.reference_key
     np.testing.assert_array_equal(restored.projection.embedding, run.projection.embedding)
     assert not again.error, [e.value for e in again.error]
+
+
+def test_the_link_is_offered_in_hosted_mode_too(root, monkeypatch):
+    monkeypatch.setenv("SCEMBED_HOSTED", "1")
+    at = goto(session(), state.PAGE_DATA)
+    checked(button(at, "Load demo dataset").click().run())
+    ws_id = at.query_params["ws"]
+    assert [c.value for c in at.sidebar.code] == [f"/data?ws={ws_id}"]  # + the browser's URL
+    assert "Copy link to this analysis" in sidebar_text(at)
