@@ -29,8 +29,13 @@ import streamlit as st
 
 from scembed_app import cached, deployment, results, state
 from scembed_app import workspace_io as wio
-from scembed_core.errors import ScEmbedError, WorkspaceExpired, WorkspaceNotFound
-from scembed_core.workspace import WorkspaceStore, default_root, is_valid_id
+from scembed_core.errors import (
+    ScEmbedError,
+    WorkspaceExpired,
+    WorkspaceNotFound,
+    WorkspaceTooLarge,
+)
+from scembed_core.workspace import WorkspaceLimits, WorkspaceStore, default_root, is_valid_id
 
 QUERY_KEY = "ws"
 #: Changes that make a read-only (shared) analysis fork; the page alone never does.
@@ -55,17 +60,41 @@ PROBLEMS = {
 
 
 # --- the store -----------------------------------------------------------------------------
+#: Environment variables an operator may set: expiry in days, budgets in MB (one / all).
+LIMIT_VARIABLES = {
+    "max_age_seconds": ("SCEMBED_WORKSPACE_DAYS", 86400.0),
+    "max_bytes": ("SCEMBED_WORKSPACE_MAX_MB", 2**20),
+    "max_total_bytes": ("SCEMBED_WORKSPACES_TOTAL_MB", 2**20),
+}
+
+
+def limits() -> WorkspaceLimits:
+    """Expiry and budgets: the engine's defaults, or the operator's environment variables."""
+    import os
+
+    chosen = {}
+    for field, (variable, unit) in LIMIT_VARIABLES.items():
+        text = os.environ.get(variable, "").strip()
+        try:
+            value = float(text) * unit if text else None
+        except ValueError:
+            value = None  # a typo keeps the default rather than breaking every page
+        if value is not None and value > 0:
+            chosen[field] = value if field == "max_age_seconds" else int(value)
+    return WorkspaceLimits(**chosen)
+
+
 @st.cache_resource(show_spinner=False)
-def _store_at(root: str) -> WorkspaceStore:
+def _store_at(root: str, limits: WorkspaceLimits) -> WorkspaceStore:
     """One store per root for the whole process; expired workspaces go at start-up."""
-    store = WorkspaceStore(Path(root))
+    store = WorkspaceStore(Path(root), limits)
     store.cleanup()
     return store
 
 
 def store() -> WorkspaceStore:
     """The server's workspace store (root: ``$SCEMBED_WORKSPACES`` or the default)."""
-    return _store_at(str(default_root(hosted=deployment.is_hosted())))
+    return _store_at(str(default_root(hosted=deployment.is_hosted())), limits())
 
 
 def current_id() -> str | None:
@@ -270,12 +299,17 @@ def _save(page_path: str | None) -> None:
     else:
         try:
             workspace = store().open(ws_id)
-        except WorkspaceNotFound:  # removed meanwhile (budget): start it again
+        except (WorkspaceNotFound, WorkspaceExpired):  # removed meanwhile: start it again
             workspace, saved = store().create(), {}
     if workspace.id != ws_id:
         s[state.OWNED] = [*s[state.OWNED], workspace.id]
         s[state.WORKSPACE] = workspace.id
-    _write(workspace, now, saved)
+    try:
+        _write(workspace, now, saved)
+    except WorkspaceTooLarge:
+        # not retried on every run (the write is large): only when something changes again
+        s[state.SAVED] = now
+        raise
     s[state.SAVED] = now
 
 
@@ -352,9 +386,14 @@ def sidebar(url_path: str = "") -> None:
                     "saves a copy under a new link."
                 )
             else:
-                st.caption("Kept on this server for 7 days after its last change.")
+                st.caption(f"Kept on this server for {_days()} after its last change.")
         if notice:
             st.info(notice, icon=":material/info:")
+
+
+def _days() -> str:
+    days = store().limits.max_age_seconds / 86400
+    return f"{days:g} day{'s' if days != 1 else ''}"
 
 
 def problem() -> tuple[str, str, str] | None:
@@ -371,7 +410,7 @@ def problem_page(found: tuple[str, str, str]) -> None:
     title, text = PROBLEMS[kind]
     st.title(title)
     st.error(" ".join(part for part in (text, detail) if part), icon=":material/link_off:")
-    st.caption("Links to analyses work for 7 days after the analysis was last changed.")
+    st.caption(f"Links to analyses work for {_days()} after the analysis was last changed.")
     if st.button("Start a new analysis", type="primary", icon=":material/add:"):
         st.session_state[state.WORKSPACE_PROBLEM] = None
         st.query_params.clear()

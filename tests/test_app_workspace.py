@@ -274,3 +274,17 @@ def test_the_link_is_offered_in_hosted_mode_too(root, monkeypatch):
     ws_id = at.query_params["ws"]
     assert [c.value for c in at.sidebar.code] == [f"/data?ws={ws_id}"]  # + the browser's URL
     assert "Copy link to this analysis" in sidebar_text(at)
+
+
+def test_an_analysis_over_the_budget_is_kept_in_the_tab_and_said_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCEMBED_WORKSPACES", str(tmp_path))
+    monkeypatch.setenv("SCEMBED_WORKSPACE_MAX_MB", "1")  # the demo's h5ad alone is ~3 MB
+    at = goto(session(), state.PAGE_DATA)
+    checked(button(at, "Load demo dataset").click().run())
+    assert "could not be saved" in sidebar_text(at) and "1 MB" in sidebar_text(at)
+    assert at.session_state[state.DATASET] is not None, "the tab keeps its dataset"
+    ws_id = at.query_params["ws"]
+    assert not WorkspaceStore(tmp_path).open(ws_id).has_dataset()
+    goto(at, state.PAGE_PROJECT)  # the large write is not retried on every run
+    assert at.session_state[state.SAVED]["dataset"] == at.session_state[state.DATASET].digest
+    assert not WorkspaceStore(tmp_path).open(ws_id).has_dataset()
