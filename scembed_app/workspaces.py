@@ -171,7 +171,10 @@ def _restore(ws_id: str, analysis: wio.StoredAnalysis) -> None:
                 name: wio.trained_from_zip(name, analysis.reference_zip, identity),
             }
         except ScEmbedError as exc:
-            notices.append(f"The reference trained in this analysis could not be restored: {exc}")
+            notices.append(
+                "The reference trained in this analysis could not be restored: "
+                + deployment.public_text(str(exc))
+            )
     s[state.REFERENCE_SPEC] = spec
     s[state.DATASET] = analysis.dataset
     run = analysis.run
