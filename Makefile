@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONPATH := $(CURDIR)
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions clean venv
+.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions bench-workspace clean venv
 
 venv: $(STAMP)
 
@@ -48,6 +48,9 @@ bench-sessions: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(PY) -m benchmarks.scale
+
+bench-workspace: $(STAMP)
+	$(PY) -m benchmarks.workspace
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -39,14 +39,15 @@ SECTIONS = {
     "bench-ev-transform": "python -m benchmarks.ev_transform --cells 300000",
     "bench-labels": "python -m benchmarks.labels",
     "bench-import-time": "python -m benchmarks.import_time",
+    "bench-workspace": "make bench-workspace",
 }
 
 TITLE = """# Benchmarks
 
 Measured numbers for the scEmbed engine (`scembed_core`) and app. Every table below was
 written by the command printed just above it (one section, marked, was copied by hand from
-its command's output). Each
-command fills its own section, stamped with its own date and machine:
+its command's output). Each command fills its own section, stamped with its own date and
+machine:
 
 - `make bench` (< 30 min on 2 cores): quality on the real Granja 2019 bone-marrow data
   (clustering, dropout, projection vs native, label transfer) and speed/memory.
@@ -57,6 +58,7 @@ command fills its own section, stamped with its own date and machine:
 - `make bench-sessions`: server memory with eight browser sessions projecting at once.
 - `python -m benchmarks.liftover`: loading the hg38 -> hg19 chain and lifting 200,000 peaks.
 - `python -m benchmarks.import_time`: start-up import time with and without Dask installed.
+- `make bench-workspace`: restoring a saved 3,790-cell analysis from its workspace, and its size.
 
 Figures are in `benchmarks/figures/`, raw numbers as JSON in `benchmarks/results/`.
 """

@@ -174,3 +174,49 @@ if transferred is not None and truth_key in adata.obs:
     )
 else:
     cols[2].caption("The confusion matrix needs a truth column (Annotation page).")
+
+# --- re-run on the command line (run.json) --------------------------------------------------------
+import json  # this section stands on its own (imports here)
+
+from scembed_app import deployment, reproduce
+
+st.subheader("Re-run on the command line")
+st.caption(
+    "run.json records the reference, every setting, the seeds and your input file's digest; "
+    "the command below recomputes the same labels, clusters and map from that file."
+)
+spec_now = st.session_state[state.REFERENCE_SPEC]
+run_params = reproduce.run_params(
+    ev=run.projection.umap is not None,
+    resolution=params["resolution"],
+    label_key=params["label_key"],
+    label_method=results.label_method(reference)[0],
+    min_confidence=params["min_confidence"],
+    max_mapping_distance=params["max_mapping_distance"],
+    liftover=bool(st.session_state[state.LIFTOVER]),
+)
+try:
+    run_doc = reproduce.run_spec(
+        spec=spec_now,
+        reference=reference,
+        dataset=dataset,
+        params=run_params,
+        hosted=deployment.is_hosted(),
+    )
+except ScEmbedError as exc:
+    widgets.show_engine_error(exc)
+    state.stop_page()
+download(
+    st,
+    "run.json",
+    (json.dumps(run_doc, indent=2) + "\n").encode(),
+    "run.json",
+    "application/json",
+    help="Engine version, reference identity and fingerprint, every parameter, input digest.",
+)
+st.code(reproduce.command_line(dataset, spec_now), language="bash")
+if spec_now.startswith("session:"):
+    st.caption(
+        "This reference was trained in this tab: download its bundle on the Train page and "
+        "unzip it beside the input first (the command names its folder)."
+    )

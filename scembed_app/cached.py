@@ -16,6 +16,7 @@ status container created outside it).
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,16 @@ from scembed_core.errors import ReferenceBundleError
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
 UPLOAD_TTL = "1h"
 RESOLUTION_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0)
+
+#: How often each projection function really ran (a cache miss), in this process. A
+#: diagnostic: the workspace tests read it to check that a restored analysis is not recomputed.
+COMPUTED: Counter[str] = Counter()
+_COMPUTED_LOCK = threading.Lock()
+
+
+def _computed(name: str) -> None:
+    with _COMPUTED_LOCK:
+        COMPUTED[name] += 1
 
 
 # --- reference ------------------------------------------------------------------------
@@ -154,6 +165,7 @@ def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: A
     """E-projection: pooled region vectors per cell, plus the nearest reference cells."""
     from scembed_core.project import project
 
+    _computed("e_project")
     coverage = cached_coverage(digest, reference_key, _adata, _reference)
     return project(_adata, _reference, ev=False, coverage=coverage)
 
@@ -173,6 +185,7 @@ def cached_ev_project(
     """
     from scembed_core.project import ev_transform
 
+    _computed("ev_project")
     return ev_transform(_embedding, _reference, neighbors=_neighbors, n_frames=n_frames)
 
 
@@ -197,6 +210,7 @@ def cached_transfer(
     """
     from scembed_core.labeling import assign_labels
 
+    _computed("transfer")
     return assign_labels(
         _embedding,
         _reference,
@@ -223,6 +237,7 @@ def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: An
     """Louvain clusters at one resolution (the graph is cached separately)."""
     from scembed_core.cluster import louvain
 
+    _computed("louvain")
     return np.asarray(louvain(_graph, resolution=resolution, seed=0))
 
 

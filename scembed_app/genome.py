@@ -115,6 +115,7 @@ def build_panel(dataset: LoadedDataset, reference_key: str, reference: Any) -> L
             n_bytes=uploaded.n_bytes,
             original=uploaded,
             liftover=prepared.liftover,
+            sha256=uploaded.sha256,
         )
     record = lifted.liftover
     st.success(

@@ -2,7 +2,9 @@
 
 Each function composes cached engine calls with the settings in session state, so the
 Project, Clusters, Annotation and Export pages show the same numbers without any of
-them recomputing the projection.
+them recomputing the projection. Clusters and labels restored from a workspace
+(``state.STORED_RESULTS``, see :mod:`scembed_app.workspaces`) are used as they are while the
+settings they were computed under (:func:`clusters_key`, :func:`labels_key`) still hold.
 """
 
 from __future__ import annotations
@@ -30,8 +32,46 @@ def knn_graph(run: state.ProjectionRun) -> Any:
     return cached.cached_knn_graph(run.cache_key, state.N_NEIGHBORS, run.projection.space)
 
 
+def clusters_key(run: state.ProjectionRun, resolution: float) -> dict:
+    """Everything the clusters depend on (the projection, the graph's k, the resolution)."""
+    return {
+        "run": run.cache_key,
+        "n_neighbors": state.N_NEIGHBORS,
+        "resolution": float(resolution),
+    }
+
+
+def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict | None:
+    """Everything the transferred labels depend on, or None without reference labels."""
+    label_key = transfer_label_key(reference)
+    if label_key is None or not getattr(reference, "can_transfer_labels", True):
+        return None
+    max_distance = st.session_state.get(state.MAX_DISTANCE)
+    if not st.session_state.get(state.LIMIT_DISTANCE):
+        max_distance = None
+    return {
+        "run": run.cache_key,
+        "label_key": label_key,
+        "method": label_method(reference)[0],
+        "k": int(k),
+        "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
+        "max_mapping_distance": None if max_distance is None else float(max_distance),
+    }
+
+
+def _stored(part: str, key: dict | None) -> Any:
+    """The restored ``part`` ("clusters" or "labels") if it was computed under ``key``."""
+    stored = st.session_state.get(state.STORED_RESULTS)
+    if not stored or key is None or stored.get("key", {}).get(part) != key:
+        return None
+    return stored.get(part)
+
+
 def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
     """Louvain cluster numbers (0 = largest); -1 for cells without an embedding."""
+    stored = _stored("clusters", clusters_key(run, resolution))
+    if stored is not None:
+        return stored
     return cached.cached_louvain(
         run.cache_key, state.N_NEIGHBORS, float(resolution), knn_graph(run)
     )
@@ -87,23 +127,22 @@ def labels(
     run: state.ProjectionRun, reference: Any, obs_names: pd.Index, *, k: int = 15
 ) -> pd.DataFrame | None:
     """Transferred labels under the current thresholds, or None without reference labels."""
-    label_key = transfer_label_key(reference)
-    if label_key is None or not getattr(reference, "can_transfer_labels", True):
+    key = labels_key(run, reference, k=k)
+    if key is None:
         return None
-    max_distance = st.session_state.get(state.MAX_DISTANCE)
-    if not st.session_state.get(state.LIMIT_DISTANCE):
-        max_distance = None
-    frame = cached.cached_transfer(
-        run.cache_key,
-        label_key,
-        label_method(reference)[0],
-        k,
-        float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
-        None if max_distance is None else float(max_distance),
-        np.asarray(run.projection.embedding),
-        reference,
-        getattr(run.projection, "neighbors", None),
-    )
+    frame = _stored("labels", key)
+    if frame is None:
+        frame = cached.cached_transfer(
+            run.cache_key,
+            key["label_key"],
+            key["method"],
+            k,
+            key["min_confidence"],
+            key["max_mapping_distance"],
+            np.asarray(run.projection.embedding),
+            reference,
+            getattr(run.projection, "neighbors", None),
+        )
     frame = frame.copy()
     frame.index = obs_names
     return frame

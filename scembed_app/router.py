@@ -81,22 +81,35 @@ def run() -> None:
         # this router runs; the router's own navigation is the one to show (process-wide).
         st.set_option("client.showSidebarNavigation", True)
     page = st.navigation(pages())
+    # heavy imports only after the navigation is sent
+    from scembed_app import workspaces
+
+    path = workspaces.page_path(page.url_path)
+    target = workspaces.open_from_url(path)  # a new session opened with a workspace link
+    if target is not None:
+        st.switch_page(target, query_params={workspaces.QUERY_KEY: workspaces.current_id()})
+    problem = workspaces.problem()  # a link that cannot be opened: explained instead
     outer = getattr(_run, "routing", False)
     _run.routing = True
     try:
-        page.run()
+        if problem is None:
+            page.run()
+        else:
+            workspaces.problem_page(problem)
     except state.PageStop:
         pass  # a guard or the page itself ended this run early (state.stop_page)
     finally:
         _run.routing = outer
-        # heavy imports only after the navigation is sent
         from scembed_app import cached, widgets
 
         # once per process, after the first page is drawn: compile/load the map kernels in
         # the background so the first "Project cells" does not wait for them (before the
         # sidebar, which draws nothing once a page has called st.stop())
         cached.start_kernel_warmup()
+        if problem is None:
+            workspaces.save(path)  # what this run changed, before the sidebar shows the link
         widgets.sidebar_summary()  # after the page, so it shows what this run just loaded
+        workspaces.sidebar(page.url_path)
 
 
 def start_page() -> None:

@@ -55,6 +55,32 @@ TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth
 LABEL_MAP = "label_map"  # dict[str, str]: reference label -> user label (scoring only)
 NORMALIZE_CONFUSION = "normalize_confusion"  # bool
 LIFTOVER = "liftover"  # bool: lift peaks onto the reference's build when detection is confident
+# the workspace (scembed_app/workspaces.py): the analysis kept on the server's disk
+WORKSPACE = "workspace_id"  # str | None: id of the workspace this tab shows (also in the URL)
+OWNED = (
+    "workspaces_owned"  # list[str]: workspaces this tab created (or forked); others are read-only
+)
+SAVED = "workspace_saved"  # dict: what the workspace on disk holds (to write only what changed)
+WORKSPACE_NOTICE = "workspace_notice"  # str | None: one message about the workspace (restore, fork)
+WORKSPACE_PROBLEM = "workspace_problem"  # tuple (kind, id) | None: a link that cannot be opened
+STORED_RESULTS = "stored_results"  # dict | None: clusters/labels read from the workspace
+
+#: Settings kept in the workspace (JSON) and restored from it; every other key is per tab.
+WORKSPACE_SETTINGS = (
+    REFERENCE_SPEC,
+    RESOLUTION,
+    RESOLUTION_CURVE,
+    CLUSTER_SEARCH,
+    LABEL_KEY,
+    LABEL_METHOD,
+    MIN_CONFIDENCE,
+    LIMIT_DISTANCE,
+    MAX_DISTANCE,
+    TRUTH_KEY,
+    LABEL_MAP,
+    NORMALIZE_CONFUSION,
+    LIFTOVER,
+)
 
 PAGE_REFERENCE = "pages/reference.py"
 PAGE_DATA = "pages/data.py"
@@ -92,6 +118,12 @@ def _defaults() -> dict[str, Any]:
         LABEL_MAP: {},
         NORMALIZE_CONFUSION: True,
         LIFTOVER: True,
+        WORKSPACE: None,
+        OWNED: [],
+        SAVED: {},
+        WORKSPACE_NOTICE: None,
+        WORKSPACE_PROBLEM: None,
+        STORED_RESULTS: None,
     }
 
 

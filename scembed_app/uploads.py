@@ -57,6 +57,9 @@ class LoadedDataset:
         (``digest`` then also names the liftover, so every cache key covers it).
     liftover
         For a lifted dataset: the engine's liftover record.
+    sha256
+        SHA-256 of the file's bytes when the dataset came from one file (the input digest
+        ``run.json`` records, which the command line checks); None for several files.
     """
 
     name: str
@@ -65,6 +68,7 @@ class LoadedDataset:
     n_bytes: int = 0
     original: LoadedDataset | None = None
     liftover: dict | None = None
+    sha256: str | None = None
 
 
 def upload_digest(files: Sequence[tuple[str, bytes]]) -> str:
@@ -153,6 +157,7 @@ def load_uploads(
         adata=adata,
         n_bytes=total,
         liftover=dict(lifted) if lifted else None,
+        sha256=hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None,
     )
 
 
@@ -174,5 +179,9 @@ def load_path(path: str | Path, *, name: str | None = None) -> LoadedDataset:
             sha.update(block)
     adata = read_dataset(path)
     return LoadedDataset(
-        name=name or path.name, digest=sha.hexdigest(), adata=adata, n_bytes=path.stat().st_size
+        name=name or path.name,
+        digest=sha.hexdigest(),
+        adata=adata,
+        n_bytes=path.stat().st_size,
+        sha256=sha.hexdigest(),
     )

@@ -64,12 +64,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--genome", default="unknown")
     train.add_argument("--name", default=None)
 
-    project = sub.add_parser("project", help="project a dataset onto a reference and annotate it")
+    project = sub.add_parser(
+        "project",
+        help="project a dataset onto a reference and annotate it",
+        description="Project a dataset onto a reference and annotate it. With --params "
+        "run.json (from the app's Export page) every parameter and the reference come from "
+        "the file; options given explicitly on the command line win over the file.",
+    )
     project.add_argument("input")
+    project.add_argument(
+        "--params",
+        default=None,
+        metavar="RUN_JSON",
+        help="take the reference and every parameter from a run.json (the app's Export "
+        "page); options given on the command line override it",
+    )
     project.add_argument(
         "--reference", default="default", help="'default', a folder, or hf:OWNER/NAME[@REV]"
     )
-    project.add_argument("--out", required=True, help="output .h5ad")
+    project.add_argument(
+        "--out", default=None, help="output .h5ad (with --params: <input stem>_scembed.h5ad)"
+    )
     project.add_argument(
         "--trust",
         action="store_true",
@@ -92,7 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--resolution", type=float, default=None)
     group.add_argument("--n-clusters", type=int, default=None)
     project.add_argument("--method", choices=["louvain", "leiden"], default="louvain")
-    project.add_argument("--k-neighbors", type=int, default=15)
+    project.add_argument(
+        "--k-neighbors", type=int, default=15, help="reference neighbours for labels (15)"
+    )
+    project.add_argument(
+        "--n-neighbors", type=int, default=15, help="neighbours of the clustering kNN graph (15)"
+    )
     project.add_argument("--min-confidence", type=float, default=0.0)
     project.add_argument("--max-mapping-distance", type=float, default=None)
     project.add_argument("--label-key", default=None, help="reference label column to transfer")
@@ -176,7 +196,89 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explicit_options(argv: list[str]) -> set[str]:
+    """Destinations of the options given on the command line (not left at a default)."""
+    parser = _parser()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    found, _ = parser.parse_known_args(argv)
+    return set(vars(found))
+
+
+def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
+    """Fill ``args`` from ``--params run.json``; options given explicitly win."""
+    from . import __version__
+    from .runspec import cli_reference, file_sha256, read_run_spec
+
+    spec = read_run_spec(args.params)
+    given = _explicit_options(argv)
+    params = spec.params
+    for name in (
+        "resolution",
+        "n_clusters",
+        "method",
+        "k_neighbors",
+        "n_neighbors",
+        "min_confidence",
+        "max_mapping_distance",
+        "label_key",
+        "label_method",
+        "seed",
+        "query_genome",
+        "layer",
+    ):
+        if name not in given:
+            setattr(args, name, params[name])
+    if "resolution" in given:
+        args.n_clusters = None
+    elif "n_clusters" in given:
+        args.resolution = None
+    if "no_ev" not in given:
+        args.no_ev = not params["ev"]
+    if "no_liftover" not in given:
+        args.no_liftover = not params["liftover"]
+    if "reference" not in given:
+        args.reference = cli_reference(spec)
+    if args.out is None:
+        args.out = f"{Path(args.input).stem}_scembed.h5ad"
+    args.run_spec = spec
+    if spec.scembed_version and spec.scembed_version != __version__:
+        print(
+            f"note: {args.params} was written by scEmbed {spec.scembed_version}; this is "
+            f"{__version__}, results may differ",
+            file=sys.stderr,
+        )
+    expected = spec.input.get("sha256")
+    if expected and Path(args.input).is_file() and file_sha256(args.input) != expected:
+        print(
+            f"warning: {args.input} is not the input {args.params} was made from (its sha256 "
+            f"differs from {expected[:12]}...); the results will differ",
+            file=sys.stderr,
+        )
+
+
+def _check_run_reference(args: argparse.Namespace, reference) -> None:
+    spec = getattr(args, "run_spec", None)
+    expected = spec.reference.get("fingerprint") if spec is not None else None
+    if expected and reference.fingerprint != expected:
+        print(
+            f"warning: the reference {args.reference!r} is not the one {args.params} was made "
+            f"with (fingerprint {reference.fingerprint[:12]}... instead of {expected[:12]}...); "
+            "the results will differ",
+            file=sys.stderr,
+        )
+
+
 def _cmd_project(args: argparse.Namespace) -> int:
+    from .errors import ParameterError
+
+    if args.out is None:
+        raise ParameterError("project needs --out OUT.h5ad (or --params run.json).")
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
     from .io import read_dataset
@@ -186,6 +288,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     reference = resolve_reference(args.reference, trust=args.trust)
+    _check_run_reference(args, reference)
     chain = chain_for_fragments(
         args.input, reference, query_genome=args.query_genome, liftover=not args.no_liftover
     )
@@ -202,6 +305,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             n_clusters=args.n_clusters,
             method=args.method,
             k_neighbors=args.k_neighbors,
+            n_neighbors=args.n_neighbors,
             min_confidence=args.min_confidence,
             max_mapping_distance=args.max_mapping_distance,
             label_key=args.label_key,
@@ -378,9 +482,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     commands = {"train": _cmd_train, "project": _cmd_project, "info": _cmd_info, "push": _cmd_push}
     try:
+        if args.command == "project" and args.params is not None:
+            _apply_run_spec(args, argv)
         return commands[args.command](args)
     except ScEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)

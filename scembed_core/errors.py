@@ -93,3 +93,19 @@ class GenomeBuildWarning(ScEmbedWarning):
 
 class UnpinnedRevisionWarning(ScEmbedWarning):
     """A hub model was fetched without a pinned revision, so later runs may get other files."""
+
+
+class WorkspaceError(ScEmbedError):
+    """A saved analysis (workspace) cannot be read or written."""
+
+
+class WorkspaceNotFound(WorkspaceError, LookupError):
+    """A workspace id is malformed or names no workspace (one message for both)."""
+
+
+class WorkspaceExpired(WorkspaceError, LookupError):
+    """A workspace was last written longer ago than the expiry allows."""
+
+
+class WorkspaceTooLarge(WorkspaceError):
+    """A write would take a workspace over its size budget; nothing was written."""

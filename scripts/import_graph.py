@@ -11,7 +11,7 @@ itself, are the cycles.
 Usage::
 
     python scripts/import_graph.py            # summary; exit status 1 if there is a cycle
-    python scripts/import_graph.py --json     # everything as JSON (used by tests/test_structure.py)
+    python scripts/import_graph.py --json     # everything as JSON (used by tests/core/test_structure.py)
     python scripts/import_graph.py --edges    # also print every edge
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anndata as ad
@@ -74,3 +75,21 @@ def granja() -> ad.AnnData:
 
     assert GRANJA.is_file(), f"real data not found at {GRANJA} (../shared/data beside the repo)"
     return read_dataset(GRANJA)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workspace_root(tmp_path_factory):
+    """App sessions (AppTest and test servers) keep their analyses in a temporary folder.
+
+    Never the user's cache dir: ``SCEMBED_WORKSPACES`` is set for the whole test run unless
+    the caller set it already.
+    """
+    if os.environ.get("SCEMBED_WORKSPACES"):
+        yield Path(os.environ["SCEMBED_WORKSPACES"])
+        return
+    folder = tmp_path_factory.mktemp("workspaces")
+    os.environ["SCEMBED_WORKSPACES"] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop("SCEMBED_WORKSPACES", None)
