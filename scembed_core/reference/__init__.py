@@ -8,7 +8,7 @@ one dispatcher from a spec: ``"default"``, a bundle or geniml folder, ``"hf:OWNE
 from __future__ import annotations
 
 from .bundle import bundle_to_zip_bytes, load_reference, save_reference
-from .core import DEFAULT_REFERENCE_DIR, DEMO_QUERY_PATH, SCHEMA_VERSION, Reference
+from .core import DEFAULT_REFERENCE_DIR, DEMO_QUERY_PATH, PACKAGE_DATA, SCHEMA_VERSION, Reference
 from .resolve import load_default_reference, resolve_reference
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "bundle_to_zip_bytes",
     "DEFAULT_REFERENCE_DIR",
     "DEMO_QUERY_PATH",
+    "PACKAGE_DATA",
     "SCHEMA_VERSION",
 ]
