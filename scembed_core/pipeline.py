@@ -117,6 +117,7 @@ def run_pipeline(
     n_clusters: int | None = None,
     method: str = "louvain",
     k_neighbors: int = 15,
+    n_neighbors: int = 15,
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
@@ -130,8 +131,9 @@ def run_pipeline(
     """Project ``adata`` onto ``reference``, cluster it and transfer labels.
 
     Parameters mirror the ``project`` command; ``resolution`` defaults to 1.0 unless
-    ``n_clusters`` asks for a resolution search. ``truth_key`` names a query obs column to
-    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
+    ``n_clusters`` asks for a resolution search. ``k_neighbors`` reference neighbours vote
+    on labels and give the mapping distance; ``n_neighbors`` is the query kNN graph's k
+    (the graph that is clustered). ``truth_key`` names a query obs column to score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
     ``query_genome`` (``auto``, ``hg19``, ``hg38``) and ``liftover`` decide whether the
     peaks are first lifted onto the reference's build
     (:func:`scembed_core.liftover.query.prepare_query`); what was done is recorded in
@@ -164,7 +166,9 @@ def run_pipeline(
         progress=lambda f, m: report(0.7 * f, m),
     )
     report(0.75, "Clustering (kNN graph + Louvain)")
-    tl.cluster(out, resolution, n_clusters, method=method, random_state=seed)
+    tl.cluster(
+        out, resolution, n_clusters, method=method, n_neighbors=n_neighbors, random_state=seed
+    )
     if reference.can_transfer_labels:
         report(0.9, "Transferring labels from the reference")
         tl.transfer_labels(
