@@ -111,6 +111,7 @@ RUN_PARAMS: dict[str, tuple[str, str]] = {
     "method": ("cluster", "method"),
     "resolution": ("cluster", "resolution"),
     "n_clusters_requested": ("cluster", "n_clusters_requested"),
+    "n_neighbors": ("cluster", "n_neighbors"),
     "seed": ("cluster", "random_state"),
     "label_key": ("transfer_labels", "label_key"),
     "label_method": ("transfer_labels", "method"),
@@ -376,7 +377,8 @@ def probability_csv_name(class_name: str) -> str:
 
 
 def cell_table(adata: ad.AnnData) -> pd.DataFrame:
-    """The per-cell CSV: every ``scembed_*`` obs column, class probabilities, map position."""
+    """The per-cell CSV: every ``scembed_*`` obs column, one ``scembed_prob_<class>`` column
+    per class and ``scembed_umap_1``/``scembed_umap_2`` (the position on the reference map)."""
     columns = [c for c in adata.obs.columns if str(c).startswith("scembed_")]
     frame = adata.obs[columns].copy()
     classes = list(_uns(adata).get("label_classes", []))
@@ -385,7 +387,8 @@ def cell_table(adata: ad.AnnData) -> pd.DataFrame:
         for i, name in enumerate(classes):
             frame[probability_csv_name(name)] = probabilities[:, i]
     if UMAP in adata.obsm:
-        frame["umap_1"], frame["umap_2"] = np.asarray(adata.obsm[UMAP], dtype=float).T
+        coords = np.asarray(adata.obsm[UMAP], dtype=float).T
+        frame["scembed_umap_1"], frame["scembed_umap_2"] = coords
     frame.index.name = "cell"
     return frame
 

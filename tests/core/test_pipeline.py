@@ -297,7 +297,7 @@ def test_annotated_output_keys(tmp_path, planted, planted_reference):
     assert result.evaluation["clustering"]["ari"] >= 0.7
     paths = write_results(result, tmp_path / "out.h5ad", csv=True)
     frame = pd.read_csv(paths[1], index_col=0)
-    assert len(frame) == query.n_obs and {"scembed_label", "umap_1"} <= set(frame.columns)
+    assert len(frame) == query.n_obs and {"scembed_label", "scembed_umap_1"} <= set(frame.columns)
 
 
 def test_pooling_refuses_mismatched_shapes():
