@@ -30,30 +30,17 @@ try:
 except ScEmbedError as exc:
     widgets.show_engine_error(exc, hint="Check the thresholds on the Annotation page.")
     state.stop_page()
-max_distance = st.session_state[state.MAX_DISTANCE]
 # Deferred downloads run outside this script run: read the session's settings now.
-settings = {
-    "resolution": float(st.session_state[state.RESOLUTION]),
-    "n_neighbors": state.N_NEIGHBORS,
-    "label_key": results.transfer_label_key(reference),
-    "label_method": st.session_state.get(state.LABEL_METHOD) or "classifier",
-    "min_confidence": float(st.session_state[state.MIN_CONFIDENCE]),
-    "max_mapping_distance": max_distance if st.session_state[state.LIMIT_DISTANCE] else None,
-    "detection": results.build_detection(dataset, ref_key, reference),
-}
-codes = results.cluster_codes(run, settings["resolution"])
+settings = results.export_settings(dataset, ref_key, reference)
 
 
 def annotated_file(counts: bool = True):
     """The query with this session's results (the engine's one writer)."""
-    return exports.annotated_adata(
-        adata, reference, run.projection, codes, transferred, counts=counts, **settings
-    )
+    return results.annotated(run, dataset, reference, transferred, settings, counts=counts)
 
 
 annotated = annotated_file(counts=False)  # the tables only; the file is built on click
 table = exports.per_cell_table(annotated)
-params = annotated.uns["scembed"]["params"]
 if transferred is not None:
     cluster_table = annotated.uns["scembed"]["cluster_table"]
 else:
@@ -79,7 +66,7 @@ st.caption(
     f"{', '.join(c for c in table.columns if not c.startswith(exports.PROBABILITY_CSV_PREFIX))}"
     f" and {sum(c.startswith(exports.PROBABILITY_CSV_PREFIX) for c in table.columns)} class "
     "probabilities (scembed_prob_<class>). Settings: resolution "
-    f"{params['resolution']:.3f}, minimum confidence {float(st.session_state[state.MIN_CONFIDENCE]):.2f}."
+    f"{settings['resolution']:.3f}, minimum confidence {settings['min_confidence']:.2f}."
 )
 cols = st.columns(3)
 download(
@@ -178,7 +165,7 @@ else:
 # --- re-run on the command line (run.json) --------------------------------------------------------
 import json  # this section stands on its own (imports here)
 
-from scembed_app import deployment, reproduce
+from scembed_app import reproduce
 
 st.subheader("Re-run on the command line")
 st.caption(
@@ -186,23 +173,8 @@ st.caption(
     "the command below recomputes the same labels, clusters and map from that file."
 )
 spec_now = st.session_state[state.REFERENCE_SPEC]
-run_params = reproduce.run_params(
-    ev=run.projection.umap is not None,
-    resolution=params["resolution"],
-    label_key=params["label_key"],
-    label_method=results.label_method(reference)[0],
-    min_confidence=params["min_confidence"],
-    max_mapping_distance=params["max_mapping_distance"],
-    liftover=bool(st.session_state[state.LIFTOVER]),
-)
 try:
-    run_doc = reproduce.run_spec(
-        spec=spec_now,
-        reference=reference,
-        dataset=dataset,
-        params=run_params,
-        hosted=deployment.is_hosted(),
-    )
+    run_doc = results.run_document(run, dataset, reference, settings)
 except ScEmbedError as exc:
     widgets.show_engine_error(exc)
     state.stop_page()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import cached, state
+from scembed_app import cached, deployment, reproduce, state
 from scembed_app.uploads import LoadedDataset
 from scembed_core.annotate import UNASSIGNED
 
@@ -179,3 +179,64 @@ def color_columns(obs: pd.DataFrame) -> list[str]:
     cols = label_columns(obs)
     cols += [c for c in obs.columns if c not in cols and pd.api.types.is_numeric_dtype(obs[c])]
     return cols
+
+
+# --- what the Export page writes -------------------------------------------------------------
+def export_settings(dataset: LoadedDataset, reference_key: str, reference: Any) -> dict:
+    """The settings the annotated file records, read from this tab's session state now.
+
+    Deferred downloads run outside the script run, so the Export page reads them once here;
+    ``tests/app/test_reproduce.py`` uses the same function.
+    """
+    max_distance = st.session_state.get(state.MAX_DISTANCE)
+    return {
+        "resolution": float(st.session_state[state.RESOLUTION]),
+        "n_neighbors": state.N_NEIGHBORS,
+        "label_key": transfer_label_key(reference),
+        "label_method": st.session_state.get(state.LABEL_METHOD) or "classifier",
+        "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
+        "max_mapping_distance": max_distance
+        if st.session_state.get(state.LIMIT_DISTANCE)
+        else None,
+        "detection": build_detection(dataset, reference_key, reference),
+    }
+
+
+def annotated(
+    run: state.ProjectionRun,
+    dataset: LoadedDataset,
+    reference: Any,
+    transferred: pd.DataFrame | None,
+    settings: dict,
+    *,
+    counts: bool = True,
+) -> Any:
+    """The query with this tab's results under the engine's keys (the one writer)."""
+    from scembed_app import exports  # plotly and anndata: only when a file is built
+
+    codes = cluster_codes(run, settings["resolution"])
+    return exports.annotated_adata(
+        dataset.adata, reference, run.projection, codes, transferred, counts=counts, **settings
+    )
+
+
+def run_document(
+    run: state.ProjectionRun, dataset: LoadedDataset, reference: Any, settings: dict
+) -> dict:
+    """``run.json`` for this tab's analysis (:func:`scembed_app.reproduce.run_spec`)."""
+    params = reproduce.run_params(
+        ev=run.projection.umap is not None,
+        resolution=settings["resolution"],
+        label_key=settings["label_key"],
+        label_method=label_method(reference)[0],
+        min_confidence=settings["min_confidence"],
+        max_mapping_distance=settings["max_mapping_distance"],
+        liftover=bool(st.session_state[state.LIFTOVER]),
+    )
+    return reproduce.run_spec(
+        spec=st.session_state[state.REFERENCE_SPEC],
+        reference=reference,
+        dataset=dataset,
+        params=params,
+        hosted=deployment.is_hosted(),
+    )

@@ -82,34 +82,16 @@ def export_view() -> None:
     (run by AppTest; the function's source is the script, so it imports what it uses)."""
     import streamlit as st
 
-    from scembed_app import cached, deployment, exports, reproduce, results, state
+    from scembed_app import cached, exports, results, state
 
-    _, reference = cached.active_reference()
+    ref_key, reference = cached.active_reference()
     dataset = st.session_state[state.DATASET]
     run = st.session_state[state.PROJECTION]
-    obs_names = dataset.adata.obs_names
-    cluster = results.current_clusters(run, dataset)
-    transferred = results.labels(run, reference, obs_names)
-    st.session_state["test_table"] = exports.per_cell_table(
-        obs_names, run.projection, cluster, transferred
-    )
-    limit = st.session_state[state.LIMIT_DISTANCE]
-    params = reproduce.run_params(
-        ev=run.projection.umap is not None,
-        resolution=float(st.session_state[state.RESOLUTION]),
-        label_key=results.transfer_label_key(reference),
-        label_method=results.label_method(reference)[0],
-        min_confidence=float(st.session_state[state.MIN_CONFIDENCE]),
-        max_mapping_distance=st.session_state[state.MAX_DISTANCE] if limit else None,
-        liftover=bool(st.session_state[state.LIFTOVER]),
-    )
-    st.session_state["test_run_spec"] = reproduce.run_spec(
-        spec=st.session_state[state.REFERENCE_SPEC],
-        reference=reference,
-        dataset=dataset,
-        params=params,
-        hosted=deployment.is_hosted(),
-    )
+    transferred = results.labels(run, reference, dataset.adata.obs_names)
+    settings = results.export_settings(dataset, ref_key, reference)
+    annotated = results.annotated(run, dataset, reference, transferred, settings, counts=False)
+    st.session_state["test_table"] = exports.per_cell_table(annotated)
+    st.session_state["test_run_spec"] = results.run_document(run, dataset, reference, settings)
 
 
 def app_results(session: dict) -> tuple[object, dict]:
@@ -126,16 +108,7 @@ def app_results(session: dict) -> tuple[object, dict]:
         (None, None, None),
         (0.5, 0.5, None),
         (0.8, None, "demo"),
-        pytest.param(
-            None,
-            None,
-            "pbmc",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the app calls the cluster of unmapped cells 'Unmapped', the engine "
-                "'Unassigned' (requested from the app side in ws-requests.md)",
-            ),
-        ),
+        (None, None, "pbmc"),
     ],
     ids=["defaults", "changed", "hg38-upload-lifted", "hg38-pbmc-unmapped-cells"],
 )
@@ -259,3 +232,30 @@ def test_a_reference_trained_in_the_app_is_reproduced_from_its_bundle(tmp_path):
     assert (tmp_path / "my-reference" / "manifest.json").is_file()
     cli = run_command(tmp_path, DEMO_QUERY_PATH, spec, commands[0])
     assert_same(cli, table)
+
+
+def test_a_bundle_finds_the_same_neighbours_as_the_reference_it_was_saved_from(tmp_path):
+    """A bundle's kNN index is rebuilt when it is loaded: the build must be deterministic,
+    or the app (the reference trained in memory) and the command (its bundle) disagree at
+    ties. A 2-epoch reference on the demo has such ties (found with hnswlib on 2 threads)."""
+    import dataclasses
+
+    from scembed_core.io import read_dataset
+    from scembed_core.knn import build_cell_index, knn_query
+    from scembed_core.project import project
+    from scembed_core.reference import load_reference, save_reference
+    from scembed_core.train import TrainingParams, train_reference
+
+    demo = read_dataset(DEMO_QUERY_PATH)
+    params = TrainingParams(epochs=2, seed=1, workers=1)
+    trained = train_reference(demo, label_key="cell_type", params=params, name="r")
+    saved = dataclasses.replace(save_reference(trained, tmp_path / "r"), path=None)
+    loaded = load_reference(tmp_path / "r")
+    np.testing.assert_array_equal(saved.cell_space, loaded.cell_space)
+    in_memory = project(demo, saved, ev=False).neighbors
+    from_bundle = project(demo, loaded, ev=False).neighbors
+    np.testing.assert_array_equal(in_memory[0], from_bundle[0])
+    space = loaded.cell_space
+    first = knn_query(build_cell_index(space), space, 15)[0]
+    for _ in range(5):
+        np.testing.assert_array_equal(knn_query(build_cell_index(space), space, 15)[0], first)
