@@ -79,6 +79,10 @@ class ParameterError(ScEmbedError, ValueError):
     """An argument is outside its valid range."""
 
 
+class MissingDependencyError(ScEmbedError, ImportError):
+    """An optional part needs a package that is not installed (the message names the extra)."""
+
+
 class ScEmbedWarning(UserWarning):
     """Base class of the warnings the engine emits."""
 

@@ -17,7 +17,7 @@ from .._types import ProgressCallback
 from ..annotate import (
     UNASSIGNED,
 )
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 from ..project import mapping_warnings
 from ..regions import PeakMapping
 from ..results import label_params, project_params, record_into
@@ -46,7 +46,14 @@ DEFAULT_WORKER_MEMORY = "3GiB"
 
 @contextmanager
 def _dask_client(scheduler: Any, n_workers: int, memory_limit: str | int) -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "The out-of-core path (--dask, or an output ending in .zarr) needs Dask's "
+            "'distributed' package, which is not installed: pip install 'scembed[atlas]' "
+            "(or project without --dask into an .h5ad)."
+        ) from exc
 
     if scheduler is None:
         cluster = LocalCluster(
