@@ -61,11 +61,14 @@ class ExactCosineIndex:
         return self.n
 
 
-def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 2) -> Any:
+def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 1) -> Any:
     """Build a cosine kNN index over reference cell embeddings.
 
     Uses hnswlib (approximate, fast); falls back to exact scikit-learn search when hnswlib
-    is not importable. Rows must be finite.
+    is not importable. Rows must be finite. One thread by default: hnswlib inserting from
+    several threads builds a different graph each time (so other neighbours at ties), and
+    a bundle's index is rebuilt when it is loaded, so the app's trained reference and the
+    command line on its bundle would disagree (``tests/test_reproduce.py``).
     """
     embedding = np.asarray(embedding, dtype=np.float32)
     if not np.isfinite(embedding).all():

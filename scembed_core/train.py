@@ -422,7 +422,9 @@ def build_reference(
         map_params = MapParams.from_umap(umap_model)
         del umap_model
     report(0.8, "Building the kNN index")
-    index = build_cell_index(space, seed=seed)
+    # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
+    # trained reference finds the same neighbours in memory as from its bundle.
+    index = build_cell_index(space)
     k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     manifest = {
         "name": name,
