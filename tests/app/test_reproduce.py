@@ -257,5 +257,5 @@ def test_a_bundle_finds_the_same_neighbours_as_the_reference_it_was_saved_from(t
     np.testing.assert_array_equal(in_memory[0], from_bundle[0])
     space = loaded.cell_space
     first = knn_query(build_cell_index(space), space, 15)[0]
-    for _ in range(5):
+    for _ in range(10):
         np.testing.assert_array_equal(knn_query(build_cell_index(space), space, 15)[0], first)
