@@ -337,3 +337,24 @@ def test_app_opens_a_finished_store_and_draws_it(store):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     drawn = sum(len(t.get("x", [])) for t in spec["data"] if t.get("name") != "reference")
     assert 0 < drawn <= store[1]["n_cells"]
+
+
+def test_without_distributed_the_command_names_the_extra(tmp_path):
+    """An install without the ``atlas`` extra: ``--dask`` says what to install, exit 2.
+
+    ``sys.modules["distributed"] = None`` makes ``import distributed`` fail exactly as it
+    does when the package is absent (the environment here has it installed).
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "from scembed_core.cli import main\n"
+        f"sys.exit(main(['project', {str(DEMO_QUERY_PATH)!r}, '--dask', '--no-ev', "
+        f"'--out', {str(tmp_path / 'out.zarr')!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "error:" in done.stderr and "scembed[atlas]" in done.stderr
+    assert "Traceback" not in done.stderr
