@@ -91,6 +91,18 @@ PAGE_TRAIN = "pages/train.py"
 PAGE_EXPORT = "pages/export.py"
 PAGE_ATLAS = "pages/atlas.py"
 PAGE_ABOUT = "pages/about.py"
+#: Every page script, in the navigation's order (the router, workspaces and tests use it).
+ALL_PAGES = (
+    PAGE_REFERENCE,
+    PAGE_DATA,
+    PAGE_PROJECT,
+    PAGE_CLUSTERS,
+    PAGE_ANNOTATE,
+    PAGE_TRAIN,
+    PAGE_EXPORT,
+    PAGE_ATLAS,
+    PAGE_ABOUT,
+)
 
 DEFAULT_RESOLUTION = 1.0
 N_NEIGHBORS = 15

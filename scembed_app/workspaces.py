@@ -422,17 +422,7 @@ def problem_page(found: tuple[str, str, str]) -> None:
 
 #: Page scripts a workspace may record (the URL path of each is its file's stem; the
 #: default page, Reference, is the root).
-PAGE_PATHS = (
-    state.PAGE_REFERENCE,
-    state.PAGE_DATA,
-    state.PAGE_PROJECT,
-    state.PAGE_CLUSTERS,
-    state.PAGE_ANNOTATE,
-    state.PAGE_TRAIN,
-    state.PAGE_EXPORT,
-    state.PAGE_ATLAS,
-    state.PAGE_ABOUT,
-)
+PAGE_PATHS = state.ALL_PAGES
 
 
 def page_path(url_path: str) -> str | None:

@@ -3,7 +3,7 @@
 AppTest covers the glue unit tests cannot (navigation, session state, guards, caching);
 the science is tested in the engine's own modules. All tests in this file run on one
 xdist worker (``xdist_group``) so they share the process-wide Streamlit caches: the
-built-in reference is loaded once. To add a page, add it to ``PAGES``.
+built-in reference is loaded once. Every page of ``state.ALL_PAGES`` is smoke-tested.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from apptest_tools import button, goto, metric
 from streamlit.testing.v1 import AppTest
 
 from scembed_app import exports, figures, state
@@ -26,17 +27,7 @@ pytestmark = pytest.mark.xdist_group("app")
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TIMEOUT = 180  # the first projection compiles numba code
-PAGES = [
-    state.PAGE_REFERENCE,
-    state.PAGE_DATA,
-    state.PAGE_PROJECT,
-    state.PAGE_CLUSTERS,
-    state.PAGE_ANNOTATE,
-    state.PAGE_TRAIN,
-    state.PAGE_EXPORT,
-    state.PAGE_ATLAS,
-    state.PAGE_ABOUT,
-]
+PAGES = list(state.ALL_PAGES)
 
 
 def open_app() -> AppTest:
@@ -44,24 +35,6 @@ def open_app() -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
-
-
-def metric(at: AppTest, label: str) -> str:
-    values = {m.label: m.value for m in at.metric}
-    assert label in values, f"no metric {label!r}; metrics: {list(values)}"
-    return values[label]
 
 
 def chart_types(at: AppTest) -> list[set[str]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from apptest_tools import button, checked, goto, metric
 from streamlit.testing.v1 import AppTest
 
 from scembed_app import cached, state
@@ -35,33 +36,12 @@ def root(tmp_path_factory):
         yield folder
 
 
-def checked(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def session(ws_id: str | None = None) -> AppTest:
     """A new browser session, opening ``?ws=<ws_id>`` when given."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if ws_id is not None:
         at.query_params["ws"] = ws_id
     return checked(at.run())
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    return checked(at.switch_page(page).run())
-
-
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
-
-
-def metric(at: AppTest, label: str) -> str:
-    values = {m.label: m.value for m in at.metric}
-    assert label in values, f"no metric {label!r}; metrics: {list(values)}"
-    return values[label]
 
 
 def sidebar_text(at: AppTest) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+from apptest_tools import button
 from conftest import PBMC_TINY
 from streamlit.testing.v1 import AppTest
 
@@ -35,12 +36,6 @@ def checked(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
-
-
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return matches[0]
 
 
 def app_session(
