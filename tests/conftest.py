@@ -93,3 +93,14 @@ def workspace_root(tmp_path_factory):
         yield folder
     finally:
         os.environ.pop("SCEMBED_WORKSPACES", None)
+
+
+def shifted_query(planted, shift=200):
+    """Held-out planted cells whose peaks are shifted by ``shift`` bp (still overlapping)."""
+    query = planted[240:].copy()
+    query.var["start"] = query.var["start"] + shift
+    query.var["end"] = query.var["end"] + shift
+    query.var_names = [
+        f"chr1_{s}_{e}" for s, e in zip(query.var["start"], query.var["end"], strict=True)
+    ]
+    return query

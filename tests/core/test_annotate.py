@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scembed_core.annotate import UNASSIGNED, annotate_clusters, cluster_vote
 
@@ -26,3 +27,15 @@ def test_cluster_vote_on_counts_ignores_unassigned_votes():
     labels, agreement = cluster_vote(counts, names, counts.sum(axis=1))
     assert labels.tolist() == ["a", UNASSIGNED, "a"]
     np.testing.assert_allclose(agreement, [2 / 13, 0.0, 0.75])
+
+
+def test_cluster_majority_vote():
+    table = annotate_clusters(
+        np.array(["0", "0", "0", "1", "1"]), np.array(["B", "B", "T", UNASSIGNED, UNASSIGNED])
+    )
+    assert table.to_dict("list") == {
+        "cluster": ["0", "1"],
+        "label": ["B", UNASSIGNED],
+        "agreement": [pytest.approx(2 / 3), 0.0],
+        "n_cells": [3, 2],
+    }
