@@ -119,9 +119,13 @@ def launch_browser(playwright):
 
 
 def wait_idle(page, timeout: int = SLOW_MS) -> None:
-    """Wait until the app stops running (no 'Running...' status widget)."""
+    """Wait until the app stops running: no 'Running...' status widget and the script run
+    over (the status widget alone can be gone before a rerun has replaced stale elements)."""
     page.wait_for_timeout(300)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout
+    )
 
 
 def go_to(page, title: str, timeout: int = SLOW_MS) -> None:

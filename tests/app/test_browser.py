@@ -55,7 +55,9 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             for tab in ("Per-cluster panels", "Embedding UMAP"):  # lazy tabs
                 page.get_by_role("tab", name=tab).click()
                 screenshots.wait_idle(page)
-                page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+                # the plot of the open tab (closed lazy tabs may still hold a hidden one)
+                shown = page.locator(".js-plotly-plot").locator("visible=true").first
+                shown.wait_for(state="visible", timeout=screenshots.SLOW_MS)
             watch_the_cells_move_into_place(page)
 
             screenshots.go_to(page, "Annotation")
