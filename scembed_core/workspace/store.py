@@ -40,10 +40,8 @@ from .codec import (
 )
 from .config import (
     ALLOWED_BLOBS,
-    ID_PATTERN,
     STALE_SECONDS,
     WorkspaceLimits,
-    default_root,
     is_valid_id,
     new_id,
 )
@@ -66,17 +64,7 @@ if TYPE_CHECKING:
 
     from ..project import Projection
 
-__all__ = [
-    "ID_PATTERN",
-    "ALLOWED_BLOBS",
-    "STALE_SECONDS",
-    "new_id",
-    "is_valid_id",
-    "default_root",
-    "WorkspaceLimits",
-    "WorkspaceStore",
-    "Workspace",
-]
+__all__ = ["WorkspaceStore", "Workspace"]  # ids, root and limits: .config
 
 META = "meta.json"
 FORMAT_VERSION = 1
