@@ -180,12 +180,12 @@ def embedding_reference(embedding: np.ndarray, labels, name: str = "embedding"):
 def transfer_and_score(query_embedding: np.ndarray, reference, truth) -> dict:
     """kNN label transfer (k=15, cosine majority) and accuracy / F1 against ``truth``.
 
-    Runs the engine's one label rule (:func:`scembed_core.labeling.assign_labels`) with the
+    Runs the engine's one label rule (:func:`scembed_core.labels.assign.assign_labels`) with the
     kNN vote, so every embedding compared here is labelled the same way; the classifier is
     compared in ``benchmarks/labels.py``.
     """
     from scembed_core.evaluate import classification_report
-    from scembed_core.labeling import assign_labels
+    from scembed_core.labels.assign import assign_labels
 
     labels = assign_labels(query_embedding, reference, method="knn", label_key=LABEL_KEY, k=KNN_K)
     report = classification_report(np.asarray(truth, dtype=object), labels["label"].to_numpy())

@@ -42,9 +42,9 @@ def _quality(query_space, ref_space, coords, ref_map, ref_labels, query_labels) 
 
 def demo_quality(old_tree: Path | None) -> dict:
     """umap-learn vs ours on the demo query, on a fresh fit and on the shipped map."""
-    from scembed_core.annotate import query_reference_neighbors
     from scembed_core.evmap import MapParams, transform
     from scembed_core.io import read_dataset
+    from scembed_core.labels.vote import query_reference_neighbors
     from scembed_core.project import project
     from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
     from scembed_core.train import fit_reference_umap

@@ -7,7 +7,7 @@ reference (Granja 2019 BMMC donor D6T1, frozen vectors):
    the kNN vote and logistic-regression variants (feature space, class weighting, C, kNN
    blend), each scored on the intact held-out fold and on the same cells with 50% of
    their non-zeros dropped and re-embedded (a proxy for depth/donor shift). The default of
-   :class:`scembed_core.label_model.LabelModelParams` is the best mean of accuracy and
+   :class:`scembed_core.labels.classifier.LabelModelParams` is the best mean of accuracy and
    macro-F1 over both.
 2. Within-donor results on the demo query (held-out cells of the SAME donor, so they
    overstate what an unseen donor gives): accuracy, macro-F1, lineage accuracy, accuracy
@@ -73,7 +73,7 @@ def scores(truth: np.ndarray, predicted: np.ndarray, confidence: np.ndarray | No
 
 def _knn_proba(train_space, train_codes, test_space, n_classes, seed=0):
     from scembed_core.knn import build_cell_index, knn_query
-    from scembed_core.label_model import knn_probabilities
+    from scembed_core.labels.classifier import knn_probabilities
 
     index = build_cell_index(train_space, seed=seed)
     found, _ = knn_query(index, test_space, K)
@@ -81,7 +81,7 @@ def _knn_proba(train_space, train_codes, test_space, n_classes, seed=0):
 
 
 def _fit_proba(params, train_x, train_y, test_sets, whitening):
-    from scembed_core.label_model import features_of, fit_label_model
+    from scembed_core.labels.classifier import features_of, fit_label_model
 
     model = fit_label_model(train_x, train_y, whitening=whitening, params=params, calibrate=False)
     return [model.predict_proba(features_of(x, whitening, params.space)) for x in test_sets]
@@ -91,7 +91,7 @@ def cross_validate(reference, dropped_embedding: np.ndarray, seeds=(0,), log=pri
     """Staged ablation by stratified CV on the reference cells (intact + dropout folds)."""
     from sklearn.model_selection import StratifiedKFold
 
-    from scembed_core.label_model import LabelModelParams, blend
+    from scembed_core.labels.classifier import LabelModelParams, blend
 
     x = np.asarray(reference.cells.obsm["X_scembed"], np.float32)
     y = reference.cells.obs[LABEL_KEY].astype(str).to_numpy()
@@ -203,8 +203,12 @@ def within_donor(reference, split, chosen: dict, log=print) -> dict:
     """Demo-query results for kNN and classifier variants, plus LSI with the same rules."""
     import anndata as ad
 
-    from scembed_core.label_model import LabelModelParams, calibration_summary, fit_label_model
-    from scembed_core.labeling import assign_labels, probabilities_of
+    from scembed_core.labels.assign import assign_labels, probabilities_of
+    from scembed_core.labels.classifier import (
+        LabelModelParams,
+        calibration_summary,
+        fit_label_model,
+    )
     from scembed_core.project import project
     from scembed_core.reference import DEMO_QUERY_PATH
 
@@ -257,7 +261,7 @@ def within_donor(reference, split, chosen: dict, log=print) -> dict:
     ref_raw = split.adata[reference.cells.obs_names]
     lsi_ref = lsi.fit_transform(ref_raw.X)
     lsi_query = lsi.transform(split.adata[query.obs_names].X)
-    from scembed_core.label_model import features_of
+    from scembed_core.labels.classifier import features_of
 
     model = fit_label_model(
         lsi_ref, y, params=dataclasses.replace(base, space="plain", knn_weight=0), calibrate=False
@@ -406,7 +410,7 @@ def section(results: dict) -> str:
 
 def run(log=print, seeds=CV_SEEDS) -> dict:
     """Run everything; returns the results dictionary."""
-    from scembed_core.label_model import fit_label_model
+    from scembed_core.labels.classifier import fit_label_model
     from scembed_core.reference import load_default_reference
 
     started = time.perf_counter()
@@ -440,8 +444,8 @@ def stored_model_on_demo(reference) -> dict:
     """The built-in bundle's own classifier (with its temperature) on the demo query."""
     import anndata as ad
 
-    from scembed_core.label_model import calibration_summary
-    from scembed_core.labeling import assign_labels, label_classes, probabilities_of
+    from scembed_core.labels.assign import assign_labels, label_classes, probabilities_of
+    from scembed_core.labels.classifier import calibration_summary
     from scembed_core.project import project
     from scembed_core.reference import DEMO_QUERY_PATH
 
@@ -460,7 +464,7 @@ def stored_model_on_demo(reference) -> dict:
 def _finish(results: dict) -> dict:
     """Calibration of the bundle's stored model, the figure, and whether the default is the
     CV choice (re-done by ``--from-json`` after the bundle's model was refitted)."""
-    from scembed_core.label_model import DEFAULT_PARAMS
+    from scembed_core.labels.classifier import DEFAULT_PARAMS
     from scembed_core.reference import load_default_reference
 
     reference = load_default_reference()

@@ -34,8 +34,8 @@ def worker(n_cells: int, ev: bool, seed: int = 0) -> dict:
     import anndata as ad
     import pandas as pd
 
-    from scembed_core.annotate import transfer_labels
     from scembed_core.io import read_dataset
+    from scembed_core.labels.vote import transfer_labels
     from scembed_core.project import project
     from scembed_core.reference import load_default_reference
 

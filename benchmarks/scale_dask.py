@@ -117,8 +117,8 @@ def grow_dataset(
 
 
 def _stage_in_memory(path: str) -> dict:
-    from scembed_core.annotate import transfer_labels
     from scembed_core.io import read_dataset
+    from scembed_core.labels.vote import transfer_labels
     from scembed_core.project import project
     from scembed_core.reference import load_default_reference
 

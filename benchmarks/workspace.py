@@ -39,7 +39,7 @@ def analyse(dataset, reference) -> tuple[object, object, np.ndarray, object, dic
     """The app's analysis of ``dataset`` (pages/project.py's stages), with stage times."""
     from scembed_app import state
     from scembed_core.cluster import build_knn_graph, louvain
-    from scembed_core.labeling import assign_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.project import compute_coverage, ev_transform, project
 
     seconds = {}
@@ -156,7 +156,7 @@ def issue_sized_query(folder: Path, n_cells: int = ISSUE_CELLS) -> Path:
 def measure(dataset, reference, *, repeats: int, recomputes: int, folder: Path) -> dict:
     """Recompute (baseline), save and restore one analysis; times, sizes, checks."""
     from scembed_app import workspace_io as wio
-    from scembed_core.workspace import WorkspaceStore
+    from scembed_app.workspace import WorkspaceStore
 
     run, labels, clusters, _, cold = analyse(dataset, reference)  # the first may compile
     recompute = []

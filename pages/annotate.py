@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from scembed_app import figures, guards, label_views, results, state, widgets
-from scembed_core.annotate import UNASSIGNED
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
-from scembed_core.labeling import ABSENT_WARNING, cluster_table
+from scembed_core.labels.assign import ABSENT_WARNING, cluster_table
+from scembed_core.labels.vote import UNASSIGNED
 
 NO_TRUTH = "(none)"
 METHODS = {

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from scembed_app import cached, figures, guards, results, state, widgets
-from scembed_core.annotate import UNASSIGNED
 from scembed_core.errors import ScEmbedError
+from scembed_core.labels.vote import UNASSIGNED
 
 RESOLUTION_WIDGET = "w_resolution"
 K_WIDGET = "w_n_clusters"

@@ -204,11 +204,11 @@ def cached_transfer(
     """Labels with class probabilities (the engine's one rule) under the thresholds.
 
     ``method`` is ``"classifier"`` or ``"knn"`` (see
-    :func:`scembed_core.labeling.assign_labels`). ``_neighbors`` are the reference
+    :func:`scembed_core.labels.assign.assign_labels`). ``_neighbors`` are the reference
     neighbours found during projection, so changing a threshold re-labels without
     searching the index again.
     """
-    from scembed_core.labeling import assign_labels
+    from scembed_core.labels.assign import assign_labels
 
     _computed("transfer")
     return assign_labels(

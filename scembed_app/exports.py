@@ -49,7 +49,7 @@ def annotated_adata(
     clusters
         Cluster number of each cell (-1: no embedding).
     labels
-        :func:`~scembed_core.labeling.assign_labels` output, or None without labels.
+        :func:`~scembed_core.labels.assign.assign_labels` output, or None without labels.
     resolution, n_neighbors, seed
         The clustering's settings.
     label_key, label_method, k, min_confidence, max_mapping_distance
@@ -61,7 +61,7 @@ def annotated_adata(
         Keep the count matrix (the downloaded file); without it only ``obs``, ``var``,
         ``obsm`` and ``uns`` are built, which is all the tables need.
     """
-    from scembed_core.labeling import cluster_table
+    from scembed_core.labels.assign import cluster_table
 
     if counts:
         out = adata.copy()

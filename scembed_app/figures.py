@@ -530,7 +530,7 @@ def projection_animation(
 def reliability_curve(calibration: dict, *, title: str | None = None) -> go.Figure:
     """Reliability diagram of held-out cells: mean top probability vs observed accuracy.
 
-    ``calibration`` is :func:`scembed_core.calibration.calibration_summary` output; marker
+    ``calibration`` is :func:`scembed_core.labels.calibration.calibration_summary` output; marker
     size follows the number of cells per bin.
     """
     rel = calibration.get("reliability") or {}

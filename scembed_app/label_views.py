@@ -14,7 +14,7 @@ import streamlit as st
 
 from scembed_app import cached, figures, results, state, widgets
 from scembed_app.uploads import LoadedDataset
-from scembed_core.labeling import PROBABILITY_PREFIX, explain_label, label_classes
+from scembed_core.labels.assign import PROBABILITY_PREFIX, explain_label, label_classes
 
 
 def map_coordinates(run: state.ProjectionRun) -> tuple[np.ndarray, bool]:

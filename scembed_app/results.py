@@ -17,7 +17,7 @@ import streamlit as st
 
 from scembed_app import cached, deployment, reproduce, state
 from scembed_app.uploads import LoadedDataset
-from scembed_core.annotate import UNASSIGNED
+from scembed_core.labels.vote import UNASSIGNED
 
 MAX_LABEL_CATEGORIES = 200
 
@@ -117,7 +117,7 @@ def transfer_label_key(reference: Any) -> str | None:
 
 def label_method(reference: Any) -> tuple[str, str | None]:
     """The label method that runs for this tab's choice, and a note when it falls back."""
-    from scembed_core.labeling import resolve_label_method
+    from scembed_core.labels.assign import resolve_label_method
 
     chosen = st.session_state.get(state.LABEL_METHOD) or "classifier"
     return resolve_label_method(reference, chosen, transfer_label_key(reference))

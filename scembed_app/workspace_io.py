@@ -1,7 +1,7 @@
 """A tab's analysis as the files of a workspace, and back (no Streamlit import).
 
 :mod:`scembed_app.workspaces` (the Streamlit side) keeps each analysis in a
-:class:`scembed_core.workspace.Workspace`; this module converts between the values a tab
+:class:`scembed_app.workspace.Workspace`; this module converts between the values a tab
 holds in session state (:class:`~scembed_app.uploads.LoadedDataset`,
 :class:`~scembed_app.state.ProjectionRun`, the settings of :data:`state.WORKSPACE_SETTINGS`,
 a :class:`~scembed_app.state.TrainedReference`) and what the workspace stores (an h5ad, arrays,

@@ -1,7 +1,7 @@
 """Workspaces in the app: the one place the app talks to the workspace store.
 
 An analysis (dataset, reference identity, every setting, projection, clusters and labels)
-lives in a :class:`scembed_core.workspace.Workspace` on the server's disk, under the id
+lives in a :class:`scembed_app.workspace.Workspace` on the server's disk, under the id
 in the URL (``?ws=<32 hex digits>``). The router calls three functions on every run:
 
 * :func:`open_from_url` before the page: a new session whose URL carries an id gets the
@@ -29,13 +29,13 @@ import streamlit as st
 
 from scembed_app import cached, deployment, results, state
 from scembed_app import workspace_io as wio
+from scembed_app.workspace import WorkspaceLimits, WorkspaceStore, default_root, is_valid_id
 from scembed_core.errors import (
     ScEmbedError,
     WorkspaceExpired,
     WorkspaceNotFound,
     WorkspaceTooLarge,
 )
-from scembed_core.workspace import WorkspaceLimits, WorkspaceStore, default_root, is_valid_id
 
 QUERY_KEY = "ws"
 #: Changes that make a read-only (shared) analysis fork; the page alone never does.

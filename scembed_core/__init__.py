@@ -15,7 +15,7 @@ The public face, AnnData first (as scanpy's)::
 Every verb records its parameters in ``adata.uns["scembed"]``. The array functions stay
 underneath, one module per stage: :mod:`~scembed_core.io`, :mod:`~scembed_core.regions`,
 :mod:`~scembed_core.train`, :mod:`~scembed_core.project`, :mod:`~scembed_core.cluster`,
-:mod:`~scembed_core.labeling`, :mod:`~scembed_core.evaluate`, :mod:`~scembed_core.reference`
+:mod:`~scembed_core.labels.assign`, :mod:`~scembed_core.evaluate`, :mod:`~scembed_core.reference`
 and :mod:`~scembed_core.hub`. Nothing heavy is imported until it is used; the engine never
 imports streamlit.
 """

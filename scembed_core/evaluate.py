@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .annotate import UNASSIGNED, vote
 from .errors import ParameterError
+from .labels.vote import UNASSIGNED, vote
 
 __all__ = [
     "map_quality",

@@ -291,7 +291,7 @@ def transform(
     ----------
     indices, distances
         ``(n_cells, k)`` nearest reference cells of each query cell in the analysis space and
-        their cosine distances (from :func:`scembed_core.annotate.query_reference_neighbors`);
+        their cosine distances (from :func:`scembed_core.labels.vote.query_reference_neighbors`);
         rows of cells without an embedding hold -1 / NaN and stay NaN.
     reference_coords
         ``(n_reference, 2)`` map coordinates of the reference cells.

@@ -74,7 +74,7 @@ class PipelineResult:
 
     @property
     def labels(self) -> pd.DataFrame | None:
-        """The transferred labels (:func:`~scembed_core.labeling.assign_labels` columns)."""
+        """The transferred labels (:func:`~scembed_core.labels.assign.assign_labels` columns)."""
         return results.labels_frame(self.adata)
 
     @property
@@ -141,7 +141,7 @@ def run_pipeline(
     ``uns["scembed"]["liftover"]``.
     ``label_method`` is ``"classifier"`` (the reference's label model, or the kNN vote with
     a note in ``params["label_note"]`` when it has none) or ``"knn"``; see
-    :func:`scembed_core.labeling.assign_labels`.
+    :func:`scembed_core.labels.assign.assign_labels`.
 
     The input is left unchanged; the results are in ``PipelineResult.adata``.
     """

@@ -341,7 +341,7 @@ def ev_transform(
     params = reference.map_params
     k = params.n_neighbors
     if neighbors is None or neighbors[0].shape[1] < min(k, reference.n_cells):
-        from .annotate import query_reference_neighbors
+        from .labels.vote import query_reference_neighbors
 
         neighbors = query_reference_neighbors(reference, embedding, k=k)
     indices, distances = neighbors[0][:, :k], neighbors[1][:, :k]
@@ -448,7 +448,7 @@ def project(
     if reference.cells is not None:
         started = time.perf_counter()
         report(0.45, "Finding nearest reference cells")
-        from .annotate import (
+        from .labels.vote import (
             mapping_distance_threshold,
             query_reference_neighbors,
             row_mean_ignoring_nan,

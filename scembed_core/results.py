@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .annotate import UNASSIGNED
+from .labels.vote import UNASSIGNED
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -134,7 +134,7 @@ def project_params(
     distances over ``k_neighbors`` (None without reference cells): the bar of
     ``obs["scembed_mapping_outlier"]`` and of the clusters' absent-type check.
     """
-    from .annotate import mapping_distance_threshold
+    from .labels.vote import mapping_distance_threshold
 
     threshold = None
     if reference.cells is not None:
@@ -185,7 +185,7 @@ def label_params(
     ``method`` is the method asked for; the one that ran (the kNN vote when the reference
     has no classifier for ``label_key``) and the note saying so are recorded beside it.
     """
-    from .labeling import resolve_label_method
+    from .labels.assign import resolve_label_method
 
     used, note = resolve_label_method(reference, method, label_key)
     return {
@@ -275,8 +275,8 @@ def write_clusters(adata: ad.AnnData, codes: np.ndarray, params: dict[str, Any])
 
 
 def write_labels(adata: ad.AnnData, labels: pd.DataFrame, params: dict[str, Any]) -> None:
-    """Write :func:`~scembed_core.labeling.assign_labels` output under ``params["key_added"]``."""
-    from .labeling import label_classes, probabilities_of
+    """Write :func:`~scembed_core.labels.assign.assign_labels` output under ``params["key_added"]``."""
+    from .labels.assign import label_classes, probabilities_of
 
     key = params.get("key_added", LABEL)
     adata.obs[key] = pd.Categorical(labels["label"].to_numpy())
@@ -298,7 +298,7 @@ def write_cluster_table(
     cluster_key: str = CLUSTER,
     label_key: str = LABEL,
 ) -> None:
-    """Write a :func:`~scembed_core.labeling.cluster_table` and each cell's cluster label."""
+    """Write a :func:`~scembed_core.labels.assign.cluster_table` and each cell's cluster label."""
     clusters = adata.obs[cluster_key].astype(str).to_numpy()
     names = table["cluster"].astype(str)
     by_cluster = dict(zip(names, table["label"].astype(str), strict=True))
@@ -345,8 +345,8 @@ def cluster_codes(adata: ad.AnnData, key: str = CLUSTER) -> np.ndarray:
 
 
 def labels_frame(adata: ad.AnnData, key: str = LABEL) -> pd.DataFrame | None:
-    """The :func:`~scembed_core.labeling.assign_labels` frame back from ``obs``/``obsm``."""
-    from .labeling import PROBABILITY_PREFIX
+    """The :func:`~scembed_core.labels.assign.assign_labels` frame back from ``obs``/``obsm``."""
+    from .labels.assign import PROBABILITY_PREFIX
 
     if key not in adata.obs:
         return None
@@ -371,7 +371,7 @@ def labels_frame(adata: ad.AnnData, key: str = LABEL) -> pd.DataFrame | None:
 
 def probability_csv_name(class_name: str) -> str:
     """CSV column of a class probability: ``B`` (or ``prob:B``) -> ``scembed_prob_B``."""
-    from .labeling import PROBABILITY_PREFIX
+    from .labels.assign import PROBABILITY_PREFIX
 
     return "scembed_prob_" + str(class_name).removeprefix(PROBABILITY_PREFIX)
 

@@ -196,7 +196,7 @@ def transfer_labels(
     label_key
         Reference label column (default: its first).
     k, min_confidence, max_mapping_distance
-        As :func:`scembed_core.labeling.assign_labels`.
+        As :func:`scembed_core.labels.assign.assign_labels`.
     key_added
         ``obs`` column of the labels (``<key_added>_confidence`` and others beside it).
     warn
@@ -205,7 +205,7 @@ def transfer_labels(
     copy
         Return a modified copy instead of writing into ``adata``.
     """
-    from .labeling import assign_labels
+    from .labels.assign import assign_labels
 
     out = _target(adata, copy)
     if results.EMBEDDING not in out.obsm:
@@ -270,7 +270,7 @@ def annotate_clusters(
     copy
         Return a modified copy instead of writing into ``adata``.
     """
-    from .labeling import cluster_table
+    from .labels.assign import cluster_table
 
     out = _target(adata, copy)
     missing = [key for key in (cluster_key, label_key) if key not in out.obs]

@@ -373,7 +373,7 @@ def build_reference(
         UMAP uses the paper's ``random_state=42``).
     label_model
         Fit the label classifier on the first label key (True: default
-        :class:`~scembed_core.label_model.LabelModelParams`; or pass such parameters;
+        :class:`~scembed_core.labels.classifier.LabelModelParams`; or pass such parameters;
         False: none, labels then come from the kNN vote), with its held-out calibration.
     progress
         ``progress(fraction, message)`` callback.
@@ -384,8 +384,8 @@ def build_reference(
     """
     import anndata as ad
 
-    from .annotate import LEGACY_MAPPING_DISTANCE_K, self_mapping_distances
     from .knn import build_cell_index
+    from .labels.vote import LEGACY_MAPPING_DISTANCE_K, self_mapping_distances
     from .model import Whitening
     from .project import compute_coverage, embed_cells
     from .reference import Reference
@@ -435,7 +435,7 @@ def build_reference(
         manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
     classifier = None
     if label_model is not False and keys and cells.obs[keys[0]].astype(str).nunique() >= 2:
-        from .label_model import LabelModelParams, fit_label_model, manifest_entry
+        from .labels.classifier import LabelModelParams, fit_label_model, manifest_entry
 
         report(0.9, "Fitting and calibrating the label classifier")
         params = label_model if isinstance(label_model, LabelModelParams) else None

@@ -4,7 +4,7 @@
     PYTHONPATH=. PYTHONHASHSEED=0 python scripts/add_label_model.py BUNDLE_DIR
 
 Loads the bundle (checksums verified), fits the label model with its held-out calibration
-on the bundle's reference cells (:func:`scembed_core.label_model.fit_label_model`, default
+on the bundle's reference cells (:func:`scembed_core.labels.classifier.fit_label_model`, default
 parameters, seed 0), writes the ``label_model*`` files beside the others and updates
 ``manifest.json``: the per-file sha256 map (only the label-model entries change; every
 other file is left as it is) and a ``label_model`` summary. Running it twice gives the same
@@ -18,7 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from scembed_core.label_model import (
+from scembed_core.labels.classifier import (
     LABEL_MODEL_FILES,
     fit_label_model,
     manifest_entry,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .._kernels import pool_cells
-from ..annotate import (
+from ..labels.vote import (
     query_reference_neighbors,
     row_mean_ignoring_nan,
 )
@@ -120,7 +120,7 @@ def project_chunk(
         if plan.outlier_threshold is not None:
             results["obs/scembed_mapping_outlier"] = distance > plan.outlier_threshold
         if plan.categories:
-            from ..labeling import assign_labels, probabilities_of
+            from ..labels.assign import assign_labels, probabilities_of
 
             labels = assign_labels(
                 embedding,

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .._types import ProgressCallback
-from ..annotate import (
+from ..errors import MissingDependencyError, ParameterError
+from ..labels.vote import (
     UNASSIGNED,
 )
-from ..errors import MissingDependencyError, ParameterError
 from ..project import mapping_warnings
 from ..regions import PeakMapping
 from ..results import label_params, project_params, record_into
@@ -157,7 +157,7 @@ def project_out_of_core(
         None: a local cluster of ``n_workers`` processes with one thread each; a string:
         the address of a running Dask scheduler; or a ``distributed.Client``.
     k_neighbors, min_confidence, max_mapping_distance, label_key, label_method
-        As in :func:`~scembed_core.labeling.assign_labels` (the one label rule, also used
+        As in :func:`~scembed_core.labels.assign.assign_labels` (the one label rule, also used
         by the in-memory pipeline and the app); class probabilities are written to
         ``obsm["scembed_label_probabilities"]`` in the order of
         ``uns["scembed"]["label_classes"]``.
@@ -222,7 +222,7 @@ def project_out_of_core(
             )
         names = pd.Categorical(reference.cells.obs[label_key].astype(str)).categories
         categories = tuple(str(c) for c in names if c != UNASSIGNED) + (UNASSIGNED,)
-    from ..labeling import resolve_label_method
+    from ..labels.assign import resolve_label_method
 
     used_method, label_note = "knn", None
     label_classes: tuple[str, ...] = ()
@@ -240,7 +240,7 @@ def project_out_of_core(
     )
     threshold = None
     if reference.cells is not None:
-        from ..annotate import mapping_distance_threshold
+        from ..labels.vote import mapping_distance_threshold
 
         threshold = mapping_distance_threshold(reference, int(min(k_neighbors, reference.n_cells)))
     plan = Plan(

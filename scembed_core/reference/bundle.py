@@ -114,7 +114,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
         (folder / stale).unlink(missing_ok=True)
     extra: list[str] = []
     if reference.label_model is not None:
-        from ..label_model import save_label_model
+        from ..labels.classifier import save_label_model
 
         extra = save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
@@ -288,7 +288,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
             )
     label_model = None
     if cells is not None:
-        from ..label_model import load_label_model
+        from ..labels.classifier import load_label_model
 
         label_model = load_label_model(folder, files)
     index = None

@@ -49,7 +49,7 @@ class Reference:
     path: Path | None = None
     index: Any = None  # cosine index over analysis-space reference cells (built if None)
     whitening: Whitening | None = None
-    label_model: Any = None  # scembed_core.label_model.LabelModel (None: kNN vote only)
+    label_model: Any = None  # scembed_core.labels.classifier.LabelModel (None: kNN vote only)
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -291,7 +291,7 @@ def test_confusion_heatmap_row_normalised():
 
 
 def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
-    from scembed_core.labeling import assign_labels, label_classes, probabilities_of
+    from scembed_core.labels.assign import assign_labels, label_classes, probabilities_of
     from scembed_core.project import project
 
     projection = project(planted, planted_reference, ev=True)
@@ -353,7 +353,7 @@ def test_app_export_and_command_line_write_the_same_keys(tmp_path, monkeypatch):
     from scembed_core.cli import main
     from scembed_core.cluster import build_knn_graph, louvain
     from scembed_core.io import read_dataset
-    from scembed_core.labeling import assign_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.liftover import detect_build
     from scembed_core.project import project, regions_of
 

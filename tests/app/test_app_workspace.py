@@ -19,7 +19,7 @@ from apptest_tools import button, checked, goto, metric
 from streamlit.testing.v1 import AppTest
 
 from scembed_app import cached, state
-from scembed_core.workspace import WorkspaceStore, is_valid_id
+from scembed_app.workspace import WorkspaceStore, is_valid_id
 
 pytestmark = pytest.mark.xdist_group("app")
 

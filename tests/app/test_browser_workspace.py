@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import screenshots  # noqa: E402
 
-from scembed_core.workspace import WorkspaceStore, is_valid_id  # noqa: E402
+from scembed_app.workspace import WorkspaceStore, is_valid_id  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,

@@ -20,7 +20,6 @@ import scipy.sparse as sp
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
-from scembed_core.annotate import UNASSIGNED, annotate_clusters
 from scembed_core.atlas import (
     MARKERS_KEY,
     chunk_markers,
@@ -31,7 +30,8 @@ from scembed_core.atlas import (
 from scembed_core.cluster import build_knn_graph, louvain
 from scembed_core.errors import CountValueError, InputFormatError, ParameterError
 from scembed_core.io import read_dataset
-from scembed_core.labeling import assign_labels, cluster_table, label_classes, probabilities_of
+from scembed_core.labels.assign import assign_labels, cluster_table, label_classes, probabilities_of
+from scembed_core.labels.vote import UNASSIGNED, annotate_clusters
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import ev_project, project
 from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference

@@ -70,8 +70,8 @@ def test_project_demo_query_end_to_end(tmp_path):
 
 
 def test_label_method_knn_gives_the_old_labels(tmp_path):
-    from scembed_core.annotate import transfer_labels
     from scembed_core.io import read_dataset
+    from scembed_core.labels.vote import transfer_labels
     from scembed_core.project import project
 
     out = tmp_path / "knn.h5ad"

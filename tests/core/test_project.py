@@ -5,13 +5,13 @@ import pytest
 import scipy.sparse as sp
 from conftest import shifted_query
 
-from scembed_core.annotate import UNASSIGNED, transfer_labels
 from scembed_core.cluster import (
     build_knn_graph,
     louvain,
     n_clusters_of,
 )
 from scembed_core.errors import ParameterError
+from scembed_core.labels.vote import UNASSIGNED, transfer_labels
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import compute_coverage, pool_region_vectors, project
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scembed_core.annotate import transfer_labels
+from scembed_core.labels.vote import transfer_labels
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import compute_coverage, embed_cells, project
 from scembed_core.reference import resolve_reference

@@ -15,14 +15,14 @@ import pytest
 import scipy.sparse as sp
 
 from scembed_core import regions as regions_module
-from scembed_core.annotate import (
+from scembed_core.errors import ParameterError
+from scembed_core.formats.geniml import read_geniml_model
+from scembed_core.knn import build_cell_index, drop_self_neighbors
+from scembed_core.labels.vote import (
     mapping_distance_threshold,
     self_mapping_distances,
     transfer_labels,
 )
-from scembed_core.errors import ParameterError
-from scembed_core.formats.geniml import read_geniml_model
-from scembed_core.knn import build_cell_index, drop_self_neighbors
 from scembed_core.pipeline import run_pipeline, write_results
 from scembed_core.project import pool_region_vectors, project
 from scembed_core.reference import load_reference, save_reference

@@ -16,20 +16,20 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scembed_core.errors import (
-    ScEmbedError,
-    UnsafeInputError,
-    WorkspaceExpired,
-    WorkspaceNotFound,
-    WorkspaceTooLarge,
-)
-from scembed_core.workspace import (
+from scembed_app.workspace import (
     STALE_SECONDS,
     WorkspaceLimits,
     WorkspaceStore,
     default_root,
     is_valid_id,
     new_id,
+)
+from scembed_core.errors import (
+    ScEmbedError,
+    UnsafeInputError,
+    WorkspaceExpired,
+    WorkspaceNotFound,
+    WorkspaceTooLarge,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def demo():
     """The demo query projected for real onto the built-in reference, with labels."""
     from scembed_core.cluster import build_knn_graph, cluster_graph
     from scembed_core.io import read_dataset
-    from scembed_core.labeling import assign_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.project import ev_transform, project
     from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
 
@@ -368,7 +368,7 @@ def test_per_workspace_budget_refuses_the_write_and_keeps_the_old_version(tmp_pa
 # -- crash safety -----------------------------------------------------------------------
 CRASH = """
 import os, sys
-from scembed_core.workspace import WorkspaceStore
+from scembed_app.workspace import WorkspaceStore
 root, ws_id, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 real, calls = os.replace, []
 def crashing(src, dst):

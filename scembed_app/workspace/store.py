@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import (
+from scembed_core.errors import (
     UnsafeInputError,
     WorkspaceError,
     WorkspaceExpired,
     WorkspaceNotFound,
     WorkspaceTooLarge,
 )
+
 from .codec import (
     frame_arrays,
     frame_from_arrays,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     import anndata as ad
     import pandas as pd
 
-    from ..project import Projection
+    from scembed_core.project import Projection
 
 __all__ = ["WorkspaceStore", "Workspace"]  # ids, root and limits: .config
 

@@ -11,18 +11,8 @@ import pandas as pd
 import pytest
 from conftest import planted_dataset
 
-from scembed_core.annotate import transfer_labels
 from scembed_core.errors import ParameterError, ReferenceBundleError
-from scembed_core.label_model import (
-    LABEL_MODEL_FILES,
-    LabelModelParams,
-    calibration_summary,
-    features_of,
-    fit_label_model,
-    knn_probabilities,
-    softmax,
-)
-from scembed_core.labeling import (
+from scembed_core.labels.assign import (
     ABSENT_WARNING,
     LabelModelMissingWarning,
     assign_labels,
@@ -32,6 +22,16 @@ from scembed_core.labeling import (
     probabilities_of,
     resolve_label_method,
 )
+from scembed_core.labels.classifier import (
+    LABEL_MODEL_FILES,
+    LabelModelParams,
+    calibration_summary,
+    features_of,
+    fit_label_model,
+    knn_probabilities,
+    softmax,
+)
+from scembed_core.labels.vote import transfer_labels
 from scembed_core.project import project
 from scembed_core.reference import (
     DEFAULT_REFERENCE_DIR,

@@ -1,11 +1,11 @@
-"""The per-cluster majority vote: one rule, one tie-break (scembed_core.annotate)."""
+"""The per-cluster majority vote: one rule, one tie-break (scembed_core.labels.vote)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scembed_core.annotate import UNASSIGNED, annotate_clusters, cluster_vote
+from scembed_core.labels.vote import UNASSIGNED, annotate_clusters, cluster_vote
 
 
 def test_a_tie_goes_to_the_label_that_sorts_first_whatever_the_cell_order():

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import WorkspaceError
-from ..evmap import MapTransform
-from ..project import Coverage, Projection
-from ..regions import PeakMapping
+from scembed_core.errors import WorkspaceError
+from scembed_core.evmap import MapTransform
+from scembed_core.project import Coverage, Projection
+from scembed_core.regions import PeakMapping
 
 __all__ = [
     "projection_arrays",

@@ -1,7 +1,7 @@
 """How well predicted probabilities are calibrated: reliability, ECE, accuracy vs coverage.
 
 Used on held-out reference cells when the label classifier is fitted
-(:func:`scembed_core.label_model.fit_label_model`) and by the label benchmarks; works on any
+(:func:`scembed_core.labels.classifier.fit_label_model`) and by the label benchmarks; works on any
 ``(n_cells, n_classes)`` probability matrix.
 """
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .errors import ParameterError
-from .knn import drop_self_neighbors, knn_query
+from ..errors import ParameterError
+from ..knn import drop_self_neighbors, knn_query
 
 if TYPE_CHECKING:
-    from .reference import Reference
+    from ..reference import Reference
 
 __all__ = [
     "UNASSIGNED",

@@ -1,7 +1,7 @@
 """The one label rule: every caller (CLI, app, Dask path, benchmarks) labels cells here.
 
 :func:`assign_labels` gives each query cell a probability for every reference class,
-either from the reference's label classifier (:mod:`scembed_core.label_model`, the
+either from the reference's label classifier (:mod:`scembed_core.labels.classifier`, the
 default) or from the kNN vote fractions of its nearest reference cells (``"knn"``, the
 earlier default). The top class is the prediction; a cell whose top probability is below
 ``min_confidence``, or that maps farther than ``max_mapping_distance``, is "Unassigned".
@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .annotate import (
+from ..errors import ParameterError, ScEmbedWarning
+from .classifier import blend, features_of, knn_probabilities
+from .vote import (
     LEGACY_MAPPING_DISTANCE_K,
     UNASSIGNED,
     annotate_clusters,
@@ -28,11 +30,9 @@ from .annotate import (
     query_reference_neighbors,
     transfer_labels,
 )
-from .errors import ParameterError, ScEmbedWarning
-from .label_model import blend, features_of, knn_probabilities
 
 if TYPE_CHECKING:
-    from .reference import Reference
+    from ..reference import Reference
 
 __all__ = [
     "LABEL_METHODS",
@@ -135,7 +135,7 @@ def assign_labels(
         One row per cell: ``predicted``, ``label``, ``confidence`` (top probability),
         ``mean_similarity``, ``mapping_distance``, and one ``prob:<class>`` column per
         reference class (see :func:`probabilities_of`). With ``method="knn"`` the first
-        five columns equal :func:`scembed_core.annotate.transfer_labels`.
+        five columns equal :func:`scembed_core.labels.vote.transfer_labels`.
     """
     label_key = label_key or reference.default_label_key
     used, note = resolve_label_method(reference, method, label_key)
@@ -219,7 +219,7 @@ def cluster_table(
         :func:`assign_labels` output (``label``, ``confidence``, ``mapping_distance``).
     reference
         Supplies the 99th percentile of the reference cells' own mean distance to their
-        ``k`` nearest reference cells (:func:`~scembed_core.annotate.mapping_distance_threshold`).
+        ``k`` nearest reference cells (:func:`~scembed_core.labels.vote.mapping_distance_threshold`).
     k
         Neighbours the ``mapping_distance`` column was taken over (the label call's ``k``),
         so the threshold compares like with like.
@@ -230,7 +230,7 @@ def cluster_table(
     -------
     DataFrame
         ``cluster``, ``label``, ``agreement``, ``n_cells`` (as
-        :func:`~scembed_core.annotate.annotate_clusters`), ``median_confidence``,
+        :func:`~scembed_core.labels.vote.annotate_clusters`), ``median_confidence``,
         ``median_mapping_distance`` and ``possibly_absent``: True when the cluster's
         median mapping distance is above the threshold, i.e. most of its cells lie
         farther from the reference than nearly all reference cells lie from each other.

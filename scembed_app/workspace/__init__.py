@@ -3,7 +3,7 @@
 A workspace is a folder on the server named by a random 128-bit id (the id in the app's
 URL). It holds the dataset as read, the projection, the user's parameters (``state``),
 clusters and labels, and optionally a trained reference bundle. See
-:mod:`scembed_core.workspace.store` for the on-disk layout and the crash-safety rule.
+:mod:`scembed_app.workspace.store` for the on-disk layout and the crash-safety rule.
 """
 
 from .config import (

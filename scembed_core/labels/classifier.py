@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
-from .errors import ParameterError, ReferenceBundleError
 
 __all__ = [
     "LabelModelParams",
@@ -348,7 +348,7 @@ def fit_label_model(
             logits = part.logits(features[held_idx])
             knn = None
             if params.knn_weight > 0:
-                from .knn import build_cell_index, knn_query
+                from ..knn import build_cell_index, knn_query
 
                 space = embedding if whitening is None else whitening.transform(embedding)
                 index = build_cell_index(space[fit_idx], seed=seed)
