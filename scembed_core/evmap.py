@@ -49,6 +49,21 @@ _INT32_MAX = np.iinfo(np.int32).max - 1
 _DISCONNECTION = {"cosine": 2.0}
 
 
+#: Upper bounds of map.json values: far above any fitted map (umap's a, b for min_dist in
+#: [0, 1] and spread in [0.5, 5] stay below 50 and 2; its defaults are 1, 5, 1, 1), low
+#: enough that no value makes the projection endless or its coordinates infinite.
+MAP_LIMITS = {
+    "a": 1e3,
+    "b": 10.0,
+    "local_connectivity": 100.0,
+    "negative_sample_rate": 100.0,
+    "repulsion_strength": 100.0,
+    "learning_rate": 100.0,
+}
+MAX_MAP_EPOCHS = 10_000
+MAX_MAP_NEIGHBORS = 1_000
+
+
 @dataclass(frozen=True)
 class MapParams:
     """What umap-learn's transform needs besides the reference coordinates.
@@ -89,20 +104,36 @@ class MapParams:
         if not isinstance(self.fit, Mapping):
             raise ReferenceBundleError("map.json: fit must be an object.")
         object.__setattr__(self, "fit", MappingProxyType(dict(self.fit)))  # read-only
-        for name in ("a", "b", "local_connectivity", "negative_sample_rate", "learning_rate"):
+        for name, upper in MAP_LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            low_ok = value >= 0 if name == "repulsion_strength" else value > 0
+            if not isinstance(value, int | float) or not math.isfinite(value) or not low_ok:
                 raise ReferenceBundleError(
-                    f"map.json: {name} must be a positive number, got {value!r}."
+                    f"map.json: {name} must be a positive number, got {str(value)[:40]}."
                 )
-        if not isinstance(self.repulsion_strength, int | float) or self.repulsion_strength < 0:
+            if value > upper:
+                raise ReferenceBundleError(
+                    f"map.json: {name} is {value:.3g}, above {upper:g}; no fitted UMAP map uses "
+                    "such a value (it would place cells off the map)."
+                )
+        if (
+            isinstance(self.n_neighbors, bool)
+            or not isinstance(self.n_neighbors, int)
+            or not (2 <= self.n_neighbors <= MAX_MAP_NEIGHBORS)
+        ):
             raise ReferenceBundleError(
-                f"map.json: repulsion_strength must be >= 0, got {self.repulsion_strength!r}."
+                f"map.json: n_neighbors must be an integer from 2 to {MAX_MAP_NEIGHBORS}, got "
+                f"{str(self.n_neighbors)[:40]}."
             )
-        if not isinstance(self.n_neighbors, int) or self.n_neighbors < 2:
+        if self.n_epochs is not None and (
+            not isinstance(self.n_epochs, int) or not 3 <= self.n_epochs <= MAX_MAP_EPOCHS
+        ):
             raise ReferenceBundleError(
-                f"map.json: n_neighbors must be an integer >= 2, got {self.n_neighbors!r}."
+                f"map.json: n_epochs must be None or an integer from 3 to {MAX_MAP_EPOCHS:,}, "
+                f"got {str(self.n_epochs)[:40]}."
             )
+        if isinstance(self.transform_seed, bool) or not isinstance(self.transform_seed, int):
+            raise ReferenceBundleError("map.json: transform_seed must be an integer.")
         if self.metric not in _DISCONNECTION:
             raise ReferenceBundleError(
                 f"map.json: metric {self.metric!r} is not supported; expected one of "
