@@ -113,3 +113,8 @@ class WorkspaceExpired(WorkspaceError, LookupError):
 
 class WorkspaceTooLarge(WorkspaceError):
     """A write would take a workspace over its size budget; nothing was written."""
+
+
+class Cancelled(ScEmbedError):
+    """Work was stopped before it finished: the caller asked (a closed tab, a rerun) or its
+    time budget ran out. Nothing partial is returned."""

@@ -396,8 +396,9 @@ def transform(
     if n:
         from ._evmap_kernels import optimize
         from ._kernels import LAUNCH_LOCK
+        from .stopping import watch
 
-        with LAUNCH_LOCK:
+        with LAUNCH_LOCK, watch("The projection onto the reference map") as stop:
             optimize(
                 position,
                 ref,
@@ -413,7 +414,14 @@ def transform(
                 snap_epochs,
                 snap_slot,
                 snaps,
+                stop,
             )
+    escaped = np.isfinite(initial[:, 0]) & ~np.isfinite(position).all(axis=1)
+    if escaped.any():
+        raise ReferenceBundleError(
+            f"The map's parameters sent {int(escaped.sum()):,} cells to infinite coordinates; "
+            "its map.json is not one a fitted UMAP map has."
+        )
     result = MapTransform(coords=position, initial=initial, n_epochs=epochs)
     if sample is not None:
         result.sample = sample
