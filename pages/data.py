@@ -8,7 +8,6 @@ import numpy as np
 import streamlit as st
 
 from scembed_app import cached, figures, genome, guards, results, state, widgets
-from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
@@ -54,12 +53,11 @@ if file_ids != st.session_state[state.UPLOAD_IDS]:
     st.session_state[state.UPLOAD_IDS] = file_ids
     st.session_state[state.UPLOAD_ERROR] = None
     if files:
-        payload = tuple((f.name, f.getvalue()) for f in files)
+        payload = [(f.name, f.getvalue()) for f in files]
         try:
             with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-                state.set_dataset(
-                    cached.cached_read_upload(upload_digest(payload), ref_key, payload, reference)
-                )
+                state.set_dataset(cached.read_upload(payload, reference))
+            del payload
         except ScEmbedError as exc:
             st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
 

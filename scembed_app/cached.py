@@ -115,13 +115,15 @@ def cached_demo_dataset() -> LoadedDataset:
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
 
 
-@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
-def cached_read_upload(
-    digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
-) -> LoadedDataset:
-    """Parse an upload once per content digest (fragments are counted over the universe,
-    lifted onto the reference's build first when they are confidently on another)."""
-    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
+def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset:
+    """Parse an upload (fragments are counted over the universe, lifted onto the reference's
+    build first when they are confidently on another).
+
+    Not cached: the page keeps the result in its session, so an upload's data leave the
+    server with the session (a shared ``st.cache_data`` kept four uploads for an hour after
+    their tabs closed).
+    """
+    return load_uploads(files, universe=reference.model.universe, reference=reference)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
