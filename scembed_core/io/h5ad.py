@@ -8,6 +8,7 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata.io import read_elem
 
 from ..errors import CoordinateError, InputFormatError, ScEmbedError
@@ -26,6 +27,8 @@ def regions_from_var(var: pd.DataFrame, source: str) -> GenomicRegions:
     try:
         return parse_region_names(var.index)
     except CoordinateError as exc:
+        if "beyond any genome" in str(exc):
+            raise
         raise CoordinateError(
             f"{source} has no peak coordinates: var has no chr/start/end columns (found "
             f"{list(var.columns)[:8]}) and the var_names are not region names "
@@ -201,6 +204,13 @@ def _read_h5ad_parts(
             f"{source}: {key} is {x.shape[0]} x {x.shape[1]} but obs has {len(obs)} rows and "
             f"var {len(var)} rows."
         )
+    if sp.issparse(x):
+        try:
+            x.check_format(full_check=True)
+        except ValueError as exc:
+            raise InputFormatError(
+                f"{source}: {key} is a damaged sparse matrix ({exc}); re-export the file."
+            ) from exc
     obs.index = pd.Index(as_str(obs.index), dtype=object)
     var.index = pd.Index(as_str(var.index), dtype=object)
     out = ad.AnnData(X=x, obs=obs, var=var)
