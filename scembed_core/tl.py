@@ -90,6 +90,7 @@ def project(
     """
     from .project import project as _project
 
+    _check_counts(adata)
     out = _target(adata, copy)
     projection = _project(
         out,
@@ -102,6 +103,30 @@ def project(
         out, projection, reference, k_neighbors=k_neighbors, query_genome=query_genome
     )
     return out if copy else None
+
+
+def _check_counts(adata: ad.AnnData) -> None:
+    """Refuse what :func:`scembed_core.read` refuses: non-numeric, NaN/inf or negative counts."""
+    import scipy.sparse as sp
+
+    from .errors import CountValueError
+
+    x = adata.X
+    if x is None:
+        raise ParameterError("adata.X is empty: project needs cells x peaks counts.")
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if values.dtype.kind not in "biuf":
+        raise CountValueError(f"adata.X has type {values.dtype}; expected counts (numbers).")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise CountValueError(
+            "adata.X holds NaN or infinite values; expected non-negative counts (replace "
+            "missing values by 0)."
+        )
+    if values.dtype.kind in "if" and (values < 0).any():
+        raise CountValueError(
+            "adata.X holds negative values; expected raw, non-negative counts, not normalised "
+            "or scaled values."
+        )
 
 
 def _analysis(adata: ad.AnnData) -> np.ndarray:

@@ -106,3 +106,16 @@ def test_cli_refuses_nan_resolution_and_a_folder_out_before_any_work(tmp_path):
     assert done.returncode == 2 and "finite" in done.stderr and "Traceback" not in done.stderr
     done = run("--out", str(tmp_path))
     assert done.returncode == 2 and "is a folder" in done.stderr
+
+
+@pytest.mark.parametrize("value", [np.nan, -1.0])
+def test_tl_project_refuses_counts_the_reader_refuses(value):
+    from scembed_core import tl
+    from scembed_core.errors import CountValueError
+    from scembed_core.reference import load_default_reference
+
+    adata = read_dataset(DEMO_QUERY_PATH)[:50].copy()
+    adata.X = adata.X.toarray()
+    adata.X[0, 0] = value
+    with pytest.raises(CountValueError):
+        tl.project(adata, load_default_reference(), ev=False)
