@@ -39,6 +39,15 @@ def use_reference(spec: str, trust: bool) -> None:
     try:
         cached.load_reference_spec(spec, trust)
     except UntrustedSourceError as exc:
+        if not state.trust_allowed():  # no box to tick here: say so, not "tick the box"
+            st.error(
+                "This model's only weights are a Python pickle (a gensim model.bin), which can "
+                "run code when loaded; this server never loads pickles. Use a model that has "
+                "model.safetensors or checkpoint.pt, the built-in reference, or train one on "
+                "the Train page.",
+                icon=":material/error:",
+            )
+            return
         widgets.show_engine_error(
             exc, hint="Tick 'I trust this source' only for models from a source you trust."
         )

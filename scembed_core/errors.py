@@ -116,5 +116,7 @@ class WorkspaceTooLarge(WorkspaceError):
 
 
 class Cancelled(ScEmbedError):
-    """Work was stopped before it finished: the caller asked (a closed tab, a rerun) or its
-    time budget ran out. Nothing partial is returned."""
+    """Work was stopped before it finished; nothing partial is returned.
+
+    The caller asked (a closed tab, a rerun) or the work's time budget ran out.
+    """

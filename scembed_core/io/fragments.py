@@ -63,9 +63,9 @@ def _lift_fragments(
 
 
 class _NulGuard(io.RawIOBase):
-    """The bytes of a (gzip) text file, refusing NUL bytes as they stream past.
+    r"""The bytes of a (gzip) text file, refusing NUL bytes as they stream past.
 
-    pandas' parser ends a field at NUL, so ``B\\0X`` and ``B\\0Y`` would both become cell
+    pandas' parser ends a field at NUL, so ``B\0X`` and ``B\0Y`` would both become cell
     ``B``: two cells silently merged. A text file never holds NUL; checking each block
     (``memchr``) costs nothing next to parsing it.
     """

@@ -84,7 +84,7 @@ MAX_UNS_TOTAL = 16 << 20
 
 
 def _rows(elem: h5py.Group | h5py.Dataset) -> int | None:
-    """The declared number of rows of an AnnData element (None if it has none)."""
+    """Return the declared number of rows of an AnnData element (None if it has none)."""
     if isinstance(elem, h5py.Dataset):
         return int(elem.shape[0]) if elem.shape else None
     shape = elem.attrs.get("shape")
@@ -108,7 +108,7 @@ def _columns(elem: h5py.Group | h5py.Dataset) -> int:
 def _select_side_elements(
     handle: h5py.File, n_obs: int
 ) -> tuple[list[str], list[str], list[str], int]:
-    """The obsm and uns entries worth reading, those left out, and the bytes they declare."""
+    """Pick the obsm and uns entries worth reading; list those left out; sum their bytes."""
     keep_obsm: list[str] = []
     keep_uns: list[str] = []
     dropped: list[str] = []

@@ -250,7 +250,7 @@ def _read_map(folder: Path, files: dict, cells: Any) -> tuple[MapParams | None, 
 
 
 def _load_array(folder: Path, name: str) -> np.ndarray:
-    """A numeric ``.npy`` file of the bundle (never a pickle); typed error if unreadable."""
+    """Load a numeric ``.npy`` file of the bundle (never a pickle); typed error if unreadable."""
     try:
         array = np.load(bundle_file(folder, name), allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
