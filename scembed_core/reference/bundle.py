@@ -251,8 +251,20 @@ def _read_map(folder: Path, files: dict, cells: Any) -> tuple[MapParams | None, 
 
 def _load_array(folder: Path, name: str) -> np.ndarray:
     """Load a numeric ``.npy`` file of the bundle (never a pickle); typed error if unreadable."""
+    path = bundle_file(folder, name)
     try:
-        array = np.load(bundle_file(folder, name), allow_pickle=False)
+        with open(path, "rb") as handle:  # the header's shape must fit the file's bytes
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if dtype.hasobject or declared > path.stat().st_size - handle.tell():
+                raise ValueError(f"declares {declared:,} bytes, more than the file holds")
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ReferenceBundleError(
             f"{name} of the bundle is not a readable numeric array ({type(exc).__name__}); "

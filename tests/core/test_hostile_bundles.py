@@ -157,3 +157,15 @@ def test_a_bundle_universe_with_end_before_start_is_refused(bundle):
     _resign(bundle, "universe.bed")
     with pytest.raises(ReferenceBundleError, match="universe"):
         load_reference(bundle)
+
+
+def test_an_npy_header_declaring_more_than_the_file_holds_is_refused(bundle):
+    path = bundle / "regions_trained.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(3, dtype=bool))
+    header["shape"] = (10**12,)
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(b"\0" * 3)
+    _resign(bundle, "regions_trained.npy")
+    with pytest.raises(ReferenceBundleError, match="not a readable numeric array"):
+        load_reference(bundle)
