@@ -11,7 +11,8 @@ import pandas as pd
 
 from .._types import ProgressCallback
 from ..errors import ParameterError
-from ..labels.vote import UNASSIGNED, cluster_vote
+from ..labels.clusters import cluster_vote
+from ..labels.vote import UNASSIGNED
 from ..results import CLUSTER, LABEL, cluster_params, record_into
 from ._store import (
     ARRAY_ATTRS,
@@ -177,9 +178,9 @@ def _write_clusters(
     """Store the cluster columns of ``obs``; with labels, return the cluster table.
 
     ``obs["scembed_cluster"]`` always; with transferred labels also
-    ``obs["scembed_cluster_label"]`` (the one vote, :func:`~scembed_core.labels.vote.cluster_vote`)
+    ``obs["scembed_cluster_label"]`` (the one vote, :func:`~scembed_core.labels.clusters.cluster_vote`)
     and ``obs["scembed_cluster_possibly_absent"]``, with the table of
-    :func:`~scembed_core.labels.assign.cluster_table` (its medians from the stored columns).
+    :func:`~scembed_core.labels.clusters.cluster_table` (its medians from the stored columns).
     """
     from anndata.io import write_elem
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
+from .vote import vote_fractions
 
 __all__ = [
     "LabelModelParams",
@@ -47,7 +48,6 @@ __all__ = [
     "SPACES",
     "features_of",
     "fit_label_model",
-    "knn_probabilities",
     "calibration_summary",
     "save_label_model",
     "load_label_model",
@@ -209,25 +209,6 @@ def features_of(embedding: np.ndarray, whitening: Any, space: str) -> np.ndarray
     return white if space == "whitened" else np.hstack([embedding, white])
 
 
-def knn_probabilities(
-    neighbor_indices: np.ndarray, cell_codes: np.ndarray, n_classes: int
-) -> np.ndarray:
-    """Vote fractions per class from neighbour indices (-1: no neighbour); NaN rows if none.
-
-    ``cell_codes[i]`` is the class code of reference cell ``i``. Vectorized with one
-    bincount over (row, class) pairs.
-    """
-    indices = np.asarray(neighbor_indices)
-    valid = indices >= 0
-    codes = np.where(valid, np.asarray(cell_codes)[np.clip(indices, 0, None)], 0)
-    rows = np.broadcast_to(np.arange(len(indices))[:, None], indices.shape)
-    flat = rows[valid] * n_classes + codes[valid]
-    counts = np.bincount(flat, minlength=len(indices) * n_classes).reshape(-1, n_classes)
-    totals = valid.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, counts / totals, np.nan)
-
-
 def _fit_arrays(
     features: np.ndarray, codes: np.ndarray, n_classes: int, params: LabelModelParams, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -354,7 +335,7 @@ def fit_label_model(
                 index = build_cell_index(space[fit_idx], seed=seed)
                 found, _ = knn_query(index, space[held_idx], k)
                 found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
-                knn = knn_probabilities(found, codes, len(classes))
+                knn = vote_fractions(found, codes, len(classes))
             temperature = fit_temperature(logits, knn, codes[held_idx], params.knn_weight)
             proba = blend(softmax(logits / temperature), knn, params.knn_weight)
             calibration = calibration_summary(proba, codes[held_idx])
