@@ -42,7 +42,7 @@ def annotated_file(counts: bool = True):
 annotated = annotated_file(counts=False)  # the tables only; the file is built on click
 table = exports.per_cell_table(annotated)
 if transferred is not None:
-    cluster_table = annotated.uns["scembed"]["cluster_table"]
+    cluster_table = exports.cluster_table(annotated)
 else:
     cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
 

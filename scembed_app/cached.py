@@ -5,8 +5,11 @@
   key and the parameters that matter. Large inputs (AnnData, arrays, the reference) are
   passed as ``_underscore`` arguments so Streamlit does not hash them; the explicit key
   arguments stand for them.
-* The kNN graph is cached per upload digest + reference, so moving the resolution slider
-  re-runs Louvain only, never the projection or the graph.
+* The stages run the engine's ``se.tl`` verbs, as the command line does: the query's
+  kNN graph is ``tl.neighbors`` on the projected cells, cached per upload digest +
+  reference with ``st.cache_resource`` (one shared, read-only object, never pickled);
+  clusters are ``tl.cluster`` on a copy of it, so moving the resolution slider re-runs
+  Louvain only, never the projection or the graph.
 
 None of these functions draws anything: progress is shown by the page around each call
 (Streamlit replays elements drawn inside a cached function, which would break for a
@@ -224,21 +227,33 @@ def cached_transfer(
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
-def cached_knn_graph(run_key: str, n_neighbors: int, _embedding: np.ndarray) -> Any:
-    """kNN graph over the projected cells (rows with a finite embedding only)."""
-    from scembed_core.cluster import build_knn_graph
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_neighbors(run_key: str, n_neighbors: int, use_rep: str, _space: np.ndarray) -> Any:
+    """The projected cells' kNN graph (``se.tl.neighbors``), shared and read-only.
 
-    return build_knn_graph(_embedding, n_neighbors=n_neighbors, seed=0)
+    An AnnData holding the analysis space (``obsm[use_rep]``, the key the annotated file
+    has it under) and the graph (``obsp``, ``uns["neighbors"]``); callers cluster a copy
+    of it (:func:`cached_louvain`), never the object itself.
+    """
+    import anndata as ad
+
+    from scembed_core import tl
+
+    space = np.asarray(_space)
+    holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(space)).astype(str)))
+    holder.obsm[use_rep] = space
+    tl.neighbors(holder, n_neighbors, use_rep=use_rep, random_state=0)
+    return holder
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=UPLOAD_TTL)
 def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: Any) -> np.ndarray:
-    """Louvain clusters at one resolution (the graph is cached separately)."""
-    from scembed_core.cluster import louvain
+    """Louvain clusters at one resolution (``se.tl.cluster`` on the cached graph)."""
+    from scembed_core import results, tl
 
     _computed("louvain")
-    return np.asarray(louvain(_graph, resolution=resolution, seed=0))
+    out = tl.cluster(_graph, resolution, random_state=0, copy=True)
+    return results.cluster_codes(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
@@ -256,10 +271,16 @@ def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.D
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_find_resolution(run_key: str, n_neighbors: int, n_clusters: int, _graph: Any) -> Any:
-    """Resolution search for ``n_clusters`` clusters."""
-    from scembed_core.cluster import find_resolution
+    """Resolution search for ``n_clusters`` clusters (``se.tl.cluster(n_clusters=...)``)."""
+    from scembed_core import results, tl
+    from scembed_core.cluster import ResolutionSearch
 
-    return find_resolution(_graph, n_clusters, seed=0)
+    out = tl.cluster(_graph, n_clusters=n_clusters, random_state=0, copy=True)
+    entry = out.uns["scembed"][results.CLUSTER]
+    codes = results.cluster_codes(out)
+    resolution = float(entry["params"]["resolution"])
+    found = n_clusters_of(codes)
+    return ResolutionSearch(resolution, codes, found, n_clusters, entry["resolution_curve"])
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)

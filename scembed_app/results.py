@@ -28,8 +28,11 @@ def mapped_mask(run: state.ProjectionRun) -> np.ndarray:
 
 
 def knn_graph(run: state.ProjectionRun) -> Any:
-    """kNN graph over the embedded cells (cached per upload digest + reference)."""
-    return cached.cached_knn_graph(run.cache_key, state.N_NEIGHBORS, run.projection.space)
+    """The projected cells' kNN graph, ``se.tl.neighbors`` (cached per upload + reference)."""
+    from scembed_core.results import ANALYSIS, EMBEDDING
+
+    use_rep = EMBEDDING if run.projection.analysis is None else ANALYSIS
+    return cached.cached_neighbors(run.cache_key, state.N_NEIGHBORS, use_rep, run.projection.space)
 
 
 def clusters_key(run: state.ProjectionRun, resolution: float) -> dict:
@@ -216,8 +219,29 @@ def annotated(
 
     codes = cluster_codes(run, settings["resolution"])
     return exports.annotated_adata(
-        dataset.adata, reference, run.projection, codes, transferred, counts=counts, **settings
+        dataset.adata,
+        reference,
+        run.projection,
+        codes,
+        transferred,
+        graph=knn_graph(run),
+        counts=counts,
+        **settings,
     )
+
+
+def cluster_table(
+    run: state.ProjectionRun, cluster: pd.Series, transferred: pd.DataFrame, reference: Any
+) -> pd.DataFrame:
+    """One row per cluster: majority label, agreement and the absent-type check.
+
+    The engine's rule (:func:`scembed_core.labels.clusters.cluster_table`, what
+    ``se.tl.annotate_clusters`` runs), with the projection's own 99th-percentile bar.
+    """
+    from scembed_core.labels.clusters import cluster_table as table_of
+
+    threshold = getattr(run.projection, "mapping_distance_threshold", None)
+    return table_of(cluster.to_numpy(), transferred, reference, distance_threshold=threshold)
 
 
 def run_document(

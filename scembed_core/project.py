@@ -271,6 +271,8 @@ class Projection:
         Mean cosine distance of each cell to its nearest reference cells (NaN if unmapped).
     mapping_outlier
         Cells farther from the reference than the reference's own 99th percentile.
+    neighbors
+        ``(indices, distances)`` of each cell's nearest reference cells, or None.
     timings
         Seconds spent in each stage.
     analysis
@@ -279,6 +281,9 @@ class Projection:
     map_transform
         The EV-projection in full: start and final positions and, when asked, frames of a
         sample of cells moving into place (:class:`scembed_core.evmap.MapTransform`).
+    mapping_distance_threshold
+        The reference's own 99th percentile of mapping distances over the same number
+        of neighbours (the bar of ``mapping_outlier``), or None without reference cells.
     """
 
     embedding: np.ndarray
@@ -290,6 +295,7 @@ class Projection:
     timings: dict[str, float] = field(default_factory=dict)
     analysis: np.ndarray | None = None
     map_transform: MapTransform | None = None
+    mapping_distance_threshold: float | None = None
 
     @property
     def space(self) -> np.ndarray:
@@ -458,7 +464,8 @@ def project(
         result.neighbors = (indices, distances)
         result.mapping_distance = row_mean_ignoring_nan(distances)
         threshold = mapping_distance_threshold(reference, indices.shape[1])
-        if threshold is not None and result.mapping_distance is not None:
+        if threshold is not None:
+            result.mapping_distance_threshold = float(threshold)
             result.mapping_outlier = result.mapping_distance > float(threshold)
         timings["neighbors"] = time.perf_counter() - started
 

@@ -197,7 +197,7 @@ def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, refere
     clusters = result.obs["scembed_cluster"].astype(str).to_numpy()
     np.testing.assert_array_equal(clusters, labels.astype(str))
     assert result.obs["scembed_cluster_label"].nunique() >= 5
-    table = result.uns["scembed"]["cluster_table"]
+    table = result.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
     assert table["n_cells"].sum() == result.n_obs
     # every cluster's label, agreement and size equal the in-memory path's cluster table
     in_memory_clusters = np.where(expected >= 0, expected.astype(str), UNASSIGNED)
@@ -234,7 +234,7 @@ def test_a_planted_tie_gets_the_same_cluster_label_in_memory_and_on_dask(store, 
     zarr.consolidate_metadata(str(out), zarr_format=2)
     np.testing.assert_array_equal(cluster_large(out, n_sample=5_000), clusters)
     result = ad.read_zarr(out)
-    dask_table = result.uns["scembed"]["cluster_table"]
+    dask_table = result.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
     memory = cluster_majority(
         result.obs["scembed_cluster"].astype(str), result.obs["scembed_label"].astype(str)
     )
