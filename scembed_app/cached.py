@@ -1,8 +1,12 @@
 """Streamlit cache wrappers around engine calls (prefix ``cached_``).
 
 * The reference is a shared, read-only object: ``st.cache_resource`` keyed on its spec.
-* Per-upload results use ``st.cache_data`` keyed on the upload digest plus the reference
-  key and the parameters that matter. Large inputs (AnnData, arrays, the reference) are
+* Per-upload results are keyed on the upload digest plus the reference key and the
+  parameters that matter. Large immutable results (the peak coverage, the projections,
+  the kNN graph) use ``st.cache_resource``: one shared object, never pickled or copied
+  on a rerun, so callers must not mutate them (pages make new objects with
+  ``dataclasses.replace``); small results (cluster numbers, label frames, tables) use
+  ``st.cache_data``. Large inputs (AnnData, arrays, the reference) are
   passed as ``_underscore`` arguments so Streamlit does not hash them; the explicit key
   arguments stand for them.
 * The stages run the engine's ``se.tl`` verbs, as the command line does: the query's
@@ -127,7 +131,7 @@ def cached_read_upload(
     return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
 
 
-@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
     """Peak -> universe mapping summary before projecting (the QC the Data page shows)."""
     from scembed_core.project import compute_coverage
@@ -163,7 +167,7 @@ def cached_lift_query(
     return prepare_query(_adata, _reference, query_genome=source_build, liftover=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
     """E-projection: pooled region vectors per cell, plus the nearest reference cells."""
     from scembed_core.project import project
@@ -173,7 +177,7 @@ def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: A
     return project(_adata, _reference, ev=False, coverage=coverage)
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_ev_project(
     run_key: str,
     n_frames: int,

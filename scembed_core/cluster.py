@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def _knn(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarr
 def knn_matrices(
     embedding: np.ndarray, n_neighbors: int = 15, *, seed: int = 0
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """The cosine kNN graph of the cells with a finite embedding, as two sparse matrices.
+    """Compute the cosine kNN graph of the cells with an embedding, as two sparse matrices.
 
     Parameters
     ----------
@@ -127,7 +128,7 @@ def knn_matrices(
 
 
 def graph_from_connectivities(connectivities: sp.spmatrix, valid: np.ndarray) -> KnnGraph:
-    """The igraph graph of a stored connectivities matrix, over the ``valid`` cells.
+    """Build the igraph graph of a stored connectivities matrix, over the ``valid`` cells.
 
     Parameters
     ----------
@@ -188,12 +189,14 @@ def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int =
     return graph_from_connectivities(connectivities, np.isfinite(embedding).all(axis=1))
 
 
+T = TypeVar("T")
+
 #: igraph's random generator is process-wide: hold this lock while a seeded run uses it, so
 #: concurrent sessions of the app cannot swap each other's generator mid-run.
 _IGRAPH_RNG_LOCK = threading.Lock()
 
 
-def _with_seed(seed: int, run):
+def _with_seed(seed: int, run: Callable[[], T]) -> T:
     import igraph as ig
 
     with _IGRAPH_RNG_LOCK:
@@ -263,7 +266,18 @@ def cluster_graph(
 
 
 def n_clusters_of(labels: np.ndarray) -> int:
-    """Number of clusters, not counting -1 (no embedding)."""
+    """Count the clusters, not counting -1 (no embedding).
+
+    Parameters
+    ----------
+    labels
+        Cluster numbers.
+
+    Returns
+    -------
+    int
+        The number of distinct clusters.
+    """
     return int(len(np.unique(labels[labels >= 0])))
 
 

@@ -225,7 +225,18 @@ def run_pipeline(
 
 
 def annotated_adata(result: PipelineResult) -> ad.AnnData:
-    """A copy of the annotated query (keys documented in :mod:`scembed_core.results`)."""
+    """Return a copy of the annotated query (keys in :mod:`scembed_core.results`).
+
+    Parameters
+    ----------
+    result
+        A pipeline run.
+
+    Returns
+    -------
+    anndata.AnnData
+        The copy.
+    """
     return result.adata.copy()
 
 

@@ -55,7 +55,18 @@ LOW_COVERAGE_FRACTION = 0.2
 
 
 def regions_of(adata: ad.AnnData) -> GenomicRegions:
-    """The peaks of a dataset read by :func:`scembed_core.io.read_dataset`."""
+    """Return the peaks of a dataset read by :func:`scembed_core.io.read_dataset`.
+
+    Parameters
+    ----------
+    adata
+        Cells x peaks, coordinates in ``var`` (or in the peak names).
+
+    Returns
+    -------
+    GenomicRegions
+        One region per peak.
+    """
     if {"chr", "start", "end"} <= set(adata.var.columns):
         return GenomicRegions.from_frame(adata.var[["chr", "start", "end"]])
     return GenomicRegions.from_names(adata.var_names)
@@ -122,10 +133,9 @@ def mapping_warnings(
     lifted_from: str | None = None,
     n_unmapped_cells: int = 0,
 ) -> list[str]:
-    """Warnings about chromosome naming, low overlap (a likely genome-build mismatch) and
-    cells without an embedding; the in-memory and the Dask path both report these.
+    """Warn about chromosome naming, low overlap (a likely build mismatch), unmapped cells.
 
-    ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
+    The in-memory and the Dask path both report these. ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
     is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.
     """
     warnings = []

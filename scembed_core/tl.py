@@ -144,7 +144,7 @@ def neighbors(
     key_added: str | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
-    """The cosine kNN graph of the projected cells, stored as scanpy stores its graph.
+    """Compute the cosine kNN graph of the projected cells and store it as scanpy does.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def neighbors(
 
 
 def _stored_graph(adata: ad.AnnData, neighbors_key: str | None) -> tuple[object, dict]:
-    """The igraph graph of the stored kNN graph under ``neighbors_key``, and its params."""
+    """Build the igraph graph of the stored kNN graph under ``neighbors_key``; its params."""
     from .cluster import graph_from_connectivities
 
     entry = adata.uns[neighbors_key or NEIGHBORS]

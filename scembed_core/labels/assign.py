@@ -57,7 +57,7 @@ class LabelModelMissingWarning(ScEmbedWarning):
 def resolve_label_method(
     reference: Reference, method: str = "classifier", label_key: str | None = None
 ) -> tuple[str, str | None]:
-    """The method that will actually run, and a note when it differs from the request.
+    """Resolve the method that will actually run, with a note when it is not the one asked.
 
     ``"classifier"`` needs a label model fitted on ``label_key`` (older bundles have
     none, and a model covers one label column); otherwise the kNN vote runs instead.
@@ -187,7 +187,7 @@ def threshold_labels(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
 ) -> pd.DataFrame:
-    """The one rule that turns class probabilities into labels, with ``"Unassigned"``.
+    """Turn class probabilities into labels, with ``"Unassigned"``: the one rule.
 
     Parameters
     ----------
@@ -239,7 +239,7 @@ def threshold_labels(
 
 
 def probability_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``prob:<class>`` columns of a frame from :func:`assign_labels`.
+    """Return the ``prob:<class>`` columns of a frame from :func:`assign_labels`.
 
     Parameters
     ----------
@@ -271,7 +271,7 @@ def label_classes(frame: pd.DataFrame) -> list[str]:
 
 
 def probabilities_of(frame: pd.DataFrame) -> np.ndarray:
-    """The class probability matrix of a label frame.
+    """Return the class probability matrix of a label frame.
 
     Parameters
     ----------

@@ -364,9 +364,28 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def fit_temperature(
     logits: np.ndarray, knn: np.ndarray | None, truth: np.ndarray, knn_weight: float
 ) -> float:
-    """Temperature scaling (Guo et al. 2017): the ``T`` minimising the held-out negative
-    log-likelihood of ``blend(softmax(logits / T), knn)``; one parameter, so it moves the
-    probabilities toward the observed accuracy without changing the ranking of classes."""
+    """Fit the temperature (Guo et al. 2017) on held-out cells.
+
+    The ``T`` minimising the held-out negative log-likelihood of
+    ``blend(softmax(logits / T), knn)``; one parameter, so it moves the probabilities
+    toward the observed accuracy without changing the ranking of classes.
+
+    Parameters
+    ----------
+    logits
+        ``(n_cells, n_classes)`` held-out logits.
+    knn
+        Their kNN vote fractions (or None).
+    truth
+        Their true class codes.
+    knn_weight
+        The blend's weight of the vote.
+
+    Returns
+    -------
+    float
+        The temperature (1.0 if the search fails).
+    """
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(truth))
@@ -440,7 +459,7 @@ def load_label_model(folder: str | Path, files: dict) -> LabelModel | None:
 
 
 def manifest_entry(model: LabelModel) -> dict:
-    """A short summary of the model for the bundle manifest (details in its JSON file)."""
+    """Summarise the model for the bundle manifest (details in its JSON file)."""
     calibration = model.calibration or {}
     return {
         "label_key": model.label_key,

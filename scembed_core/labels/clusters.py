@@ -30,7 +30,7 @@ ABSENT_WARNING = "possibly a cell type the reference does not contain"
 def cluster_vote(
     counts: np.ndarray, names: np.ndarray | list[str], sizes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The one per-cluster majority rule (in memory and on the Dask path).
+    """Vote the majority label of each cluster: the one rule (in memory and on Dask).
 
     Parameters
     ----------

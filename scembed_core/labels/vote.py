@@ -74,7 +74,7 @@ def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
 def mapping_distance_threshold(
     reference: Reference, k: int, quantile: float = 0.99
 ) -> float | None:
-    """The reference's own ``quantile`` of mapping distances over ``k`` neighbours.
+    """Return the reference's own ``quantile`` of mapping distances over ``k`` neighbours.
 
     The only reader of the manifest's ``mapping_distance_q<NN>`` entries. Read from the
     manifest when it was stored for this ``k``; otherwise computed from the reference
@@ -162,7 +162,7 @@ def row_mean_ignoring_nan(values: np.ndarray) -> np.ndarray:
 
 
 def vote_fractions(neighbor_idx: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
-    """The one vote counter: the fraction of each cell's neighbours in each class.
+    """Count the votes: the fraction of each cell's neighbours in each class (the one counter).
 
     Parameters
     ----------
@@ -231,7 +231,7 @@ def vote(neighbor_labels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
 def reference_codes(
     reference: Reference, label_key: str | None = None, classes: tuple[str, ...] | None = None
 ) -> tuple[tuple[str, ...], np.ndarray]:
-    """The classes of a reference label column and the class code of every reference cell.
+    """Code every reference cell by its class in a reference label column.
 
     Parameters
     ----------

@@ -36,7 +36,7 @@ RUN_PARAMS: dict[str, tuple[str, str]] = {
 
 
 def distance_column(label_key: str = LABEL) -> str:
-    """The ``obs`` column of the mapping distance the labels under ``label_key`` saw.
+    """Name the ``obs`` column of the mapping distance the labels under ``label_key`` saw.
 
     Parameters
     ----------
@@ -53,7 +53,7 @@ def distance_column(label_key: str = LABEL) -> str:
 
 
 def probabilities_key(label_key: str = LABEL) -> str:
-    """The ``obsm`` key of the class probabilities of the labels under ``label_key``.
+    """Name the ``obsm`` key of the class probabilities of the labels under ``label_key``.
 
     Parameters
     ----------

@@ -150,7 +150,7 @@ def label_params(
 
 
 def scembed_uns(adata: ad.AnnData) -> dict:
-    """The ``uns["scembed"]`` dictionary of ``adata`` (created when missing).
+    """Return the ``uns["scembed"]`` dictionary of ``adata`` (created when missing).
 
     Parameters
     ----------

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def cluster_table_of(adata: ad.AnnData, key: str = CLUSTER_LABEL) -> pd.DataFrame | None:
-    """The cluster table stored by :func:`write_cluster_table` under ``key`` (None if none).
+    """Return the cluster table stored by :func:`write_cluster_table` under ``key``.
 
     Parameters
     ----------
@@ -62,7 +62,7 @@ def cluster_codes(adata: ad.AnnData, key: str = CLUSTER) -> np.ndarray:
 
 
 def labels_frame(adata: ad.AnnData, key: str = LABEL) -> pd.DataFrame | None:
-    """The :func:`~scembed_core.labels.assign.assign_labels` frame back from ``obs``/``obsm``.
+    """Read the :func:`~scembed_core.labels.assign.assign_labels` frame back from ``obs``.
 
     Parameters
     ----------
@@ -108,8 +108,21 @@ def probability_csv_name(class_name: str) -> str:
 
 
 def cell_table(adata: ad.AnnData) -> pd.DataFrame:
-    """The per-cell CSV: every ``scembed_*`` obs column, one ``scembed_prob_<class>`` column
-    per class and ``scembed_umap_1``/``scembed_umap_2`` (the position on the reference map)."""
+    """Build the per-cell CSV table.
+
+    Every ``scembed_*`` obs column, one ``scembed_prob_<class>`` column per class and
+    ``scembed_umap_1``/``scembed_umap_2`` (the position on the reference map).
+
+    Parameters
+    ----------
+    adata
+        The annotated query.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell, indexed by cell name.
+    """
     columns = [c for c in adata.obs.columns if str(c).startswith("scembed_")]
     frame = adata.obs[columns].copy()
     classes = list(scembed_uns(adata).get("label_classes", []))
@@ -156,7 +169,18 @@ def write_h5ad(adata: ad.AnnData, path: str | Path) -> Path:
 
 
 def h5ad_bytes(adata: ad.AnnData) -> bytes:
-    """The bytes :func:`write_h5ad` would write (for a download button)."""
+    """Return the bytes :func:`write_h5ad` would write (for a download button).
+
+    Parameters
+    ----------
+    adata
+        The annotated query.
+
+    Returns
+    -------
+    bytes
+        The ``.h5ad`` file.
+    """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="scembed-export-") as tmp:
