@@ -84,7 +84,7 @@ def reference_key(spec: str, reference: Any) -> str:
 
 
 def active_reference() -> tuple[str, Any]:
-    """The reference chosen in this tab as ``(cache key, Reference)``."""
+    """Return the reference chosen in this tab as ``(cache key, Reference)``."""
     spec = st.session_state.get(state.REFERENCE_SPEC, "default")
     if spec.startswith("session:"):
         trained = st.session_state.get(state.TRAINED, {}).get(spec.removeprefix("session:"))
@@ -116,7 +116,7 @@ def start_kernel_warmup() -> threading.Thread:
 # --- per upload -------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=2)
 def cached_demo_dataset() -> LoadedDataset:
-    """The bundled demo query (a copy per caller)."""
+    """Load the bundled demo query (a copy per caller)."""
     from scembed_core.reference import DEMO_QUERY_PATH
 
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
@@ -126,8 +126,11 @@ def cached_demo_dataset() -> LoadedDataset:
 def cached_read_upload(
     digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
 ) -> LoadedDataset:
-    """Parse an upload once per content digest (fragments are counted over the universe,
-    lifted onto the reference's build first when they are confidently on another)."""
+    """Parse an upload once per content digest.
+
+    Fragments are counted over the universe, lifted onto the reference's build first when
+    they are confidently on another.
+    """
     return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
 
 
@@ -141,7 +144,7 @@ def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: An
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_build_detection(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
-    """The query's likely genome build, against the reference universe (as uploaded)."""
+    """Detect the query's likely genome build, against the reference universe (as uploaded)."""
     from scembed_core.liftover import detect_build
     from scembed_core.project import regions_of
 
@@ -157,7 +160,7 @@ def cached_build_detection(digest: str, reference_key: str, _adata: Any, _refere
 def cached_lift_query(
     digest: str, reference_key: str, source_build: str, _adata: Any, _reference: Any
 ) -> Any:
-    """The query lifted from ``source_build`` onto the reference's build (a new AnnData).
+    """Lift the query from ``source_build`` onto the reference's build (a new AnnData).
 
     Keyed on the upload digest, the reference and the build lifted from: the target build
     is the reference's.
@@ -233,7 +236,7 @@ def cached_transfer(
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_neighbors(run_key: str, n_neighbors: int, use_rep: str, _space: np.ndarray) -> Any:
-    """The projected cells' kNN graph (``se.tl.neighbors``), shared and read-only.
+    """Compute the projected cells' kNN graph (``se.tl.neighbors``), shared and read-only.
 
     An AnnData holding the analysis space (``obsm[use_rep]``, the key the annotated file
     has it under) and the graph (``obsp``, ``uns["neighbors"]``); callers cluster a copy
@@ -262,7 +265,7 @@ def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: An
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.DataFrame:
-    """Number of clusters over a grid of resolutions (the curve on the Clusters page)."""
+    """Count the clusters over a grid of resolutions (the curve on the Clusters page)."""
     rows = [
         {
             "resolution": r,

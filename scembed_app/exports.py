@@ -46,7 +46,7 @@ def annotated_adata(
     graph: ad.AnnData | None = None,
     counts: bool = True,
 ) -> ad.AnnData:
-    """The query with this session's results under the engine's keys.
+    """Write the query with this session's results under the engine's keys.
 
     The stages' results come from the app's cache (computed by the ``se.tl`` verbs or
     the one label rule); they are written by the engine's writer
@@ -125,7 +125,7 @@ def annotated_adata(
 
 
 def cluster_table(annotated: ad.AnnData) -> pd.DataFrame | None:
-    """The cluster table ``se.tl.annotate_clusters`` stored (None without labels)."""
+    """Return the cluster table ``se.tl.annotate_clusters`` stored (None without labels)."""
     return results.cluster_table_of(annotated)
 
 
@@ -139,7 +139,7 @@ def per_cell_table(annotated: ad.AnnData) -> pd.DataFrame:
 
 
 def annotated_h5ad_bytes(annotated: ad.AnnData) -> bytes:
-    """The annotated ``.h5ad`` as bytes (:func:`scembed_core.results.write_h5ad`)."""
+    """Return the annotated ``.h5ad`` as bytes (:func:`scembed_core.results.write_h5ad`)."""
     return results.h5ad_bytes(annotated)
 
 
@@ -149,5 +149,5 @@ def csv_bytes(frame: pd.DataFrame, *, index: bool = True) -> bytes:
 
 
 def figure_html(fig: go.Figure) -> bytes:
-    """A self-contained HTML file (plotly.js embedded: opens offline)."""
+    """Return a self-contained HTML file (plotly.js embedded: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
