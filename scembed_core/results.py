@@ -29,8 +29,11 @@ Keys
     percentile); ``scembed_cluster`` (categorical, numbered clusters then
     ``"Unassigned"``); ``scembed_label`` (after thresholds), ``scembed_label_predicted``
     (top class before thresholds), ``scembed_label_confidence``,
-    ``scembed_label_similarity`` (1 - mapping distance); ``scembed_cluster_label`` (the
-    cluster's majority label) and ``scembed_cluster_possibly_absent`` (bool).
+    ``scembed_label_similarity`` (1 - mapping distance); ``scembed_unknown`` (bool: the
+    reference's calibrated Unknown rule flags the cell, its label is then ``"Unknown"``)
+    and ``scembed_unknown_score``; ``scembed_cluster_label`` (the cluster's majority
+    label, ``"Unknown"`` for a cluster of mostly Unknown cells) and
+    ``scembed_cluster_possibly_absent`` (bool).
 ``uns["scembed"]``
     ``params``
         The run's settings in one flat dict, always with the keys of :data:`RUN_PARAMS`
@@ -45,6 +48,9 @@ Keys
         ``possibly_absent``).
     ``liftover``, ``build_detection``, ``evaluation``
         When the peaks were lifted, the build detected, or a truth column given.
+    ``fit``
+        The dataset verdict (:mod:`scembed_core.fit`): ``verdict``, ``cause``, ``reason``
+        and the numbers behind them.
 """
 
 from __future__ import annotations
@@ -179,6 +185,7 @@ def label_params(
     min_confidence: float,
     max_mapping_distance: float | None,
     key_added: str = LABEL,
+    unknown_rate: float | None = None,
 ) -> dict[str, Any]:
     """Parameters of a label transfer (``uns["scembed"]["transfer_labels"]``).
 
@@ -199,6 +206,7 @@ def label_params(
         "max_mapping_distance": None
         if max_mapping_distance is None
         else float(max_mapping_distance),
+        "unknown_rate": None if unknown_rate is None else float(unknown_rate),
     }
 
 
@@ -284,6 +292,9 @@ def write_labels(adata: ad.AnnData, labels: pd.DataFrame, params: dict[str, Any]
     adata.obs[f"{key}_confidence"] = labels["confidence"].to_numpy(dtype=float)
     adata.obs[f"{key}_similarity"] = labels["mean_similarity"].to_numpy(dtype=float)
     adata.obs["scembed_mapping_distance"] = labels["mapping_distance"].to_numpy(dtype=float)
+    if "unknown" in labels:
+        adata.obs["scembed_unknown"] = labels["unknown"].to_numpy(dtype=bool)
+        adata.obs["scembed_unknown_score"] = labels["unknown_score"].to_numpy(dtype=float)
     classes = label_classes(labels)
     if classes:
         adata.obsm[PROBABILITIES] = probabilities_of(labels)
@@ -319,9 +330,12 @@ def write_run_facts(
     liftover: dict | None = None,
     build_detection: dict | None = None,
     evaluation: dict | None = None,
+    fit: dict | None = None,
 ) -> None:
-    """Record how the query was prepared (liftover, detected build) and its evaluation."""
+    """Record how the query was prepared (liftover, detected build), its fit and evaluation."""
     uns = _uns(adata)
+    if fit:
+        uns["fit"] = dict(fit)
     lift = liftover or adata.uns.get("scembed_liftover")
     read = adata.uns.get("scembed_read")
     lift = lift or (read.get("liftover") if isinstance(read, dict) else None)
@@ -361,6 +375,9 @@ def labels_frame(adata: ad.AnnData, key: str = LABEL) -> pd.DataFrame | None:
         },
         index=adata.obs_names,
     )
+    if "scembed_unknown" in obs:
+        frame["unknown"] = obs["scembed_unknown"].to_numpy(dtype=bool)
+        frame["unknown_score"] = obs["scembed_unknown_score"].to_numpy(dtype=float)
     classes = list(_uns(adata).get("label_classes", []))
     if classes and PROBABILITIES in adata.obsm:
         probabilities = np.asarray(adata.obsm[PROBABILITIES], dtype=np.float32)

@@ -180,6 +180,7 @@ def transfer_labels(
     max_mapping_distance: float | None = None,
     key_added: str = results.LABEL,
     warn: bool = True,
+    unknown_rate: float | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Label the projected cells from the reference (the engine's one label rule).
@@ -202,6 +203,10 @@ def transfer_labels(
     warn
         Warn when the classifier was asked for but the kNN vote runs (the note is also
         recorded in the parameters).
+    unknown_rate
+        Strictness of the reference's calibrated Unknown rule (share of known cells it
+        may call ``"Unknown"``; None: the calibrated rate, 0: off). Cells are judged at
+        their own coverage (``obs["scembed_n_regions"]``).
     copy
         Return a modified copy instead of writing into ``adata``.
     """
@@ -231,7 +236,9 @@ def transfer_labels(
         min_confidence=min_confidence,
         max_mapping_distance=max_mapping_distance,
         key_added=key_added,
+        unknown_rate=unknown_rate,
     )
+    n_regions = out.obs["scembed_n_regions"].to_numpy() if "scembed_n_regions" in out.obs else None
     labels = assign_labels(
         np.asarray(out.obsm[results.EMBEDDING]),
         reference,
@@ -242,6 +249,8 @@ def transfer_labels(
         max_mapping_distance=max_mapping_distance,
         neighbors=neighbors,
         warn=warn,
+        n_regions=n_regions,
+        unknown_rate=unknown_rate,
     )
     labels.index = out.obs_names
     results.write_labels(out, labels, params)

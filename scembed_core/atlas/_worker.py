@@ -133,6 +133,7 @@ def project_chunk(
                 max_mapping_distance=plan.max_mapping_distance,
                 neighbors=neighbors,
                 warn=False,
+                n_regions=n_regions,
             )
             results["obsm/scembed_label_probabilities"] = probabilities_of(labels)
             for column, key in (

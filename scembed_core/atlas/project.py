@@ -15,6 +15,7 @@ import pandas as pd
 
 from .._types import ProgressCallback
 from ..errors import MissingDependencyError, ParameterError
+from ..labels.unknown import UNKNOWN
 from ..labels.vote import (
     UNASSIGNED,
 )
@@ -221,7 +222,10 @@ def project_out_of_core(
                 f"{reference.label_keys}."
             )
         names = pd.Categorical(reference.cells.obs[label_key].astype(str)).categories
-        categories = tuple(str(c) for c in names if c != UNASSIGNED) + (UNASSIGNED,)
+        categories = tuple(str(c) for c in names if c not in (UNASSIGNED, UNKNOWN)) + (
+            UNKNOWN,
+            UNASSIGNED,
+        )
     from ..labels.assign import resolve_label_method
 
     used_method, label_note = "knn", None

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import ParameterError, ScEmbedWarning
 from .classifier import blend, features_of, knn_probabilities
+from .unknown import CLUSTER_SHARE, UNKNOWN
 from .vote import (
     LEGACY_MAPPING_DISTANCE_K,
     UNASSIGNED,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_METHODS",
+    "UNKNOWN",
     "PROBABILITY_PREFIX",
     "ABSENT_WARNING",
     "LabelModelMissingWarning",
@@ -103,6 +105,8 @@ def assign_labels(
     max_mapping_distance: float | None = None,
     neighbors: tuple[np.ndarray, np.ndarray] | None = None,
     warn: bool = True,
+    n_regions: np.ndarray | None = None,
+    unknown_rate: float | None = None,
 ) -> pd.DataFrame:
     """Label query cells with class probabilities (classifier or kNN vote).
 
@@ -128,14 +132,22 @@ def assign_labels(
         Precomputed ``(indices, distances)`` with at least ``k`` columns.
     warn
         Emit the fallback warning (callers that show the note themselves pass False).
+    n_regions
+        Regions per cell (coverage): the Unknown rule judges a cell against reference
+        cells thinned to its coverage. None: full-coverage thresholds.
+    unknown_rate
+        Strictness of the Unknown rule (:mod:`scembed_core.labels.unknown`): the share of
+        known cells it may call Unknown. None: the reference's calibrated rate; 0: off.
 
     Returns
     -------
     DataFrame
         One row per cell: ``predicted``, ``label``, ``confidence`` (top probability),
-        ``mean_similarity``, ``mapping_distance``, and one ``prob:<class>`` column per
-        reference class (see :func:`probabilities_of`). With ``method="knn"`` the first
-        five columns equal :func:`scembed_core.labels.vote.transfer_labels`.
+        ``mean_similarity``, ``mapping_distance``, ``unknown`` (bool), ``unknown_score``
+        and one ``prob:<class>`` column per reference class (see
+        :func:`probabilities_of`). ``label`` is ``"Unknown"`` for cells the rule flags
+        (their ``predicted`` keeps the closest class), ``"Unassigned"`` for cells without
+        an embedding or below the thresholds.
     """
     label_key = label_key or reference.default_label_key
     used, note = resolve_label_method(reference, method, label_key)
@@ -180,6 +192,16 @@ def assign_labels(
         frame["predicted"] = predicted
         frame["label"] = np.where(keep, predicted, UNASSIGNED)
         frame["confidence"] = top
+    from .loto import flag_unknown
+
+    unknown, score = flag_unknown(
+        reference, embedding, proba, neighbors, tuple(classes), label_key, n_regions, unknown_rate
+    )
+    frame["unknown"] = unknown
+    frame["unknown_score"] = score
+    frame["label"] = np.where(
+        unknown & (frame["label"].to_numpy() != UNASSIGNED), UNKNOWN, frame["label"].to_numpy()
+    )
     probabilities = pd.DataFrame(
         proba.astype(np.float32), columns=[PROBABILITY_PREFIX + c for c in classes]
     )
@@ -241,9 +263,14 @@ def cluster_table(
             "cluster": np.asarray(clusters).astype(str),
             "confidence": labels["confidence"].to_numpy(dtype=float),
             "distance": labels["mapping_distance"].to_numpy(dtype=float),
+            "unknown": labels["label"].astype(str).to_numpy() == UNKNOWN,
         }
     )
     medians = frame.groupby("cluster", sort=False)[["confidence", "distance"]].median()
+    share = frame.groupby("cluster", sort=False)["unknown"].mean()
+    table["unknown_share"] = table["cluster"].map(share).to_numpy(float)
+    table["unknown"] = table["unknown_share"].to_numpy() >= CLUSTER_SHARE
+    table["label"] = np.where(table["unknown"], UNKNOWN, table["label"].astype(str))
     table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
     table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
     if distance_threshold is None and reference is not None:

@@ -51,7 +51,12 @@ def reference():
 def in_memory(reference):
     adata = read_dataset(DEMO_QUERY_PATH)
     projection = project(adata, reference)
-    labels = assign_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    labels = assign_labels(
+        projection.embedding,
+        reference,
+        neighbors=projection.neighbors,
+        n_regions=projection.coverage.n_regions_per_cell,
+    )
     return adata, projection, labels
 
 
