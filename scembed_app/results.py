@@ -56,6 +56,7 @@ def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict
         "k": int(k),
         "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
         "max_mapping_distance": None if max_distance is None else float(max_distance),
+        "unknown_rate": float(st.session_state.get(state.UNKNOWN_RATE, 0.05)),
     }
 
 
@@ -142,6 +143,8 @@ def labels(
             np.asarray(run.projection.embedding),
             reference,
             getattr(run.projection, "neighbors", None),
+            key["unknown_rate"],
+            getattr(getattr(run.projection, "coverage", None), "n_regions_per_cell", None),
         )
     frame = frame.copy()
     frame.index = obs_names

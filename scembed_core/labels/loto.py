@@ -201,7 +201,7 @@ def calibrate_trust(
         known.append({name: values[ok] for name, values in signals.items()})
         hidden_scores.append({name: values[ok] for name, values in hid_signals.items()})
         n_regions.append(counts[ok])
-        region_medians.append(float(np.median(counts[ok])) if regions is not None else float("nan"))
+        region_medians.append(float(np.median(counts[ok])) if regions is not None else 0.0)
         accuracy.append(float((predicted[ok] == held_codes[ok]).mean()))
         if fraction == 1.0:
             full_ok = ok
@@ -213,7 +213,7 @@ def calibrate_trust(
         name: [[float(np.quantile(level[name], 1 - r)) for r in RATES] for level in known]
         for name in SIGNALS
     }
-    regions_axis = tuple(region_medians) if regions is not None else (float("nan"),)
+    regions_axis = tuple(region_medians) if regions is not None else (0.0,)
     results = {}
     for name in SIGNALS:
         rule = UnknownRule(
