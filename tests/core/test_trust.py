@@ -144,7 +144,7 @@ def _other_peak_set(adata: ad.AnnData, keep: float = 0.1, seed: int = 0) -> ad.A
 
 
 def _thinned(adata: ad.AnnData, fraction: float, seed: int = 0) -> ad.AnnData:
-    x = sp.csr_matrix(adata.X, dtype=np.float32)
+    x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
     x.data = (np.random.default_rng(seed).random(len(x.data)) < fraction).astype(np.float32)
     x.eliminate_zeros()
     return ad.AnnData(x, obs=adata.obs.copy(), var=adata.var.copy())
