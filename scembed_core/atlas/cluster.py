@@ -11,6 +11,7 @@ import pandas as pd
 
 from .._types import ProgressCallback
 from ..errors import ParameterError
+from ..labels.unknown import CLUSTER_SHARE, UNKNOWN
 from ..labels.vote import UNASSIGNED, cluster_vote
 from ..results import CLUSTER, LABEL, cluster_params, record_into
 from ._store import (
@@ -217,6 +218,11 @@ def _write_clusters(
         sizes = np.bincount(codes, minlength=k + 1)
         counts[k] = 0  # cells without an embedding form no cluster
         cluster_label, agreement = cluster_vote(counts, label_names, sizes)
+        is_unknown = label_names.astype(str) == UNKNOWN
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = counts[:, is_unknown].sum(axis=1) / np.maximum(sizes, 1)
+        flagged = share >= CLUSTER_SHARE
+        cluster_label = np.where(flagged, UNKNOWN, cluster_label.astype(str))
         medians = pd.DataFrame(
             {
                 "code": codes,
@@ -236,6 +242,8 @@ def _write_clusters(
                 "median_mapping_distance": medians["distance"].to_numpy(),
             }
         )
+        table["unknown_share"] = share
+        table["unknown"] = flagged
         distance = table["median_mapping_distance"].to_numpy()
         absent = np.zeros(k + 1, dtype=bool) if threshold is None else distance > threshold
         table["possibly_absent"] = absent

@@ -171,7 +171,8 @@ def calibrate_trust(
     key = reference.default_label_key
     names = reference.cells.obs[key].astype(str).to_numpy()
     model = reference.label_model
-    classes = tuple(model.classes) if model is not None else tuple(np.unique(names))
+    usable = model is not None and model.label_key == key
+    classes = tuple(model.classes) if usable else tuple(np.unique(names))
     codes = np.searchsorted(np.asarray(classes), names)
     if len(classes) < 3:
         raise ParameterError("Leave-one-type-out needs at least three cell types.")
