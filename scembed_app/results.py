@@ -236,10 +236,15 @@ def run_document(
         max_mapping_distance=settings["max_mapping_distance"],
         liftover=bool(st.session_state[state.LIFTOVER]),
     )
-    return reproduce.run_spec(
+    doc = reproduce.run_spec(
         spec=st.session_state[state.REFERENCE_SPEC],
         reference=reference,
         dataset=dataset,
         params=params,
         hosted=deployment.is_hosted(),
     )
+    lifted = (dataset.liftover or {}).get("source_build")
+    spec = str(st.session_state[state.REFERENCE_SPEC])
+    # the dataset verdict (scembed_core.fit), for the record
+    doc["fit"] = cached.cached_fit(dataset.digest, spec, lifted, dataset.adata, reference)
+    return doc
