@@ -53,6 +53,7 @@ __all__ = [
     "VERDICTS",
     "CAUSES",
     "assess_fit",
+    "judge_fit",
     "with_unknown",
     "expected_accuracy",
     "FitRejected",
@@ -141,7 +142,6 @@ def assess_fit(
     dict
         ``verdict``, ``cause``, ``reason``, ``numbers`` (see the module docstring).
     """
-    from .labels.loto import trust_calibration
     from .project import compute_coverage, regions_of
 
     if coverage is None:
@@ -155,21 +155,70 @@ def assess_fit(
             reference.genome,
             declared=adata.uns.get("genome"),
         )
+    counts = np.asarray(coverage.n_regions_per_cell)
+    return judge_fit(
+        reference,
+        peak_overlap=float(coverage.fraction_peaks_mapped),
+        n_peaks=int(coverage.mapping.n_peaks),
+        median_regions=float(np.median(counts)) if len(counts) else 0.0,
+        n_cells=int(len(counts)),
+        n_unmapped_cells=int(coverage.n_unmapped_cells),
+        detection=detection,
+        lifted_from=lifted_from,
+    )
+
+
+def judge_fit(
+    reference: Reference,
+    *,
+    peak_overlap: float,
+    n_peaks: int,
+    median_regions: float,
+    n_cells: int,
+    n_unmapped_cells: int,
+    detection: BuildDetection | None = None,
+    lifted_from: str | None = None,
+) -> dict:
+    """Apply the verdict's rules to the numbers (what :func:`assess_fit` and the Dask path call).
+
+    Parameters
+    ----------
+    reference
+        The reference (its trust calibration gives the coverage curve).
+    peak_overlap
+        Fraction of the dataset's peaks overlapping the universe.
+    n_peaks
+        Number of peaks.
+    median_regions
+        Median reference regions per cell.
+    n_cells, n_unmapped_cells
+        Cells, and cells covering no trained region.
+    detection
+        The genome build detection (None: not run).
+    lifted_from
+        The build the peaks were lifted from, if they were.
+
+    Returns
+    -------
+    dict
+        ``verdict``, ``cause``, ``reason``, ``numbers`` (see the module docstring).
+    """
+    from .labels.loto import trust_calibration
+
     calibration = trust_calibration(reference) or {}
     curve = calibration.get("coverage_curve")
-    counts = np.asarray(coverage.n_regions_per_cell)
-    median = float(np.median(counts)) if len(counts) else 0.0
+    median = float(median_regions)
     expected = expected_accuracy(curve, median)
     full = float(curve["accuracy"][0]) if curve else None
     numbers = {
-        "peak_overlap": float(coverage.fraction_peaks_mapped),
-        "n_peaks": int(coverage.mapping.n_peaks),
+        "peak_overlap": float(peak_overlap),
+        "n_peaks": int(n_peaks),
         "median_regions": median,
         "reference_median_regions": curve.get("reference_median_regions") if curve else None,
         "expected_accuracy": expected,
         "full_accuracy": full,
-        "n_unmapped_cells": int(coverage.n_unmapped_cells),
-        "n_cells": int(len(counts)),
+        "n_unmapped_cells": int(n_unmapped_cells),
+        "n_cells": int(n_cells),
         "reference_build": reference.genome,
         "detected_build": None if detection is None else detection.build,
         "detection_confidence": None if detection is None else float(detection.confidence),

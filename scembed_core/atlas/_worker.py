@@ -144,6 +144,8 @@ def project_chunk(
                 results[f"obs/{key}/codes"] = codes.astype(np.int32)
             results["obs/scembed_label_confidence"] = labels["confidence"].to_numpy(np.float32)
             results["obs/scembed_label_similarity"] = labels["mean_similarity"].to_numpy(np.float32)
+            results["obs/scembed_unknown"] = labels["unknown"].to_numpy(bool)
+            results["obs/scembed_unknown_score"] = labels["unknown_score"].to_numpy(np.float32)
     if plan.ev:
         results["obsm/X_scembed_umap"] = ev_project(
             embedding, reference, neighbors=neighbors, n_epochs=plan.umap_epochs

@@ -268,11 +268,11 @@ def cluster_table(
     )
     medians = frame.groupby("cluster", sort=False)[["confidence", "distance"]].median()
     share = frame.groupby("cluster", sort=False)["unknown"].mean()
+    table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
+    table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
     table["unknown_share"] = table["cluster"].map(share).to_numpy(float)
     table["unknown"] = table["unknown_share"].to_numpy() >= CLUSTER_SHARE
     table["label"] = np.where(table["unknown"], UNKNOWN, table["label"].astype(str))
-    table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
-    table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
     if distance_threshold is None and reference is not None:
         distance_threshold = mapping_distance_threshold(reference, int(min(k, reference.n_cells)))
     if distance_threshold is None:
