@@ -11,7 +11,8 @@ import streamlit as st
 from scembed_app import figures, guards, label_views, results, state, trust_views, widgets
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
-from scembed_core.labels.assign import ABSENT_WARNING, UNKNOWN, cluster_table
+from scembed_core.labels.assign import UNKNOWN
+from scembed_core.labels.clusters import ABSENT_WARNING
 from scembed_core.labels.vote import UNASSIGNED
 
 NO_TRUTH = "(none)"
@@ -126,7 +127,7 @@ cols[3].metric("Median probability", f"{np.nanmedian(transferred['confidence']):
 
 # --- per-cluster majority label -------------------------------------------------------------------
 st.subheader("Clusters and their majority label")
-table = cluster_table(cluster.to_numpy(), transferred, reference)
+table = results.cluster_table(run, cluster, transferred, reference)
 flagged = table.loc[table["possibly_absent"] | table["unknown"], "cluster"].tolist()
 if flagged:
     st.warning(

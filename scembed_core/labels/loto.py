@@ -375,7 +375,7 @@ def flag_unknown(
     if rule is None or rule.info.get("label_key", label_key) != label_key:
         return none
     k = int(rule.info.get("k", 15))
-    if neighbors[1].shape[1] < k:
+    if neighbors is None or neighbors[1].shape[1] < k:
         from .vote import query_reference_neighbors
 
         neighbors = query_reference_neighbors(reference, embedding, k=k)
