@@ -6,7 +6,7 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, catalog, deployment, figures, guards, state, widgets
+from scembed_app import cached, catalog, deployment, figures, guards, state, trust_views, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -229,6 +229,8 @@ if reference.can_transfer_labels:
                 widgets.plot(figures.reliability_curve(calibration), key="reference_reliability")
             with right:
                 widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
+if reference.can_transfer_labels:
+    trust_views.reference_rule(reference)
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
     manifest = {k: v for k, v in reference.manifest.items() if k != "files"}

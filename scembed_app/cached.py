@@ -208,6 +208,8 @@ def cached_transfer(
     _embedding: np.ndarray,
     _reference: Any,
     _neighbors: tuple[np.ndarray, np.ndarray] | None,
+    unknown_rate: float | None = None,
+    _n_regions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Labels with class probabilities (the engine's one rule) under the thresholds.
 
@@ -229,7 +231,19 @@ def cached_transfer(
         max_mapping_distance=max_mapping_distance,
         neighbors=_neighbors,
         warn=False,
+        n_regions=_n_regions,
+        unknown_rate=unknown_rate,
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_fit(
+    digest: str, reference_key: str, lifted_from: str | None, _adata: Any, _reference: Any
+) -> dict:
+    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`)."""
+    from scembed_core.fit import assess_fit
+
+    return assess_fit(_adata, _reference, lifted_from=lifted_from)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
