@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONPATH := $(CURDIR)
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions bench-workspace clean venv
+.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions bench-workspace bench-cold clean venv
 
 venv: $(STAMP)
 
@@ -51,6 +51,9 @@ bench-scale: $(STAMP)
 
 bench-workspace: $(STAMP)
 	$(PY) -m benchmarks.workspace
+
+bench-cold: $(STAMP)
+	$(PY) -m benchmarks.cold
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

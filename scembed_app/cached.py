@@ -25,7 +25,6 @@ import streamlit as st
 
 from scembed_app import state
 from scembed_app.uploads import LoadedDataset, load_path, load_uploads
-from scembed_core.cluster import n_clusters_of
 from scembed_core.errors import ReferenceBundleError
 
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
@@ -244,6 +243,8 @@ def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: An
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.DataFrame:
     """Number of clusters over a grid of resolutions (the curve on the Clusters page)."""
+    from scembed_core.cluster import n_clusters_of
+
     rows = [
         {
             "resolution": r,

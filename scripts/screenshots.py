@@ -66,15 +66,19 @@ def running_server(
     timeout: float = 120,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    app: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Like :func:`running_app`, also yielding the server process (for memory figures)."""
+    """Like :func:`running_app`, also yielding the server process (for memory figures).
+
+    ``app`` is the script to run (default: the dashboard's ``app.py``).
+    """
     port = port or free_port()
     command = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "app.py"),
+        str(app or ROOT / "app.py"),
         "--server.port",
         str(port),
         "--server.headless",

@@ -1,0 +1,267 @@
+"""``make bench-cold``: the app's first seconds in a real browser, against Streamlit's floor.
+
+Every figure is a wall time in headless Chromium (Debian's ``/usr/bin/chromium`` through
+Playwright) against a real ``streamlit run`` server started fresh for each repeat:
+
+* **floor**: a one-chart Streamlit app (``import streamlit``, ``st.plotly_chart`` of a
+  scatter of as many points as the reference map), from starting the server to its chart
+  visible. Streamlit's own cold start: nothing a Streamlit app does can be faster.
+* **first chart**: ``streamlit run app.py`` started, landing page opened, its first Plotly
+  chart visible.
+* **reload**: the same tab reloaded once the landing page is drawn, to its first chart.
+* **project**: on a fresh server, Data -> "Load demo dataset", Project -> "Project cells",
+  from the click to the map drawn (the 1,550-cell demo), then the same for 3,790 cells
+  (the demo uploaded 2.45 times over as an .h5ad: 3,790 rows).
+* **server RSS** after the 3,790-cell projection (the server process and its children).
+
+The browser is launched before the server so its own start is not counted. The floor and
+the app run interleaved, so both see the same machine load; medians of ``--repeats``.
+Writes the ``bench-cold`` section of BENCHMARKS.md and ``benchmarks/results/cold.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import screenshots  # noqa: E402
+
+COMMAND = "make bench-cold"
+TIMEOUT_MS = 240_000
+FLOOR_APP = """
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Floor")
+rng = np.random.default_rng(0)
+xy = rng.normal(size=(8785, 2))
+st.plotly_chart(go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers")))
+"""
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    process = psutil.Process(pid)
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += child.memory_info().rss
+    return total
+
+
+@contextlib.contextmanager
+def _server(app: Path, env: dict[str, str] | None = None):
+    """A fresh ``streamlit run`` of ``app``; yields (url, process, seconds to healthy)."""
+    started = time.perf_counter()
+    with screenshots.running_server(env=env, app=app) as (url, process):
+        yield url, process, started
+
+
+def _first_chart(page, url: str, started: float) -> float:
+    page.goto(url)
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    return time.perf_counter() - started
+
+
+def measure_start(browser, app: Path) -> dict:
+    """Server start -> first chart, then a reload -> first chart, in one fresh server."""
+    with _server(app) as (url, _, started):
+        context = browser.new_context(viewport=screenshots.VIEWPORT)
+        page = context.new_page()
+        first = _first_chart(page, url, started)
+        screenshots.wait_idle(page)
+        t0 = time.perf_counter()
+        page.reload()
+        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+        reload = time.perf_counter() - t0
+        context.close()
+    return {"first_chart_s": first, "reload_s": reload}
+
+
+def _project_and_wait(page) -> float:
+    t0 = time.perf_counter()
+    page.get_by_role("button", name=re.compile("Project cells")).click()
+    page.get_by_text(re.compile(r"^Projected [\d,]+ cells in")).first.wait_for(timeout=TIMEOUT_MS)
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    return time.perf_counter() - t0
+
+
+def _big_query(folder: Path) -> Path:
+    """The demo query repeated to 3,790 cells, written as an .h5ad to upload."""
+    import anndata as ad
+
+    from scembed_core.reference import DEMO_QUERY_PATH
+
+    demo = ad.read_h5ad(DEMO_QUERY_PATH)
+    reps = -(-3790 // demo.n_obs)
+    big = ad.concat([demo] * reps, index_unique="-")[:3790].copy()
+    path = folder / "query_3790.h5ad"
+    big.write_h5ad(path)
+    return path
+
+
+def measure_project(browser, big: Path) -> dict:
+    """Click "Project cells" -> map drawn, demo then 3,790 cells, on one fresh server."""
+    with _server(ROOT / "app.py") as (url, process, _):
+        context = browser.new_context(viewport=screenshots.VIEWPORT)
+        page = context.new_page()
+        screenshots.open_app(page, url)
+        screenshots.go_to(page, "Data")
+        page.get_by_role("button", name=re.compile("Load demo dataset")).click()
+        page.get_by_text("Peaks in universe").wait_for(timeout=TIMEOUT_MS)
+        screenshots.wait_idle(page)
+        screenshots.go_to(page, "Project")
+        demo = _project_and_wait(page)
+        screenshots.wait_idle(page)
+        t0 = time.perf_counter()
+        page.get_by_role("tab", name="Embedding UMAP").click()
+        page.locator(".js-plotly-plot").locator("visible=true").first.wait_for(
+            state="visible", timeout=TIMEOUT_MS
+        )
+        screenshots.wait_idle(page)
+        umap_demo = time.perf_counter() - t0
+
+        screenshots.go_to(page, "Data")
+        page.locator('input[type="file"]').first.set_input_files(str(big))
+        page.get_by_text("Peaks in universe").wait_for(timeout=TIMEOUT_MS)
+        screenshots.wait_idle(page)
+        screenshots.go_to(page, "Project")
+        large = _project_and_wait(page)
+        screenshots.wait_idle(page)
+        rss = _rss(process.pid)
+        context.close()
+    return {
+        "project_demo_s": demo,
+        "embedding_umap_demo_s": umap_demo,
+        "project_3790_s": large,
+        "server_rss_after_3790_bytes": rss,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Measure, print, and write the section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-project", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--label", default="this code")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    from . import report as rp
+
+    facts = rp.machine_facts()
+    results: dict = {"facts": facts, "floor": [], "app": [], "project": []}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        floor_app = Path(tmp) / "floor.py"
+        floor_app.write_text(FLOOR_APP)
+        browser = screenshots.launch_browser(playwright)
+        try:
+            for _ in range(args.repeats):
+                results["floor"].append(measure_start(browser, floor_app))
+                results["app"].append(measure_start(browser, ROOT / "app.py"))
+                print(results["floor"][-1], results["app"][-1], flush=True)
+            if not args.skip_project:
+                big = _big_query(Path(tmp))
+                for _ in range(max(1, args.repeats - 1)):
+                    results["project"].append(measure_project(browser, big))
+                    print(results["project"][-1], flush=True)
+        finally:
+            browser.close()
+
+    def med(rows: list[dict], key: str) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    def runs(rows: list[dict], key: str) -> str:
+        return ", ".join(f"{r[key]:.2f}" for r in rows)
+
+    floor = med(results["floor"], "first_chart_s")
+    first = med(results["app"], "first_chart_s")
+    target = max(2.5, 1.5 * floor)
+    rows = [
+        [
+            "floor: one-chart Streamlit app, server start -> chart",
+            f"{floor:.2f} s",
+            runs(results["floor"], "first_chart_s"),
+            "-",
+        ],
+        [
+            "scEmbed: server start -> landing page's first chart",
+            f"{first:.2f} s",
+            runs(results["app"], "first_chart_s"),
+            f"<= {target:.2f} s",
+        ],
+        [
+            "floor: reload -> chart",
+            f"{med(results['floor'], 'reload_s'):.2f} s",
+            runs(results["floor"], "reload_s"),
+            "-",
+        ],
+        [
+            "scEmbed: reload -> first chart",
+            f"{med(results['app'], 'reload_s'):.2f} s",
+            runs(results["app"], "reload_s"),
+            "<= 2.0 s",
+        ],
+    ]
+    if results["project"]:
+        p = results["project"]
+        rows += [
+            [
+                '"Project cells" -> map, demo (1,550 cells)',
+                f"{med(p, 'project_demo_s'):.2f} s",
+                runs(p, "project_demo_s"),
+                "<= 1.0 s",
+            ],
+            [
+                '"Embedding UMAP" tab, demo (1,550 cells)',
+                f"{med(p, 'embedding_umap_demo_s'):.2f} s",
+                runs(p, "embedding_umap_demo_s"),
+                "<= 3 s (3,790)",
+            ],
+            [
+                '"Project cells" -> map, 3,790 cells',
+                f"{med(p, 'project_3790_s'):.2f} s",
+                runs(p, "project_3790_s"),
+                "<= 1.5 s",
+            ],
+            [
+                "server RSS after the 3,790-cell projection",
+                f"{med(p, 'server_rss_after_3790_bytes') / 2**20:.0f} MiB",
+                ", ".join(f"{r['server_rss_after_3790_bytes'] / 2**20:.0f}" for r in p),
+                "<= 500 MiB",
+            ],
+        ]
+    table = rp.table(rows, ["what (headless Chromium)", "median", "runs (s)", "target"])
+    print(table)
+    results["label"] = args.label
+    if not args.no_write:
+        body = "\n\n".join(
+            [
+                "## `make bench-cold`: first chart, clicks and reload in a real browser",
+                rp.command(COMMAND),
+                __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0],
+                f"Code: {args.label}; {args.repeats} repeats.",
+                table,
+                rp.facts_block(facts),
+            ]
+        )
+        rp.replace_section("bench-cold", body)
+        rp.save_results("cold", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
