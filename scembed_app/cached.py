@@ -272,3 +272,15 @@ def cached_embedding_umap(run_key: str, _embedding: np.ndarray) -> np.ndarray:
     from scembed_core.project import embedding_umap
 
     return embedding_umap(_embedding)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_embedding_layout(run_key: str, n_neighbors: int, _graph: Any) -> np.ndarray:
+    """Spectral layout of the query's own kNN graph (the clusters'; no fit, NaN rows NaN).
+
+    The Project page's "Embedding layout" tab: a fraction of a second where a UMAP fit
+    (:func:`cached_embedding_umap`) takes seconds to minutes.
+    """
+    from scembed_core.layout import graph_layout
+
+    return graph_layout(_graph)
