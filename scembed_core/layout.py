@@ -42,6 +42,7 @@ def spectral_layout(embedding: np.ndarray, *, n_neighbors: int = 15, seed: int =
         ``(n_cells, 2)`` float32 coordinates scaled to ``[-10, 10]`` per axis (as umap's
         spectral initialisation); NaN for rows without a finite embedding, all NaN when
         fewer than 3 cells have one.
+
     """
     from .cluster import build_knn_graph
 
@@ -49,7 +50,7 @@ def spectral_layout(embedding: np.ndarray, *, n_neighbors: int = 15, seed: int =
 
 
 def graph_layout(knn_graph: KnnGraph, *, seed: int = 0) -> np.ndarray:
-    """The spectral layout of an existing kNN graph (e.g. the one the clusters came from).
+    """Lay out an existing kNN graph (e.g. the one the clusters came from) spectrally.
 
     Parameters
     ----------
@@ -62,6 +63,7 @@ def graph_layout(knn_graph: KnnGraph, *, seed: int = 0) -> np.ndarray:
     -------
     numpy.ndarray
         ``(n_cells, 2)`` float32 coordinates, as :func:`spectral_layout`.
+
     """
     import scipy.sparse as sp
 
