@@ -17,6 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PYTHONPATH=$(CURDIR) $(PY) -m scembed_core.warm  # numba's disk cache, filled at install
 	@touch $(STAMP)
 
 run: $(STAMP)

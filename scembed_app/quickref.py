@@ -11,6 +11,8 @@ models, older bundles.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,31 @@ def quick_summary(spec: str) -> Any:
         return cached_summary(str(DEFAULT_REFERENCE_DIR))
     except ScEmbedError:
         return None
+
+
+@st.cache_resource(show_spinner=False)
+def start_projection_warmup() -> threading.Thread | None:
+    """Once per server process: run the first projection's path on a few demo cells.
+
+    Called by the router after the first page is drawn, beside the EV kernels' warm-up
+    (:func:`scembed_app.cached.start_kernel_warmup`): the pooling kernels come from numba's
+    disk cache and igraph / scikit-learn are imported before anyone clicks "Project cells"
+    (:func:`scembed_core.warm.warm_projection`). Best effort: a failure changes nothing but
+    the first click's time. Nothing waits for it.
+    """
+    from scembed_app import cached
+
+    try:
+        reference = cached.cached_reference("default", False)
+    except ScEmbedError:
+        return None
+
+    def warm() -> None:
+        from scembed_core.warm import warm_projection
+
+        with contextlib.suppress(Exception):  # a warm-up must never break the server
+            warm_projection(reference)
+
+    thread = threading.Thread(target=warm, name="scembed-warm-projection", daemon=True)
+    thread.start()
+    return thread
