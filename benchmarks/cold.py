@@ -319,3 +319,51 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- CPU to first chart
+
+#: What each app computes before its first chart leaves the server, as plain Python: the
+#: imports, the data and the figure serialised as ``st.plotly_chart`` does (``to_json``).
+PRE_CHART = {
+    "floor": (
+        "import numpy as np, plotly.graph_objects as go, streamlit as st\n"
+        "xy = np.random.default_rng(0).normal(size=(8785, 2))\n"
+        "go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode='markers')).to_json()\n"
+    ),
+    "after": (
+        "import streamlit as st\n"
+        "from scembed_app import router, workspaces, cached, deployment, figures, guards\n"
+        "from scembed_app import quickref, state, widgets\n"
+        "s = quickref.quick_summary('default')\n"
+        "figures.count_bar(s.label_counts('cell_type')).to_json()\n"
+    ),
+    "before": (
+        "import streamlit as st\n"
+        "from scembed_app import router, workspaces, cached, catalog, deployment, figures\n"
+        "from scembed_app import guards, state, widgets\n"
+        "from scembed_core.reference import resolve_reference\n"
+        "r = resolve_reference('default')\n"
+        "figures.count_bar(r.label_counts('cell_type')).to_json()\n"
+    ),
+}
+
+
+def pre_chart_cpu(kind: str, root: Path) -> dict:
+    """CPU and wall seconds of ``PRE_CHART[kind]`` in a fresh interpreter run in ``root``."""
+    import os
+    import subprocess
+
+    code = (
+        "import resource, time\n"
+        "t = time.perf_counter()\n"
+        + PRE_CHART[kind]
+        + "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(u.ru_utime + u.ru_stime, time.perf_counter() - t)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    cpu, wall = map(float, out.stdout.split()[-2:])
+    return {"cpu_s": cpu, "wall_s": wall}
