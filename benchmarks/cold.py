@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-project", action="store_true")
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="only the CPU seconds before the first chart (no browser; section bench-cold-cpu)",
+    )
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--label", default="this code")
     parser.add_argument(
@@ -193,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
         "app.py is measured in the same run, interleaved",
     )
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
     from . import report as rp
+
+    if args.cpu_only:
+        return cpu_section(args.repeats * 2 + 1, args.baseline)
+    from playwright.sync_api import sync_playwright
 
     facts = rp.machine_facts()
     results: dict = {
@@ -367,3 +374,60 @@ def pre_chart_cpu(kind: str, root: Path) -> dict:
     )
     cpu, wall = map(float, out.stdout.split()[-2:])
     return {"cpu_s": cpu, "wall_s": wall}
+
+
+def cpu_section(repeats: int, baseline: Path | None) -> dict:
+    """Measure :data:`PRE_CHART` interleaved ``repeats`` times; write ``bench-cold-cpu``."""
+    from . import report as rp
+
+    facts = rp.machine_facts()
+    roots = {"floor": ROOT, "after": ROOT}
+    if baseline is not None:
+        roots["before"] = baseline
+    runs: dict[str, list[dict]] = {kind: [] for kind in roots}
+    for _ in range(repeats):
+        for kind, root in roots.items():
+            runs[kind].append(pre_chart_cpu(kind, root))
+    rows = []
+    floor_cpu = statistics.median(r["cpu_s"] for r in runs["floor"])
+    names = {
+        "floor": "floor: one-chart app (streamlit, plotly, 8,785 points)",
+        "before": "scEmbed before: app modules, full reference, count bar",
+        "after": "scEmbed after: app modules, compact map, count bar",
+    }
+    for kind in ("floor", "before", "after"):
+        if kind not in runs:
+            continue
+        cpu = [r["cpu_s"] for r in runs[kind]]
+        wall = [r["wall_s"] for r in runs[kind]]
+        rows.append(
+            [
+                names[kind],
+                f"**{statistics.median(cpu):.2f} s** ({', '.join(f'{v:.2f}' for v in cpu)})",
+                f"{statistics.median(cpu) / floor_cpu:.2f}x",
+                f"{statistics.median(wall):.2f} s",
+            ]
+        )
+    table = rp.table(
+        rows, ["fresh interpreter", "CPU (user+sys), median (runs)", "vs floor", "wall, median"]
+    )
+    print(table)
+    body = "\n\n".join(
+        [
+            "## `python -m benchmarks.cold --cpu-only`: CPU seconds before the first chart",
+            rp.command("python -m benchmarks.cold --cpu-only --baseline BEFORE_CHECKOUT"),
+            "What each app computes before its first chart leaves the server, run as plain "
+            "Python in a fresh interpreter (`PRE_CHART` in `benchmarks/cold.py`): the imports, "
+            "the data and the first figure serialised as `st.plotly_chart` does. CPU time, "
+            "unlike wall time, is little affected by other jobs on the machine, so this is "
+            "the figure to compare when the machine is busy; the browser figures above add "
+            "the server's own start and the page's paint, the same for every app. "
+            f"Interleaved, {repeats} runs each.",
+            table,
+            rp.facts_block(facts),
+        ]
+    )
+    rp.replace_section("bench-cold-cpu", body)
+    results = {"facts": facts, "runs": runs}
+    rp.save_results("cold_cpu", results)
+    return results

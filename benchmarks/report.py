@@ -41,6 +41,7 @@ SECTIONS = {
     "bench-import-time": "python -m benchmarks.import_time",
     "bench-workspace": "make bench-workspace",
     "bench-cold": "make bench-cold",
+    "bench-cold-cpu": "python -m benchmarks.cold --cpu-only",
 }
 
 TITLE = """# Benchmarks
