@@ -10,12 +10,9 @@ same result on every run. The app draws it for the query's own structure; a UMAP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .cluster import KnnGraph
 
 __all__ = ["spectral_layout", "graph_layout"]
 
@@ -32,7 +29,7 @@ def spectral_layout(embedding: np.ndarray, *, n_neighbors: int = 15, seed: int =
         ``(n_cells, dim)`` cell embeddings; rows with a NaN are left out (and stay NaN).
     n_neighbors
         Neighbours per cell in the cosine kNN graph (the clustering's graph,
-        :func:`scembed_core.cluster.build_knn_graph`).
+        :func:`scembed_core.cluster.knn_matrices`).
     seed
         Seed of the neighbour search (for large inputs) and the eigensolver's start.
 
@@ -42,20 +39,27 @@ def spectral_layout(embedding: np.ndarray, *, n_neighbors: int = 15, seed: int =
         ``(n_cells, 2)`` float32 coordinates scaled to ``[-10, 10]`` per axis (as umap's
         spectral initialisation); NaN for rows without a finite embedding, all NaN when
         fewer than 3 cells have one.
-
     """
-    from .cluster import build_knn_graph
+    from .cluster import knn_matrices
 
-    return graph_layout(build_knn_graph(embedding, n_neighbors=n_neighbors, seed=seed), seed=seed)
+    embedding = np.asarray(embedding, dtype=np.float32)
+    valid = np.isfinite(embedding).all(axis=1)
+    if valid.sum() < 3:
+        return np.full((len(embedding), 2), np.nan, dtype=np.float32)
+    _, connectivities = knn_matrices(embedding, n_neighbors, seed=seed)
+    return graph_layout(connectivities, valid, seed=seed)
 
 
-def graph_layout(knn_graph: KnnGraph, *, seed: int = 0) -> np.ndarray:
+def graph_layout(connectivities: Any, valid: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """Lay out an existing kNN graph (e.g. the one the clusters came from) spectrally.
 
     Parameters
     ----------
-    knn_graph
-        A :class:`scembed_core.cluster.KnnGraph` (weighted, undirected).
+    connectivities
+        ``(n_cells, n_cells)`` symmetric sparse edge weights (``obsp["connectivities"]`` of
+        :func:`scembed_core.tl.neighbors`).
+    valid
+        Cells that are vertices (those with an embedding); the others stay NaN.
     seed
         Seed of the eigensolver's start vector.
 
@@ -63,16 +67,15 @@ def graph_layout(knn_graph: KnnGraph, *, seed: int = 0) -> np.ndarray:
     -------
     numpy.ndarray
         ``(n_cells, 2)`` float32 coordinates, as :func:`spectral_layout`.
-
     """
     import scipy.sparse as sp
 
-    valid = np.asarray(knn_graph.valid, dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
     coords = np.full((len(valid), 2), np.nan, dtype=np.float32)
     n = int(valid.sum())
     if n < 3:
         return coords
-    adjacency = sp.csr_matrix(knn_graph.graph.get_adjacency_sparse(attribute="weight"))
+    adjacency = sp.csr_matrix(connectivities)[valid][:, valid]
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     scale = 1.0 / np.sqrt(np.where(degree > 0, degree, 1.0))
     normalized = sp.diags(scale) @ adjacency @ sp.diags(scale)  # D^-1/2 A D^-1/2
