@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import statistics
 import sys
@@ -156,11 +157,14 @@ def measure_project(browser, big: Path, app: Path = ROOT / "app.py") -> dict:
         t0 = time.perf_counter()
         tab = "Embedding layout" if "Embedding layout" in page.content() else "Embedding UMAP"
         page.get_by_role("tab", name=tab).click()
-        page.locator(".js-plotly-plot").locator("visible=true").first.wait_for(
-            state="visible", timeout=TIMEOUT_MS
-        )
-        screenshots.wait_idle(page)
-        umap_demo = time.perf_counter() - t0
+        try:
+            page.locator(".js-plotly-plot").locator("visible=true").first.wait_for(
+                state="visible", timeout=TIMEOUT_MS
+            )
+            screenshots.wait_idle(page)
+            umap_demo = time.perf_counter() - t0
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: recorded, not fatal
+            umap_demo = None  # shown as "timed out"
 
         screenshots.go_to(page, "Data")
         page.locator('input[type="file"]').first.set_input_files(str(big))
@@ -197,9 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
         help="a checkout of the code before (e.g. `git worktree add /tmp/base main`): its "
         "app.py is measured in the same run, interleaved",
     )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="write the section from saved results (benchmarks/results/cold.json) instead",
+    )
     args = parser.parse_args(argv)
     from . import report as rp
 
+    if args.from_json:
+        return write_report(json.loads(args.from_json.read_text()), args)
     if args.cpu_only:
         return cpu_section(args.repeats * 2 + 1, args.baseline)
     from playwright.sync_api import sync_playwright
@@ -227,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(
                     results["floor"][-1], results["app"][-1], results["baseline"][-1:], flush=True
                 )
+                rp.save_results("cold", results)  # partial results survive a failed step
             if not args.skip_project:
                 big = _big_query(Path(tmp))
                 for _ in range(max(1, args.repeats - 1)):
@@ -238,12 +250,18 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             browser.close()
 
+    return write_report(results, args)
+
+
+def write_report(results: dict, args: argparse.Namespace) -> dict:
+    """Print the table and write the ``bench-cold`` section and ``results/cold.json``."""
+    from . import report as rp
+
+    facts = results["facts"]
+
     def med(rows: list[dict], key: str) -> float | None:
         values = [r[key] for r in rows if r.get(key) is not None]
         return statistics.median(values) if values else None
-
-    def runs(rows: list[dict], key: str) -> str:
-        return ", ".join(f"{r[key]:.2f}" for r in rows)
 
     floor = med(results["floor"], "first_chart_s")
     target = max(2.5, 1.5 * floor)
@@ -251,9 +269,13 @@ def main(argv: list[str] | None = None) -> dict:
     def cell(rows: list[dict], key: str, scale: float = 1.0, unit: str = "s") -> str:
         value = med(rows, key)
         if value is None:
-            return "-"
-        shown = ", ".join(f"{r[key] / scale:.{0 if unit == 'MiB' else 2}f}" for r in rows)
-        return f"**{value / scale:.{0 if unit == 'MiB' else 2}f} {unit}** ({shown})"
+            timed_out = any(key in r for r in rows)  # measured, but never drawn
+            return f"timed out (> {TIMEOUT_MS // 1000} s)" if timed_out else "-"
+        digits = 0 if unit == "MiB" else 2
+        shown = ", ".join(
+            "timed out" if r.get(key) is None else f"{r[key] / scale:.{digits}f}" for r in rows
+        )
+        return f"**{value / scale:.{digits}f} {unit}** ({shown})"
 
     starts = [
         ("server start -> first chart", "first_chart_s", f"<= {target:.2f} s"),
@@ -314,18 +336,16 @@ def main(argv: list[str] | None = None) -> dict:
                 f"Medians (runs in brackets) of {args.repeats} fresh servers each. "
                 f"**after** = {args.label}; **before** = "
                 f"{args.baseline or 'not measured'}; the clicks run "
-                f"{max(1, args.repeats - 1)} time(s) each.",
+                f"{max(1, args.repeats - 1)} time(s) each."
+                + (f" **Note:** {results['note']}." if results.get("note") else ""),
                 table,
                 rp.facts_block(facts),
             ]
         )
         rp.replace_section("bench-cold", body)
-        rp.save_results("cold", results)
+    rp.save_results("cold", results)
     return results
 
-
-if __name__ == "__main__":
-    main()
 
 
 # --------------------------------------------------------------------------- CPU to first chart
@@ -431,3 +451,7 @@ def cpu_section(repeats: int, baseline: Path | None) -> dict:
     results = {"facts": facts, "runs": runs}
     rp.save_results("cold_cpu", results)
     return results
+
+
+if __name__ == "__main__":
+    main()
