@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from plotly.colors import qualitative  # not plotly.express: it imports much more (start-up)
 
 __all__ = [
     "MAX_REFERENCE_POINTS",
@@ -54,7 +53,7 @@ UNKNOWN_COLOR = "#B3B6B7"
 _UNASSIGNED_NAMES = frozenset(
     {"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA", "Unknown"}
 )
-_PALETTE = tuple(px.colors.qualitative.Dark24 + px.colors.qualitative.Alphabet)
+_PALETTE = tuple(qualitative.Dark24 + qualitative.Alphabet)
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -285,6 +284,8 @@ def cluster_panels(
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
     keep = _shown(placed, max_points)
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,
