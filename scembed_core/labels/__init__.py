@@ -21,8 +21,11 @@ Which file owns which rule:
   ``cluster_majority``) and the per-cluster table with the absent-type check
   (``cluster_table``, also importable from :mod:`.assign`).
 
-Rules added by later work get their own file here and a line above: unseen cell types
-(``unknown.py``), marker-based second opinions (``second_opinion.py``).
+- :mod:`.unknown` and :mod:`.loto`: the Unknown rule for cell types the reference does not
+  contain (``unknown.py``) and its leave-one-type-out calibration (``loto.py``).
+
+Rules added by later work get their own file here and a line above (marker-based second
+opinions: ``second_opinion.py``).
 
 Submodules are imported where they are used; importing this package loads none of them.
 """
