@@ -11,8 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ScEmbedError
+
+if TYPE_CHECKING:
+    from .reference import Reference
 
 __all__ = ["main"]
 
@@ -262,7 +266,7 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         )
 
 
-def _check_run_reference(args: argparse.Namespace, reference) -> None:
+def _check_run_reference(args: argparse.Namespace, reference: Reference) -> None:
     spec = getattr(args, "run_spec", None)
     expected = spec.reference.get("fingerprint") if spec is not None else None
     if expected and reference.fingerprint != expected:
@@ -359,8 +363,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
 
 def _check_scale_build(args: argparse.Namespace) -> None:
-    """The out-of-core path does not lift peaks: refuse data on another build than the
-    reference's (detected from an ``.h5ad``'s peak table, or as given)."""
+    """Refuse data on another build than the reference's: the Dask path lifts no peaks."""
     from .errors import GenomeBuildError
     from .liftover.query import decide_lift
     from .reference import resolve_reference

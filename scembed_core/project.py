@@ -55,7 +55,7 @@ LOW_COVERAGE_FRACTION = 0.2
 
 
 def regions_of(adata: ad.AnnData) -> GenomicRegions:
-    """The peaks of a dataset read by :func:`scembed_core.io.read_dataset`."""
+    """Return the peaks of a dataset read by :func:`scembed_core.io.read_dataset`."""
     if {"chr", "start", "end"} <= set(adata.var.columns):
         return GenomicRegions.from_frame(adata.var[["chr", "start", "end"]])
     return GenomicRegions.from_names(adata.var_names)
@@ -122,8 +122,10 @@ def mapping_warnings(
     lifted_from: str | None = None,
     n_unmapped_cells: int = 0,
 ) -> list[str]:
-    """Warnings about chromosome naming, low overlap (a likely genome-build mismatch) and
-    cells without an embedding; the in-memory and the Dask path both report these.
+    """List warnings about chromosome naming, low overlap and cells without an embedding.
+
+    Low overlap is a likely genome-build mismatch. The in-memory and the Dask path both
+    report these.
 
     ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
     is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.

@@ -76,7 +76,7 @@ _SNAPSHOT_BYTES_BAR = "huggingface_hub.snapshot_download"
 
 
 def _progress_tqdm_class(progress: ProgressCallback, repo_id: str) -> type:
-    """A huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``.
+    """Make a huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``.
 
     The bar is recognised by the ``name`` huggingface_hub passes, not by its text. Its total
     grows as each file starts downloading, so the fraction reported never goes back.

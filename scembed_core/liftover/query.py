@@ -129,7 +129,7 @@ def lift_dataset(
     min_match: float = 0.95,
     max_length_change: float = 0.1,
 ) -> tuple[ad.AnnData, LiftResult]:
-    """A copy of ``adata`` with its peaks lifted from build ``source`` to ``target``.
+    """Return a copy of ``adata`` with its peaks lifted from build ``source`` to ``target``.
 
     Dropped peaks are removed; see the module docstring for what ``var`` holds.
     """

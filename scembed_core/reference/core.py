@@ -135,7 +135,7 @@ class Reference:
 
     @property
     def label_keys(self) -> list[str]:
-        """obs columns of the reference cells that hold labels."""
+        """The ``obs`` columns of the reference cells that hold labels."""
         if self.cells is None:
             return []
         keys = self.manifest.get("label_keys") or []
@@ -165,7 +165,7 @@ class Reference:
         return self.cells is not None and bool(self.label_keys)
 
     def label_counts(self, key: str | None = None) -> pd.Series:
-        """Number of reference cells per label."""
+        """Count the reference cells per label."""
         key = key or self.default_label_key
         if key is None:
             return pd.Series(dtype=int)

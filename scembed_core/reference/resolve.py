@@ -16,7 +16,7 @@ from .core import DEFAULT_REFERENCE_DIR, Reference
 
 
 def load_default_reference() -> Reference:
-    """The built-in reference (Granja 2019 bone marrow, hg19) shipped with the package."""
+    """Return the built-in reference (Granja 2019 bone marrow, hg19) shipped with the package."""
     if not (DEFAULT_REFERENCE_DIR / "manifest.json").is_file():
         raise ReferenceBundleError(
             f"The built-in reference is missing from {DEFAULT_REFERENCE_DIR}; "
