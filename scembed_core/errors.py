@@ -87,6 +87,14 @@ class ScEmbedWarning(UserWarning):
     """Base class of the warnings the engine emits."""
 
 
+class ScEmbedDeprecationWarning(FutureWarning):
+    """A name or parameter of the engine is deprecated; the message names its replacement.
+
+    A :class:`FutureWarning`, so that users see it by default (Python hides a plain
+    ``DeprecationWarning`` outside ``__main__``); the test suite turns it into an error.
+    """
+
+
 class LowCoverageWarning(ScEmbedWarning):
     """Few query peaks overlap the reference universe (possible genome-build mismatch)."""
 

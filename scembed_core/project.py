@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._kernels import pool_cells
-from ._types import ProgressCallback
+from ._types import Pooling, ProgressCallback
 from .errors import EmptyDataError, ParameterError
 from .regions import (
     GenomicRegions,
@@ -223,7 +223,7 @@ def pool_region_vectors(
     trained: np.ndarray,
     *,
     chunk_size: int = 50_000,
-    pooling: str = "mean",
+    pooling: Pooling = "mean",
 ) -> np.ndarray:
     """Mean (or max) of the trained region vectors of each cell, chunk by chunk.
 

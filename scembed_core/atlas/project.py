@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._types import ProgressCallback
+from .._types import LabelMethod, ProgressCallback
 from ..errors import MissingDependencyError, ParameterError
 from ..labels.vote import (
     UNASSIGNED,
@@ -125,7 +125,7 @@ def project_out_of_core(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
-    label_method: str = "classifier",
+    label_method: LabelMethod = "classifier",
     ev: bool = True,
     layer: str | None = None,
     n_workers: int = 2,

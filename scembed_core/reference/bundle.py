@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import numpy as np
 
 from .._kernels import POOLING_METHODS
 from .._version import __version__
-from ..errors import ReferenceBundleError
+from ..errors import ReferenceBundleError, ScEmbedDeprecationWarning
 from ..evmap import MapParams
 from ..knn import load_cell_index
 from ..model import RegionModel, Whitening
@@ -230,8 +231,11 @@ def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
 
-def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
-    """Load a reference bundle, validating manifest version and checksums.
+def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
+    """Load one reference bundle folder, validating manifest version and checksums.
+
+    :func:`scembed_core.load_reference` is the loader for any spec (``"default"``, a
+    bundle or geniml folder, a hub model); this one reads a scEmbed bundle only.
 
     Parameters
     ----------
@@ -241,6 +245,11 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
         Accepted for symmetry with geniml folders (whose gensim ``model.bin`` needs it);
         a bundle has nothing it would unlock: nothing is unpickled, and only the built-in
         bundle's binary kNN index is parsed (any other is rebuilt from the cell vectors).
+
+    Returns
+    -------
+    Reference
+        The bundle's reference, with ``path`` set to ``folder``.
 
     Raises
     ------
@@ -322,3 +331,28 @@ def bundle_to_zip_bytes(folder: str | Path) -> bytes:
             if path.is_file():
                 archive.write(path, arcname=f"{folder.name}/{path.name}")
     return buffer.getvalue()
+
+
+def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
+    """Load one bundle folder (deprecated name of :func:`load_bundle`).
+
+    Parameters
+    ----------
+    folder
+        Bundle folder.
+    trust
+        As in :func:`load_bundle`.
+
+    Returns
+    -------
+    Reference
+        What :func:`load_bundle` returns.
+    """
+    warnings.warn(
+        "scembed_core.reference.load_reference is deprecated: use "
+        "scembed_core.reference.load_bundle (one bundle folder) or scembed_core.load_reference "
+        "(any spec: 'default', a folder, 'hf:...').",
+        ScEmbedDeprecationWarning,
+        stacklevel=2,
+    )
+    return load_bundle(folder, trust=trust)
