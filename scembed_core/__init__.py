@@ -11,6 +11,7 @@ The public face, AnnData first (as scanpy's)::
     se.tl.transfer_labels(adata, reference)        # obs scembed_label, label probabilities
     se.tl.annotate_clusters(adata, reference)      # obs scembed_cluster_label, cluster table
     se.write(adata, "annotated.h5ad")
+    se.pl.query(adata, reference)                  # a Plotly figure: cells on the map
 
 Every verb records its parameters in ``adata.uns["scembed"]``. The array functions stay
 underneath, one module per stage: :mod:`~scembed_core.io`, :mod:`~scembed_core.regions`,
@@ -26,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["__version__", "read", "load_reference", "write", "tl"]
+__all__ = ["__version__", "read", "load_reference", "write", "tl", "pl"]
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import anndata as ad
 
-    from . import tl
+    from . import pl, tl
     from .liftover import Chain
     from .reference import Reference
     from .regions import GenomicRegions
@@ -191,7 +192,7 @@ def write(adata: ad.AnnData, path: str | Path) -> Path:
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - a lazily imported submodule
-    """Import the ``tl`` submodule on first use (keeps ``import scembed_core`` light).
+    """Import the ``tl`` and ``pl`` submodules on first use (keeps the import light).
 
     Parameters
     ----------
@@ -208,8 +209,8 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - a lazily imported submodule
     AttributeError
         For any other name.
     """
-    if name == "tl":
+    if name in ("tl", "pl"):
         import importlib
 
-        return importlib.import_module(".tl", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
