@@ -21,7 +21,7 @@ from scembed_core.pl.maps import (
     query_map,
     reference_map,
 )
-from scembed_core.pl.palette import UNASSIGNED_COLOR, label_colors
+from scembed_core.pl.palette import UNASSIGNED_COLOR, UNKNOWN_COLOR, label_colors
 from scembed_core.pl.reliability import coverage_at, coverage_curve, reliability_curve
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_QUERY_POINTS",
     "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
+    "UNKNOWN_COLOR",
     "label_colors",
     "downsample",
     "escape_text",

@@ -21,6 +21,9 @@ Which file owns which rule:
   ``cluster_majority``) and the per-cluster table with the absent-type check
   (``cluster_table``, also importable from :mod:`.assign`).
 
+- :mod:`.loto`: the Unknown rule's leave-one-type-out calibration of a reference (stored,
+  or computed once on load) and ``flag_unknown``, which applies it to query cells.
+
 Rules added by later work get their own file here and a line above: unseen cell types
 (``unknown.py``), marker-based second opinions (``second_opinion.py``).
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ..errors import ParameterError
 from .common import LAYOUT, downsample, hover_text, thin_mask
@@ -253,6 +252,8 @@ def cluster_panels(
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
     keep = thin_mask(placed, max_points)
+    from plotly.subplots import make_subplots  # imported when used: it slows the app's start
+
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,

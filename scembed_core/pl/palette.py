@@ -21,6 +21,7 @@ __all__ = [
     "REFERENCE_GREY",
     "UNASSIGNED_COLOR",
     "UNASSIGNED_NAMES",
+    "UNKNOWN_COLOR",
     "is_unassigned",
     "label_colors",
     "sorted_categories",
@@ -39,12 +40,16 @@ PALETTE: tuple[str, ...] = (
 )  # fmt: skip
 #: Grey of cells without a label or cluster ("Unassigned" and the like).
 UNASSIGNED_COLOR = "#7F8C8D"
+#: Cells the reference's calibrated rule calls Unknown: their own, lighter grey.
+UNKNOWN_COLOR = "#B3B6B7"
 #: Light grey of the reference cells under a query map.
 REFERENCE_GREY = "#D5D8DC"
 #: Colour of query cells drawn in one colour (the projection animation).
 QUERY_COLOR = "#C0392B"
 #: Category names drawn grey and listed last.
-UNASSIGNED_NAMES = frozenset({"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA"})
+UNASSIGNED_NAMES = frozenset(
+    {"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA", "Unknown"}
+)
 
 
 def is_unassigned(category: object) -> bool:
@@ -58,7 +63,7 @@ def is_unassigned(category: object) -> bool:
     Returns
     -------
     bool
-        True for "Unassigned", "Unmapped", "nan", "NA" and their lower-case forms.
+        True for "Unassigned", "Unmapped", "Unknown", "nan", "NA" (and lower-case forms).
     """
     return str(category) in UNASSIGNED_NAMES
 
@@ -77,7 +82,8 @@ def label_colors(labels: Iterable, reference: Reference | None = None) -> dict:
     Returns
     -------
     dict
-        ``{label: colour}`` for every label; "Unassigned"-like labels are grey.
+        ``{label: colour}`` for every label; "Unknown" is light grey, "Unassigned"-like
+        labels grey.
     """
     fixed = {}
     if reference is not None:
@@ -85,7 +91,9 @@ def label_colors(labels: Iterable, reference: Reference | None = None) -> dict:
     colors = {}
     i = 0
     for label in labels:
-        if is_unassigned(label):
+        if str(label) == "Unknown":
+            colors[label] = UNKNOWN_COLOR
+        elif is_unassigned(label):
             colors[label] = UNASSIGNED_COLOR
         elif str(label) in fixed:
             colors[label] = fixed[str(label)]
