@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, results, state, widgets
+from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
@@ -31,6 +31,7 @@ st.caption(
 )
 if dataset.liftover:
     st.info(genome.describe_liftover(dataset.liftover), icon=":material/swap_horiz:")
+trust_views.data_banner(dataset, ref_key, reference)
 ev = st.toggle(
     "Place the cells on the reference map (EV-projection)",
     value=reference.can_ev_project,

@@ -6,7 +6,7 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, deployment, figures, guards, quickref, state, widgets
+from scembed_app import cached, deployment, figures, guards, quickref, state, trust_views, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -39,6 +39,15 @@ def use_reference(spec: str, trust: bool) -> None:
     try:
         cached.load_reference_spec(spec, trust)
     except UntrustedSourceError as exc:
+        if not state.trust_allowed():  # no box to tick here: say so, not "tick the box"
+            st.error(
+                "This model's only weights are a Python pickle (a gensim model.bin), which can "
+                "run code when loaded; this server never loads pickles. Use a model that has "
+                "model.safetensors or checkpoint.pt, the built-in reference, or train one on "
+                "the Train page.",
+                icon=":material/error:",
+            )
+            return
         widgets.show_engine_error(
             exc, hint="Tick 'I trust this source' only for models from a source you trust."
         )
@@ -234,6 +243,8 @@ if reference.can_transfer_labels:
                 widgets.plot(figures.reliability_curve(calibration), key="reference_reliability")
             with right:
                 widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
+if reference.can_transfer_labels:
+    trust_views.reference_rule(reference)
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
     manifest = {k: v for k, v in reference.manifest.items() if k != "files"}

@@ -121,16 +121,14 @@ def cached_demo_dataset() -> LoadedDataset:
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
 
 
-@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
-def cached_read_upload(
-    digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
-) -> LoadedDataset:
-    """Parse an upload once per content digest.
+def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset:
+    """Parse an upload; not cached, so its data leave the server with the session.
 
     Fragments are counted over the universe, lifted onto the reference's build first when
-    they are confidently on another.
+    they are confidently on another. The page keeps the result in its session (a shared
+    ``st.cache_data`` kept four uploads for an hour after their tabs closed).
     """
-    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
+    return load_uploads(files, universe=reference.model.universe, reference=reference)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
@@ -209,6 +207,8 @@ def cached_transfer(
     _embedding: np.ndarray,
     _reference: Any,
     _neighbors: tuple[np.ndarray, np.ndarray] | None,
+    unknown_rate: float | None = None,
+    _n_regions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Labels with class probabilities (the engine's one rule) under the thresholds.
 
@@ -230,7 +230,19 @@ def cached_transfer(
         max_mapping_distance=max_mapping_distance,
         neighbors=_neighbors,
         warn=False,
+        n_regions=_n_regions,
+        unknown_rate=unknown_rate,
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_fit(
+    digest: str, reference_key: str, lifted_from: str | None, _adata: Any, _reference: Any
+) -> dict:
+    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`)."""
+    from scembed_core.fit import assess_fit
+
+    return assess_fit(_adata, _reference, lifted_from=lifted_from)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_QUERY_POINTS",
     "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
+    "UNKNOWN_COLOR",
     "category_colors",
     "downsample",
     "escape_text",
@@ -47,7 +48,11 @@ MAX_ANIMATED_POINTS = 2_000
 QUERY_COLOR = "#C0392B"
 REFERENCE_GREY = "#D5D8DC"
 UNASSIGNED_COLOR = "#7F8C8D"
-_UNASSIGNED_NAMES = frozenset({"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA"})
+#: Cells the reference's calibrated rule calls Unknown: their own, lighter grey.
+UNKNOWN_COLOR = "#B3B6B7"
+_UNASSIGNED_NAMES = frozenset(
+    {"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA", "Unknown"}
+)
 _PALETTE = tuple(qualitative.Dark24 + qualitative.Alphabet)
 _LAYOUT = {
     "template": "plotly_white",
@@ -74,7 +79,9 @@ def category_colors(categories: Sequence) -> dict:
     colors = {}
     i = 0
     for cat in categories:
-        if str(cat) in _UNASSIGNED_NAMES:
+        if str(cat) == "Unknown":
+            colors[cat] = UNKNOWN_COLOR
+        elif str(cat) in _UNASSIGNED_NAMES:
             colors[cat] = UNASSIGNED_COLOR
         else:
             colors[cat] = _PALETTE[i % len(_PALETTE)]

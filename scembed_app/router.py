@@ -93,7 +93,10 @@ def run() -> None:
     _run.routing = True
     try:
         if problem is None:
-            page.run()
+            from scembed_app.stopping import stoppable
+
+            with stoppable():  # a rerun, a closed tab or the time budget ends engine work
+                page.run()
         else:
             workspaces.problem_page(problem)
     except state.PageStop:

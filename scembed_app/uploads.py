@@ -141,6 +141,7 @@ def load_uploads(
     if total == 0:
         raise InputFormatError("The uploaded file is empty (0 bytes).")
     digest = upload_digest(files)
+    sha256 = hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None
     with tempfile.TemporaryDirectory(prefix="scembed-upload-") as tmp:
         folder = Path(tmp)
         for name, (_, data) in zip(names, files, strict=True):
@@ -160,7 +161,7 @@ def load_uploads(
         adata=adata,
         n_bytes=total,
         liftover=dict(lifted) if lifted else None,
-        sha256=hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None,
+        sha256=sha256,
     )
 
 
