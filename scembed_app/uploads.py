@@ -14,13 +14,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
-
-from anndata import AnnData
+from typing import TYPE_CHECKING, Any
 
 from scembed_core.errors import InputFormatError, UnsafeInputError
-from scembed_core.io import PICKLE_SUFFIXES
-from scembed_core.regions import GenomicRegions
+
+if TYPE_CHECKING:  # anndata, the readers and pandas load on first use, not at start-up
+    from anndata import AnnData
+
+    from scembed_core.regions import GenomicRegions
 
 __all__ = [
     "ACCEPTED_EXTENSIONS",
@@ -85,6 +86,8 @@ def _safe_name(name: str) -> str:
     base = PurePath(name.replace("\\", "/")).name
     if not base or base in {".", ".."}:
         raise InputFormatError(f"The uploaded file name {name!r} is empty or invalid.")
+    from scembed_core.io import PICKLE_SUFFIXES
+
     if base.lower().endswith(PICKLE_SUFFIXES):
         raise UnsafeInputError(
             f"{base} looks like a pickled Python object (.pkl/.joblib/...). Loading it "

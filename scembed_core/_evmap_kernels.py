@@ -30,7 +30,11 @@ def _flag_set(typingctx, flag):  # noqa: ANN001, ANN202 - numba intrinsic
 
 @njit(cache=True, parallel=True)
 def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no cover - numba
-    """umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances."""
+    """umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances.
+
+    ``mean_distances`` holds one value per row (umap: the batch's mean distance everywhere;
+    the per-cell mode: each row's own mean, so a row's result never depends on the others).
+    """
     n, width = distances.shape
     target = np.log2(k)
     rho = np.zeros(n, dtype=np.float32)
@@ -86,8 +90,8 @@ def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no 
             mean_row = np.mean(row)
             if sigma[i] < 1e-3 * mean_row:
                 sigma[i] = 1e-3 * mean_row
-        elif sigma[i] < 1e-3 * mean_distances:
-            sigma[i] = 1e-3 * mean_distances
+        elif sigma[i] < 1e-3 * mean_distances[i]:
+            sigma[i] = 1e-3 * mean_distances[i]
     return sigma, rho
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import ScEmbedError
+from .fit import FitRejected
 
 __all__ = ["main"]
 
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse, instead of lifting, when the input is on another build",
     )
+    project.add_argument("--strict", action="store_true", help="fail when it does not fit")
     group = project.add_mutually_exclusive_group()
     group.add_argument("--resolution", type=float, default=None)
     group.add_argument("--n-clusters", type=int, default=None)
@@ -321,6 +323,10 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    fit = result.fit or {}
+    print(f"fit: {fit.get('verdict')} (cause: {fit.get('cause')}). {fit.get('reason')}")
+    if args.strict and fit.get("verdict") == "does_not_fit":
+        raise FitRejected(f"--strict: the dataset does not fit the reference. {fit['reason']}")
     written = write_results(result, args.out, csv=args.csv)
     if result.liftover:
         lift = result.liftover
@@ -338,15 +344,12 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
     if result.params.get("label_note"):
         print(f"note: {result.params['label_note']}", file=sys.stderr)
-    if result.cluster_table is not None and "possibly_absent" in result.cluster_table:
-        flagged = result.cluster_table.loc[result.cluster_table["possibly_absent"], "cluster"]
-        if len(flagged):
-            print(
-                f"warning: cluster(s) {', '.join(map(str, flagged))}: possibly a cell type the "
-                "reference does not contain (median mapping distance above the reference's "
-                "own 99th percentile)",
-                file=sys.stderr,
-            )
+    table = result.cluster_table
+    if table is not None and "unknown" in table:
+        odd = table["possibly_absent"] | table["unknown"]
+        flagged = ", ".join(map(str, table.loc[odd, "cluster"]))
+        if flagged:
+            print(f"warning: cluster(s) {flagged}: a type the reference lacks?", file=sys.stderr)
     coverage = result.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "

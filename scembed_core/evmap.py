@@ -250,9 +250,17 @@ class MapTransform:
 
 
 def _membership(
-    indices: np.ndarray, distances: np.ndarray, params: MapParams, n_ref: int
+    indices: np.ndarray,
+    distances: np.ndarray,
+    params: MapParams,
+    n_ref: int,
+    per_cell: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbour columns (-1: none) and umap's fuzzy membership weights, per query cell."""
+    """Neighbour columns (-1: none) and umap's fuzzy membership weights, per query cell.
+
+    umap floors ``sigma`` with the batch's mean distance; ``per_cell`` uses each cell's own
+    mean distance instead, so a cell's weights never depend on the other cells.
+    """
     cols = np.asarray(indices, dtype=np.int64).copy()
     dists = np.asarray(distances, dtype=np.float32)
     finite = np.isfinite(dists)
@@ -265,7 +273,13 @@ def _membership(
         )
     cols[dists >= _DISCONNECTION[params.metric]] = -1
     used = finite.any(axis=1)
-    mean = float(dists[finite].mean()) if finite.any() else 0.0
+    if per_cell:
+        counts = finite.sum(axis=1)
+        mean = np.divide(
+            dists.sum(axis=1, dtype=np.float64), counts, out=np.zeros(len(dists)), where=counts > 0
+        )
+    else:
+        mean = np.full(len(dists), float(dists[finite].mean()) if finite.any() else 0.0)
     local = max(0.0, params.local_connectivity - 1.0)
     from ._evmap_kernels import memberships, smooth_knn
 
@@ -315,8 +329,17 @@ def transform(
     n_epochs: int | None = None,
     n_frames: int = 0,
     max_sampled: int = 2000,
+    per_cell: bool = True,
 ) -> MapTransform:
     """Place query cells on a reference map from their reference neighbours (umap's transform).
+
+    By default (``per_cell``) every cell is placed independently of the others: umap-learn
+    scales the edge pruning and sampling schedule by the batch's largest membership weight,
+    floors ``sigma`` by the batch's mean distance and picks the epochs from the batch size;
+    here those are the largest possible weight (1), the cell's own mean distance and the
+    epochs umap runs for up to 10,000 cells. Each cell's random stream is umap's seed offset
+    by the bits of its own starting position. A cell therefore lands on the same spot
+    whether it is placed alone, in a subset, reordered or in Dask chunks.
 
     Parameters
     ----------
@@ -337,6 +360,9 @@ def transform(
         Record this many intermediate frames (evenly spaced epochs) for an animation.
     max_sampled
         Cells recorded in the frames at most (a seeded random sample when there are more).
+    per_cell
+        Place each cell independently of the batch (default); False follows umap-learn's
+        batch-relative rules exactly (for comparison with umap-learn).
 
     Returns
     -------
@@ -353,22 +379,26 @@ def transform(
     if ref.ndim != 2 or ref.shape[1] != 2 or not np.isfinite(ref).all():
         raise ParameterError("Reference map coordinates must be a finite (n_reference, 2) array.")
     n = len(indices)
-    epochs = int(n_epochs) if n_epochs is not None else params.transform_epochs(n)
+    if n_epochs is not None:
+        epochs = int(n_epochs)
+    else:
+        epochs = params.transform_epochs(0 if per_cell else n)
     if epochs < 1:
         raise ParameterError(f"n_epochs must be >= 1, got {epochs}.")
     seed = params.transform_seed if seed is None else int(seed)
 
-    cols, weights = _membership(indices, distances, params, len(ref))
+    cols, weights = _membership(indices, distances, params, len(ref), per_cell)
     initial = _initial_positions(cols, weights, ref)
     position = initial.copy()
 
     # umap: drop edges lighter than max / n_epochs; epochs_per_sample = max / weight
     if weights.size and weights.max() > 0:
-        weights = np.where(weights < weights.max() / float(epochs), 0.0, weights)
+        top = np.float32(1.0) if per_cell else weights.max()
+        weights = np.where(weights < top / float(epochs), 0.0, weights)
         cols = np.where(weights > 0, cols, -1)
         # umap's make_epochs_per_sample, with its float32 rounding (it decides which epochs
         # sample an edge)
-        n_samples = epochs * (weights / weights.max())
+        n_samples = epochs * (weights / top)
         with np.errstate(divide="ignore"):
             per_sample = np.where(n_samples > 0, float(epochs) / n_samples.astype(np.float64), -1.0)
     else:

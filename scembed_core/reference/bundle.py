@@ -17,6 +17,9 @@ A bundle is a folder::
     map.json             the reference map's transform parameters (see scembed_core.evmap);
                          the map itself is obsm X_umap of cells.h5ad
     label_model*.npy     label classifier arrays + label_model.json (see label_model.py)
+    map_coords.npy, map_label_codes.npy, map_labels.json
+                         the map and label columns again, compact and memory-mappable
+                         (scembed_core.compact: the landing page reads them without anndata)
 
 No file is a pickle, so a bundle from anywhere opens without trust. Bundles of the previous
 format carried a pickled umap-learn model (``umap_model.joblib``): it is never unpickled; the
@@ -114,10 +117,14 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
     for stale in _LEGACY_PICKLES:  # an older bundle rewritten in place loses its pickle
         (folder / stale).unlink(missing_ok=True)
     extra: list[str] = []
+    if reference.cells is not None and "X_umap" in reference.cells.obsm:
+        from ..compact import write_compact_map  # the landing page's map, without anndata
+
+        extra += write_compact_map(folder, reference.cells, reference.label_keys)
     if reference.label_model is not None:
         from ..labels.classifier import save_label_model
 
-        extra = save_label_model(reference.label_model, folder)
+        extra += save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
     manifest.update(
         {
