@@ -46,7 +46,17 @@ if TYPE_CHECKING:
 
     from .reference import Reference
 
-__all__ = ["project", "cluster", "transfer_labels", "annotate_clusters"]
+from .evidence import gene_activity, rank_regions, second_opinion
+
+__all__ = [
+    "project",
+    "cluster",
+    "transfer_labels",
+    "annotate_clusters",
+    "rank_regions",
+    "gene_activity",
+    "second_opinion",
+]
 
 
 def _target(adata: ad.AnnData, copy: bool) -> ad.AnnData:
