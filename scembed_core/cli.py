@@ -128,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
     project.add_argument("--seed", type=int, default=0)
     project.add_argument(
+        "--gene-activity",
+        default=None,
+        metavar="OUT.h5ad",
+        help="also write cells x genes activity (gene body + 2 kb upstream, Signac's model) "
+        "for the reference's genome build",
+    )
+    project.add_argument(
+        "--markers",
+        default=None,
+        metavar="OUT.csv",
+        help="also write each cluster's top marker regions with their nearest genes",
+    )
+    project.add_argument(
         "--dask",
         nargs="?",
         const="local",
@@ -274,6 +287,29 @@ def _check_run_reference(args: argparse.Namespace, reference) -> None:
         )
 
 
+def _write_evidence(args: argparse.Namespace, adata, reference) -> list[Path]:
+    """Gene activity and the marker table, when asked for (``--gene-activity``, ``--markers``)."""
+    from . import results, tl
+    from .errors import ParameterError
+
+    written: list[Path] = []
+    genome = reference.genome if reference.genome in ("hg19", "hg38") else None
+    if getattr(args, "gene_activity", None):
+        if genome is None:
+            raise ParameterError(
+                f"No gene annotation for the reference's build {reference.genome!r}."
+            )
+        written.append(
+            results.write_h5ad(tl.gene_activity(adata, genome=genome), args.gene_activity)
+        )
+    if getattr(args, "markers", None):
+        tl.rank_regions(adata, genome=genome)
+        path = Path(args.markers)
+        adata.uns["scembed"]["markers"].to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
 def _cmd_project(args: argparse.Namespace) -> int:
     from .errors import ParameterError
 
@@ -318,7 +354,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    written = write_results(result, args.out, csv=args.csv)
+    evidence = _write_evidence(args, result.adata, reference)  # markers land in the .h5ad too
+    written = write_results(result, args.out, csv=args.csv) + evidence
     if result.liftover:
         lift = result.liftover
         dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"
