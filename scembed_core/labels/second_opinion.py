@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..regions import binary_signal
+from ..regions import GenomicRegions, binary_signal
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -42,6 +42,8 @@ __all__ = [
     "type_profiles",
     "lineage_of",
     "score_clusters",
+    "query_cluster_scores",
+    "with_second_opinion",
     "cluster_second_opinion",
 ]
 
@@ -49,6 +51,11 @@ PROFILE_FILE = "type_profiles.npy"
 #: ``reference.cells.uns`` key of the profiles of a reference built in this process.
 UNS_KEY = "scembed_type_profiles"
 _INDEX = re.compile(r"[._-]?\d+$")
+#: Why a reference has no second opinion.
+UNAVAILABLE = (
+    "unavailable: the reference stores no cell-type profiles and its cells carry no "
+    "accessibility"
+)
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,82 @@ def score_clusters(
         return np.nan_to_num((c @ t.T) / norm)
 
 
+def query_cluster_scores(
+    matrix: sp.spmatrix | np.ndarray,
+    peaks: GenomicRegions,
+    clusters: np.ndarray,
+    reference: Reference,
+) -> pd.DataFrame | None:
+    """Score every query cluster against every reference type (see the module docstring).
+
+    Parameters
+    ----------
+    matrix
+        Query cells x peaks (binarised here).
+    peaks
+        The query's peaks, on the reference's build.
+    clusters
+        Cluster of each cell.
+    reference
+        The reference.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Clusters x types scores, or None when the reference has no type profiles.
+    """
+    from ..regions import cells_by_universe, map_peaks_to_universe
+
+    profiles = type_profiles(reference)
+    if profiles is None:
+        return None
+    mapping = map_peaks_to_universe(peaks, reference.model.universe)
+    universe = cells_by_universe(matrix, mapping)
+    covered = np.asarray(mapping.matrix.sum(axis=0)).ravel() > 0
+    names, codes = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
+    onehot = sp.csr_matrix(
+        (np.ones(len(codes), dtype=np.float32), (codes, np.arange(len(codes)))),
+        shape=(len(names), len(codes)),
+    )
+    sizes = np.bincount(codes, minlength=len(names))[:, None]
+    fractions = np.asarray((onehot @ universe).todense()) / sizes
+    mean = np.asarray(universe.mean(axis=0)).ravel()
+    scores = score_clusters(fractions, mean, profiles, covered)
+    frame = pd.DataFrame(scores, index=names, columns=profiles.classes)
+    frame.attrs["n_regions_compared"] = int(covered.sum())
+    return frame
+
+
+def with_second_opinion(
+    table: pd.DataFrame, scores: pd.DataFrame, lineages: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Add ``second_opinion``, ``second_opinion_score`` and ``markers_agree`` to a table.
+
+    Parameters
+    ----------
+    table
+        A cluster table with ``cluster`` and ``label`` columns.
+    scores
+        Clusters x types scores (:func:`query_cluster_scores`).
+    lineages
+        Type -> lineage (the bundle manifest's ``lineages``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``table`` with the three columns.
+    """
+    out = table.copy()
+    key = out["cluster"].astype(str)
+    out["second_opinion"] = key.map(scores.idxmax(axis=1)).fillna("").to_numpy()
+    out["second_opinion_score"] = key.map(scores.max(axis=1)).to_numpy(dtype=float)
+    out["markers_agree"] = [
+        bool(b) and (b == lab or lineage_of(b, lineages) == lineage_of(lab, lineages))
+        for b, lab in zip(out["second_opinion"], out["label"].astype(str), strict=True)
+    ]
+    return out
+
+
 def cluster_second_opinion(
     adata: ad.AnnData, reference: Reference, *, cluster_key: str, label_key: str
 ) -> pd.DataFrame | None:
@@ -262,12 +345,11 @@ def cluster_second_opinion(
     Raises
     ------
     ParameterError
-        If the clusters, labels or cluster table are missing.
+        If the clusters or the cluster table are missing.
     """
     from .. import results
     from ..errors import ParameterError
     from ..markers import regions_of
-    from ..regions import cells_by_universe, map_peaks_to_universe
 
     table = adata.uns.get("scembed", {}).get("cluster_table")
     if cluster_key not in adata.obs or table is None:
@@ -275,51 +357,22 @@ def cluster_second_opinion(
             "No clusters or cluster table: run scembed_core.tl.cluster and "
             "tl.annotate_clusters first."
         )
-    profiles = type_profiles(reference)
-    if profiles is None:
+    scores = query_cluster_scores(
+        adata.X, regions_of(adata), adata.obs[cluster_key].to_numpy(), reference
+    )
+    if scores is None:
         results.record(adata, "second_opinion", {"status": "unavailable"})
-        adata.uns["scembed"]["second_opinion"]["status"] = (
-            "unavailable: the reference stores no cell-type profiles and its cells carry "
-            "no accessibility"
-        )
+        adata.uns["scembed"]["second_opinion"]["status"] = UNAVAILABLE
         return None
-    mapping = map_peaks_to_universe(regions_of(adata), reference.model.universe)
-    universe = cells_by_universe(adata.X, mapping)
-    covered = np.asarray(mapping.matrix.sum(axis=0)).ravel() > 0
-    clusters = adata.obs[cluster_key].astype(str).to_numpy()
-    names, codes = np.unique(clusters, return_inverse=True)
-    onehot = sp.csr_matrix(
-        (np.ones(len(codes), dtype=np.float32), (codes, np.arange(len(codes)))),
-        shape=(len(names), len(codes)),
-    )
-    sizes = np.bincount(codes, minlength=len(names))[:, None]
-    fractions = np.asarray((onehot @ universe).todense()) / sizes
-    mean = np.asarray(universe.mean(axis=0)).ravel()
-    scores = pd.DataFrame(
-        score_clusters(fractions, mean, profiles, covered), index=names, columns=profiles.classes
-    )
     lineages = reference.manifest.get("lineages") or {}
-    table = table.copy()
-    key = table["cluster"].astype(str)
-    best = scores.idxmax(axis=1)
-    table["second_opinion"] = key.map(best).fillna("").to_numpy()
-    table["second_opinion_score"] = key.map(scores.max(axis=1)).to_numpy(dtype=float)
-    label = table["label"].astype(str)
-    table["markers_agree"] = [
-        bool(b) and (b == lab or lineage_of(b, lineages) == lineage_of(lab, lineages))
-        for b, lab in zip(table["second_opinion"], label, strict=True)
-    ]
-    adata.uns["scembed"]["cluster_table"] = table
+    adata.uns["scembed"]["cluster_table"] = with_second_opinion(table, scores, lineages)
     results.record(
         adata,
         "second_opinion",
-        {
-            "cluster_key": cluster_key,
-            "label_key": label_key,
-            "profile_label_key": profiles.label_key,
-            "n_regions_compared": int(covered.sum()),
-            "score": "Pearson correlation of specificity profiles",
-        },  # fmt: skip
+        {"cluster_key": cluster_key, "label_key": label_key,
+         "profile_label_key": type_profiles(reference).label_key,
+         "n_regions_compared": scores.attrs["n_regions_compared"],
+         "score": "Pearson correlation of specificity profiles"},  # fmt: skip
     )
     adata.uns["scembed"]["second_opinion"]["scores"] = scores
     return scores
