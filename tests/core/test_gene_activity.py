@@ -58,9 +58,30 @@ def test_demo_lineage_genes_and_cli(tmp_path):
     small = tmp_path / "q.h5ad"
     demo[:300].copy().write_h5ad(small)
     out, genes_out = tmp_path / "out.h5ad", tmp_path / "genes.h5ad"
-    code = main(["project", str(small), "--out", str(out), "--no-ev",
-                 "--gene-activity", str(genes_out)])  # fmt: skip
+    markers = tmp_path / "markers.csv"
+    code = main(["project", str(small), "--out", str(out), "--gene-activity", str(genes_out),
+                 "--markers", str(markers)])  # fmt: skip
     assert code == 0
     written = ad.read_h5ad(genes_out)
     assert written.n_obs == 300 and "CD3E" in written.var_names
     assert "scembed_cluster" in written.obs and written.var["gene_id"].loc["CD3E"] == "916"
+    table = pd.read_csv(markers)
+    assert {"group", "region", "gene", "location", "pval_adj"} <= set(table.columns)
+    assert table["gene"].notna().mean() > 0.9  # hg19 genes near the markers
+    scanpy_reads_and_plots(out, table)
+
+
+def scanpy_reads_and_plots(path, table):
+    """The exported .h5ad as scanpy users expect: embedding plot, rank_genes_groups_df."""
+    sc = pytest.importorskip("scanpy")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata = sc.read_h5ad(path)
+    sc.pl.embedding(adata, basis="scembed_umap", color="scembed_label", show=False)
+    group = str(table["group"].iloc[0])
+    df = sc.get.rank_genes_groups_df(adata, group=group)
+    assert df["names"].iloc[0] == table["region"].iloc[0]
+    assert {"pct_nz_group", "pct_nz_reference", "pvals_adj"} <= set(df.columns)
+    stored = adata.uns["scembed"]["markers"]
+    assert list(stored["region"][:5]) == list(table["region"][:5])
