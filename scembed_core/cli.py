@@ -288,7 +288,7 @@ def _check_run_reference(args: argparse.Namespace, reference) -> None:
 
 
 def _write_evidence(args: argparse.Namespace, adata, reference) -> list[Path]:
-    """Gene activity and the marker table, when asked for (``--gene-activity``, ``--markers``)."""
+    """Second opinion (always), gene activity and markers (``--gene-activity``, ``--markers``)."""
     from . import results, tl
     from .errors import ParameterError
 
@@ -302,6 +302,16 @@ def _write_evidence(args: argparse.Namespace, adata, reference) -> list[Path]:
         written.append(
             results.write_h5ad(tl.gene_activity(adata, genome=genome), args.gene_activity)
         )
+    if "cluster_table" in adata.uns.get("scembed", {}):
+        scores = tl.second_opinion(adata, reference)  # joins the cluster table
+        if scores is not None:
+            table = adata.uns["scembed"]["cluster_table"]
+            for _, row in table.loc[~table["markers_agree"]].iterrows():
+                print(
+                    f"note: cluster {row['cluster']} is labelled {row['label']} but its "
+                    f"accessibility best matches {row['second_opinion']} (second opinion)",
+                    file=sys.stderr,
+                )
     if getattr(args, "markers", None):
         tl.rank_regions(adata, genome=genome)
         path = Path(args.markers)
