@@ -155,7 +155,7 @@ with probability_tab:
 with why_tab:
     label_views.why_this_label(run, dataset, reference, transferred)
 with evidence_tab:
-    evidence_views.evidence_view(run, dataset, reference, cluster, table)
+    evidence_views.evidence_view(run, dataset, reference, cluster, table, transferred["label"])
 
 # --- scoring against a truth column ----------------------------------------------------------------
 st.subheader("Compare with your labels")

@@ -174,8 +174,9 @@ def evidence_view(
     reference: Any,
     cluster: pd.Series,
     table: pd.DataFrame,
+    labels: pd.Series | None = None,
 ) -> None:
-    """Render the Evidence tab (see the module docstring)."""
+    """Render the Evidence tab (see the module docstring); ``labels``: per-cell labels."""
     from scembed_core.genes import GENOMES
 
     genome = str(reference.genome)
@@ -207,7 +208,7 @@ def evidence_view(
     else:
         st.caption("Pick genes to draw the dot plot.")
     _activity_map(run, reference, activity, cluster, genes or defaults or list(available[:1]))
-    _marker_table(dataset, genome, clusters_key, cluster)
+    _marker_table(dataset, genome, cluster, labels)
 
 
 def _activity_map(
@@ -236,14 +237,19 @@ def _activity_map(
 
 
 def _marker_table(
-    dataset: LoadedDataset, genome: str, clusters_key: str, cluster: pd.Series
+    dataset: LoadedDataset, genome: str, cluster: pd.Series, labels: pd.Series | None
 ) -> None:
-    st.markdown("**Top marker regions per cluster** (Wilcoxon on the binarised peaks, one vs rest)")
+    st.markdown("**Top marker regions** (Wilcoxon on the binarised peaks, one group vs the rest)")
+    by = "cluster"
+    if labels is not None:
+        by = st.radio("Group the cells by", ["cluster", "transferred label"], horizontal=True,
+                      key="evidence_marker_groupby")  # fmt: skip
+    groups_of = cluster if by == "cluster" else labels
     markers = cached_markers(
-        dataset.digest, clusters_key, genome, dataset.adata, cluster.to_numpy()
+        dataset.digest, _clusters_digest(groups_of), genome, dataset.adata, groups_of.to_numpy()
     )
     groups = [str(g) for g in markers["group"].cat.categories]
-    chosen = st.selectbox("Cluster", groups, key=MARKER_CLUSTER_KEY)
+    chosen = st.selectbox(by.capitalize(), groups, key=f"{MARKER_CLUSTER_KEY}_{by}")
     rows = markers[markers["group"].astype(str) == chosen].head(20).copy()
     rows["UCSC"] = ucsc_links(rows, genome)
     st.dataframe(
@@ -273,7 +279,7 @@ def _marker_table(
         key="evidence_markers",
     )
     st.download_button(
-        "Download every cluster's marker regions (CSV)",
+        f"Download every {by}'s marker regions (CSV)",
         markers.to_csv(index=False).encode(),
         file_name="marker_regions.csv",
         mime="text/csv",

@@ -53,7 +53,7 @@ def test_evidence_tab_colours_the_map_by_a_gene(tmp_path):
             )
             titles = page.evaluate(_COLORBARS_JS)
             assert "CD3E activity" in titles and "mean activity" in titles  # map + dot plot
-            page.get_by_text("Top marker regions per cluster").wait_for(timeout=60_000)
+            page.get_by_text("Top marker regions").wait_for(timeout=60_000)
             assert page.get_by_role("button", name=re.compile("marker regions \\(CSV\\)")).count()
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
