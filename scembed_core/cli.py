@@ -127,19 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
     project.add_argument("--seed", type=int, default=0)
-    project.add_argument(
-        "--gene-activity",
-        default=None,
-        metavar="OUT.h5ad",
-        help="also write cells x genes activity (gene body + 2 kb upstream, Signac's model) "
-        "for the reference's genome build",
-    )
-    project.add_argument(
-        "--markers",
-        default=None,
-        metavar="OUT.csv",
-        help="also write each cluster's top marker regions with their nearest genes",
-    )
+    project.add_argument("--gene-activity", metavar="OUT", help="also write gene activity (h5ad)")
+    project.add_argument("--markers", metavar="OUT", help="also write marker regions (csv)")
     project.add_argument(
         "--dask",
         nargs="?",
@@ -287,39 +276,6 @@ def _check_run_reference(args: argparse.Namespace, reference) -> None:
         )
 
 
-def _write_evidence(args: argparse.Namespace, adata, reference) -> list[Path]:
-    """Second opinion (always), gene activity and markers (``--gene-activity``, ``--markers``)."""
-    from . import results, tl
-    from .errors import ParameterError
-
-    written: list[Path] = []
-    genome = reference.genome if reference.genome in ("hg19", "hg38") else None
-    if getattr(args, "gene_activity", None):
-        if genome is None:
-            raise ParameterError(
-                f"No gene annotation for the reference's build {reference.genome!r}."
-            )
-        written.append(
-            results.write_h5ad(tl.gene_activity(adata, genome=genome), args.gene_activity)
-        )
-    if "cluster_table" in adata.uns.get("scembed", {}):
-        scores = tl.second_opinion(adata, reference)  # joins the cluster table
-        if scores is not None:
-            table = adata.uns["scembed"]["cluster_table"]
-            for _, row in table.loc[~table["markers_agree"]].iterrows():
-                print(
-                    f"note: cluster {row['cluster']} is labelled {row['label']} but its "
-                    f"accessibility best matches {row['second_opinion']} (second opinion)",
-                    file=sys.stderr,
-                )
-    if getattr(args, "markers", None):
-        tl.rank_regions(adata, genome=genome)
-        path = Path(args.markers)
-        adata.uns["scembed"]["markers"].to_csv(path, index=False)
-        written.append(path)
-    return written
-
-
 def _cmd_project(args: argparse.Namespace) -> int:
     from .errors import ParameterError
 
@@ -329,7 +285,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
         return _cmd_project_scale(args)
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
-    from .pipeline import run_pipeline, write_results
+    from .pipeline import run_pipeline, write_evidence, write_results
     from .reference import resolve_reference
 
     started = time.perf_counter()
@@ -364,8 +320,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    evidence = _write_evidence(args, result.adata, reference)  # markers land in the .h5ad too
-    written = write_results(result, args.out, csv=args.csv) + evidence
+    written = write_evidence(result.adata, reference, args.gene_activity, args.markers)
+    written = write_results(result, args.out, csv=args.csv) + written
     if result.liftover:
         lift = result.liftover
         dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"

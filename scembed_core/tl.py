@@ -27,6 +27,11 @@ also used by the app's Export page and the Dask path. In short:
     ``obs["scembed_cluster_label"]``, ``obs["scembed_cluster_possibly_absent"]`` and the
     table in ``uns["scembed"]["cluster_table"]``.
 
+``rank_regions``, ``gene_activity``, ``second_opinion``
+    The biological evidence verbs of :mod:`scembed_core.evidence` (documented there):
+    ``uns["rank_genes_groups"]`` and ``uns["scembed"]["markers"]``; a cells x genes
+    AnnData; ``second_opinion``/``markers_agree`` columns in the cluster table.
+
 The run's settings are summarised in ``uns["scembed"]["params"]``.
 """
 
