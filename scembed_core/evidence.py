@@ -114,7 +114,7 @@ def rank_regions(
     )
     params = {
         "groupby": groupby, "genome": genome if isinstance(genome, str) else "custom", "n_top": int(n_top), "n_genes": int(n_genes),
-        "tie_correct": bool(tie_correct), "min_cells": int(min_cells), "key_added": key_added,
+        "tie_correct": bool(tie_correct), "min_cells": int(min_cells), "uns_key": key_added,
         "method": "wilcoxon", "binarised": True,
     }  # fmt: skip
     out.uns[key_added] = scanpy_result(
@@ -181,7 +181,7 @@ def second_opinion(
     -------
     anndata.AnnData or None
         The copy when ``copy`` is True, else None. The cluster table
-        (``uns["scembed"]["cluster_table"]``) gains ``second_opinion``,
+        (``uns["scembed"]["<cluster_key>_label"]["cluster_table"]``) gains ``second_opinion``,
         ``second_opinion_score`` and ``markers_agree``; the per-type scores are in
         ``uns["scembed"]["second_opinion"]``.
     """

@@ -53,8 +53,7 @@ UNS_KEY = "scembed_type_profiles"
 _INDEX = re.compile(r"[._-]?\d+$")
 #: Why a reference has no second opinion.
 UNAVAILABLE = (
-    "unavailable: the reference stores no cell-type profiles and its cells carry no "
-    "accessibility"
+    "unavailable: the reference stores no cell-type profiles and its cells carry no accessibility"
 )
 
 
@@ -326,6 +325,9 @@ def cluster_second_opinion(
 ) -> pd.DataFrame | None:
     """Add ``second_opinion``, ``second_opinion_score`` and ``markers_agree`` to the table.
 
+    The cluster table is the one :func:`scembed_core.tl.annotate_clusters` stored in
+    ``uns["scembed"]["<cluster_key>_label"]["cluster_table"]``.
+
     Parameters
     ----------
     adata
@@ -351,7 +353,8 @@ def cluster_second_opinion(
     from ..errors import ParameterError
     from ..markers import regions_of
 
-    table = adata.uns.get("scembed", {}).get("cluster_table")
+    table_key = f"{cluster_key}_label"
+    table = results.cluster_table_of(adata, table_key)
     if cluster_key not in adata.obs or table is None:
         raise ParameterError(
             "No clusters or cluster table: run scembed_core.tl.cluster and "
@@ -361,18 +364,20 @@ def cluster_second_opinion(
         adata.X, regions_of(adata), adata.obs[cluster_key].to_numpy(), reference
     )
     if scores is None:
-        results.record(adata, "second_opinion", {"status": "unavailable"})
-        adata.uns["scembed"]["second_opinion"]["status"] = UNAVAILABLE
+        results.record(adata, "second_opinion", {"status": "unavailable"})["status"] = UNAVAILABLE
         return None
     lineages = reference.manifest.get("lineages") or {}
-    adata.uns["scembed"]["cluster_table"] = with_second_opinion(table, scores, lineages)
-    results.record(
+    adata.uns["scembed"][table_key]["cluster_table"] = with_second_opinion(table, scores, lineages)
+    entry = results.record(
         adata,
         "second_opinion",
-        {"cluster_key": cluster_key, "label_key": label_key,
-         "profile_label_key": type_profiles(reference).label_key,
-         "n_regions_compared": scores.attrs["n_regions_compared"],
-         "score": "Pearson correlation of specificity profiles"},  # fmt: skip
+        {
+            "cluster_key": cluster_key,
+            "label_key": label_key,
+            "profile_label_key": type_profiles(reference).label_key,
+            "n_regions_compared": scores.attrs["n_regions_compared"],
+            "score": "Pearson correlation of specificity profiles",
+        },  # fmt: skip
     )
-    adata.uns["scembed"]["second_opinion"]["scores"] = scores
+    entry["scores"] = scores
     return scores

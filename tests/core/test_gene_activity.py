@@ -83,6 +83,7 @@ def scanpy_reads_and_plots(path, table):
     df = sc.get.rank_genes_groups_df(adata, group=group)
     assert df["names"].iloc[0] == table["region"].iloc[0]
     assert {"pct_nz_group", "pct_nz_reference", "pvals_adj"} <= set(df.columns)
-    assert "markers_agree" in adata.uns["scembed"]["cluster_table"]  # the second opinion
+    clusters = adata.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
+    assert "markers_agree" in clusters  # the second opinion
     stored = adata.uns["scembed"]["markers"]
     assert list(stored["region"][:5]) == list(table["region"][:5])

@@ -27,7 +27,7 @@ def _with_truth_clusters(labels: dict[str, str] | None = None) -> ad.AnnData:
     demo.obs["scembed_cluster"] = demo.obs["cell_type"].astype(str)
     names = sorted(demo.obs["scembed_cluster"].unique())
     table = pd.DataFrame({"cluster": names, "label": [(labels or {}).get(n, n) for n in names]})
-    demo.uns["scembed"] = {"cluster_table": table}
+    demo.uns["scembed"] = {"scembed_cluster_label": {"cluster_table": table}}
     return demo
 
 
@@ -35,7 +35,7 @@ def test_demo_clusters_and_a_swapped_label():
     reference = load_default_reference()
     demo = _with_truth_clusters({"B": "CD14.Mono.1", "NK": "GMP"})
     scores = se.tl.second_opinion(demo, reference, copy=True).uns["scembed"]
-    table = scores["cluster_table"].set_index("cluster")
+    table = scores["scembed_cluster_label"]["cluster_table"].set_index("cluster")
     sizes = demo.obs["cell_type"].value_counts()
     big = sizes.index[sizes >= 50]
     truth_best = table.loc[big, "second_opinion"]
@@ -79,14 +79,14 @@ def test_built_reference_stores_profiles_and_old_bundles(planted, planted_refere
     (old / PROFILE_FILE).unlink()
     query = planted[240:].copy()
     query.obs["scembed_cluster"] = query.obs["cell_type"].astype(str)
-    query.uns["scembed"] = {
-        "cluster_table": pd.DataFrame({"cluster": ["type0"], "label": ["type0"]})
-    }
+    table = pd.DataFrame({"cluster": ["type0"], "label": ["type0"]})
+    query.uns["scembed"] = {"scembed_cluster_label": {"cluster_table": table}}
     assert se.tl.second_opinion(query, load_reference(old)) is None
     assert query.uns["scembed"]["second_opinion"]["status"].startswith("unavailable")
-    assert "second_opinion" not in query.uns["scembed"]["cluster_table"]
+    assert "second_opinion" not in query.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
     se.tl.second_opinion(query, saved)
-    assert query.uns["scembed"]["cluster_table"]["markers_agree"].tolist() == [True]
+    stored = query.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
+    assert stored["markers_agree"].tolist() == [True]
 
 
 def test_needs_clusters():
