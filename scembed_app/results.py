@@ -59,6 +59,7 @@ def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict
         "k": int(k),
         "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
         "max_mapping_distance": None if max_distance is None else float(max_distance),
+        "unknown_rate": float(st.session_state.get(state.UNKNOWN_RATE, 0.05)),
     }
 
 
@@ -145,6 +146,8 @@ def labels(
             np.asarray(run.projection.embedding),
             reference,
             getattr(run.projection, "neighbors", None),
+            key["unknown_rate"],
+            getattr(getattr(run.projection, "coverage", None), "n_regions_per_cell", None),
         )
     frame = frame.copy()
     frame.index = obs_names
@@ -257,10 +260,15 @@ def run_document(
         max_mapping_distance=settings["max_mapping_distance"],
         liftover=bool(st.session_state[state.LIFTOVER]),
     )
-    return reproduce.run_spec(
+    doc = reproduce.run_spec(
         spec=st.session_state[state.REFERENCE_SPEC],
         reference=reference,
         dataset=dataset,
         params=params,
         hosted=deployment.is_hosted(),
     )
+    lifted = (dataset.liftover or {}).get("source_build")
+    spec = str(st.session_state[state.REFERENCE_SPEC])
+    # the dataset verdict (scembed_core.fit), for the record
+    doc["fit"] = cached.cached_fit(dataset.digest, spec, lifted, dataset.adata, reference)
+    return doc
