@@ -133,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
     project.add_argument("--seed", type=int, default=0)
+    project.add_argument("--gene-activity", metavar="OUT", help="also write gene activity (h5ad)")
+    project.add_argument("--markers", metavar="OUT", help="also write marker regions (csv)")
     project.add_argument(
         "--dask",
         nargs="?",
@@ -291,7 +293,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
         raise ParameterError("--out must name a file (OUT.h5ad), --resolution a finite number.")
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
-    from .pipeline import run_pipeline, write_results
+    from .pipeline import run_pipeline, write_evidence, write_results
     from .reference import resolve_reference
 
     started = time.perf_counter()
@@ -330,7 +332,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
     print(f"fit: {fit.get('verdict')} (cause: {fit.get('cause')}). {fit.get('reason')}")
     if args.strict and fit.get("verdict") == "does_not_fit":
         raise FitRejected(f"--strict: the dataset does not fit the reference. {fit['reason']}")
-    written = write_results(result, args.out, csv=args.csv)
+    written = write_evidence(result.adata, reference, args.gene_activity, args.markers)
+    written = write_results(result, args.out, csv=args.csv) + written
     if result.liftover:
         lift = result.liftover
         dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"

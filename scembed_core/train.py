@@ -414,6 +414,12 @@ def build_reference(
         )
     cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
     cells.obsm["X_scembed"] = embedding[keep]
+    if keys:  # each type's open fraction per region: the clusters' second opinion
+        from .labels.second_opinion import UNS_KEY, compute_type_profiles
+        from .regions import cells_by_universe
+
+        signal = cells_by_universe(coverage.signal[keep], coverage.mapping)
+        cells.uns[UNS_KEY] = compute_type_profiles(signal, cells.obs[keys[0]].to_numpy(), keys[0])
     whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
     map_params = None

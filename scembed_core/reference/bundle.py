@@ -132,6 +132,12 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
 
         extra += save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
+    profiles = None if reference.cells is None else reference.cells.uns.get("scembed_type_profiles")
+    if profiles is not None:  # built in this process (labels/second_opinion.py)
+        from ..labels.second_opinion import save_type_profiles
+
+        extra += save_type_profiles(profiles, folder)
+        manifest["type_profiles"] = profiles.manifest_entry()
     manifest.update(
         {
             "schema_version": SCHEMA_VERSION,
