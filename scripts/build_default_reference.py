@@ -84,6 +84,9 @@ def main() -> None:
     if DEFAULT_REFERENCE_DIR.exists():
         shutil.rmtree(DEFAULT_REFERENCE_DIR)
     save_reference(reference, DEFAULT_REFERENCE_DIR)  # map.json + arrays, no pickle
+    from add_label_colors import add_label_colors  # scripts/: label colours and lineages
+
+    add_label_colors(DEFAULT_REFERENCE_DIR)
     sizes = {p.name: p.stat().st_size for p in DEFAULT_REFERENCE_DIR.iterdir()}
     print(json.dumps({"seconds": reference.manifest["build_seconds"], "bytes": sizes}, indent=1))
 
