@@ -115,24 +115,30 @@ def map_figure() -> go.Figure:
         results.hover_fields(adata.obs_names, cluster, transferred),
         reference_coords=np.asarray(reference.cells.obsm["X_umap"]) if has_map else None,
         continuous=False,
+        colors=colors,
     )
 
 
 def panels_figure() -> go.Figure:
     ref = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
-    return figures.cluster_panels(map_coords(), cluster, reference_coords=ref)
+    return figures.cluster_panels(map_coords(), cluster, reference_coords=ref, colors=colors)
 
 
 # Deferred downloads run on another thread, outside this script run: read the session's
 # settings now, not inside the callables.
-truth_key = st.session_state[state.TRUTH_KEY]
-label_map = dict(st.session_state[state.LABEL_MAP])
+truth_key = results.truth_column(adata.obs)
+label_map = {}
+if truth_key is not None and transferred is not None:
+    label_map = results.scoring_map(
+        adata.obs[truth_key], sorted(set(transferred["label"].astype(str)) - {"Unassigned"})
+    )
 normalize = bool(st.session_state[state.NORMALIZE_CONFUSION])
+colors = results.chart_colors(reference)
 
 
 def confusion_figure() -> go.Figure:
     report = classification_report(adata.obs[truth_key], transferred["label"], label_map=label_map)
-    return figures.confusion_heatmap(report.confusion, normalize_rows=normalize)
+    return figures.confusion_heatmap(report.confusion, normalize_rows=normalize, colors=colors)
 
 
 cols = st.columns(3)

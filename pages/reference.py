@@ -4,9 +4,10 @@ from scembed_app import router
 
 router.start_page()  # first: hands over to the router when run alone
 
+import pandas as pd
 import streamlit as st
 
-from scembed_app import cached, catalog, deployment, figures, guards, state, widgets
+from scembed_app import cached, catalog, deployment, figures, guards, results, state, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -157,19 +158,37 @@ if len(reference.label_keys) > 1:
         label_key = chosen
 
 if reference.cells is not None and label_key is not None:
+    colors = results.chart_colors(reference, label_key)
+    lineage_of = results.lineages(reference, label_key)
+    by_lineage = bool(lineage_of) and st.toggle(
+        "Colour by lineage",
+        key="reference_by_lineage",
+        help="Lineages (T, NK, B, myeloid, erythroid, progenitor...) from the reference's "
+        "label hierarchy, or from the label names when it has none.",
+    )
+    shown = reference.cells.obs[label_key].astype(str)
+    if by_lineage:
+        from scembed_core.lineage import to_lineages
+
+        shown = pd.Series(to_lineages(shown, lineage_of), index=shown.index, name="lineage")
     left, right = st.columns([2, 3])
     with left:
-        counts = reference.label_counts(label_key)
+        counts = shown.value_counts()
         widgets.plot(
-            figures.count_bar(counts, title=f"Reference cells per {label_key}"),
+            figures.count_bar(
+                counts,
+                title=f"Reference cells per {'lineage' if by_lineage else label_key}",
+                colors=colors,
+            ),
             key="reference_counts",
         )
     with right:
         if "X_umap" in reference.cells.obsm:
             fig = figures.reference_map(
                 reference.cells.obsm["X_umap"],
-                reference.cells.obs[label_key],
-                title="Reference map (UMAP) by cell type",
+                shown,
+                title=f"Reference map (UMAP) by {'lineage' if by_lineage else 'cell type'}",
+                colors=colors,
             )
             widgets.plot(fig, key="reference_map")
 elif reference.cells is None:

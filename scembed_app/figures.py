@@ -10,13 +10,14 @@ both downsampled once large.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from scembed_core import palette
 
 __all__ = [
     "MAX_REFERENCE_POINTS",
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
     "category_colors",
+    "label_colors",
     "downsample",
     "escape_text",
     "hover_text",
@@ -47,9 +49,7 @@ MAX_QUERY_POINTS = 50_000
 MAX_ANIMATED_POINTS = 2_000
 QUERY_COLOR = "#C0392B"
 REFERENCE_GREY = "#D5D8DC"
-UNASSIGNED_COLOR = "#7F8C8D"
-_UNASSIGNED_NAMES = frozenset({"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA"})
-_PALETTE = tuple(px.colors.qualitative.Dark24 + px.colors.qualitative.Alphabet)
+UNASSIGNED_COLOR = palette.GREY
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -70,17 +70,20 @@ def downsample(n: int, max_points: int, *, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_points, replace=False))
 
 
-def category_colors(categories: Sequence) -> dict:
-    """A stable colour per category; 'Unassigned'-like categories are grey."""
-    colors = {}
-    i = 0
-    for cat in categories:
-        if str(cat) in _UNASSIGNED_NAMES:
-            colors[cat] = UNASSIGNED_COLOR
-        else:
-            colors[cat] = _PALETTE[i % len(_PALETTE)]
-            i += 1
-    return colors
+def label_colors(labels: Sequence, reference: Mapping | None = None) -> dict:
+    """The one colour rule of every chart: a colour per label, as on the reference map.
+
+    ``reference`` is the reference's label -> colour map (with the user's names for its
+    labels and the lineages: :func:`scembed_app.results.chart_colors`); labels that match it
+    up to case and punctuation keep its colour, Unassigned/Unknown are grey, any other label
+    (cluster ids...) gets a colour-blind-safe palette colour (:mod:`scembed_core.palette`).
+    """
+    return palette.label_colors(labels, reference)
+
+
+def category_colors(categories: Sequence, reference: Mapping | None = None) -> dict:
+    """Alias of :func:`label_colors` (kept for callers of the earlier name)."""
+    return label_colors(categories, reference)
 
 
 def _sorted_categories(values: pd.Series) -> list:
@@ -93,8 +96,8 @@ def _sorted_categories(values: pd.Series) -> list:
             cats = sorted(cats, key=lambda c: (float(c), str(c)))
         except (TypeError, ValueError):
             cats = sorted(cats, key=str)
-    return [c for c in cats if str(c) not in _UNASSIGNED_NAMES] + [
-        c for c in cats if str(c) in _UNASSIGNED_NAMES
+    return [c for c in cats if not palette.is_missing(c)] + [
+        c for c in cats if palette.is_missing(c)
     ]
 
 
@@ -154,9 +157,10 @@ def _categorical_traces(
     text: np.ndarray | None,
     *,
     size: int,
+    colors: Mapping | None = None,
 ) -> list[go.Scattergl]:
     cats = _sorted_categories(values)
-    colors = category_colors(cats)
+    colors = label_colors(cats, colors)
     traces = []
     array = values.to_numpy()
     for cat in cats:
@@ -183,13 +187,17 @@ def reference_map(
     max_points: int = MAX_REFERENCE_POINTS,
     title: str | None = None,
     height: int = 600,
+    colors: Mapping | None = None,
 ) -> go.Figure:
-    """The reference UMAP coloured by cell type (downsampled to ``max_points``)."""
+    """The reference UMAP coloured by cell type (downsampled to ``max_points``).
+
+    ``colors``: the reference's label -> colour map (:func:`label_colors`).
+    """
     coords = np.asarray(coords, dtype=float)
     idx = downsample(len(coords), max_points)
     values = pd.Series(np.asarray(labels, dtype=object)[idx]).astype(str)
     text = hover_text(pd.DataFrame({"cell type": values}))
-    fig = go.Figure(_categorical_traces(coords[idx], values, text, size=3))
+    fig = go.Figure(_categorical_traces(coords[idx], values, text, size=3, colors=colors))
     return _finish_map(fig, title, height)
 
 
@@ -204,6 +212,7 @@ def query_map(
     continuous: bool | None = None,
     title: str | None = None,
     height: int = 650,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Query cells coloured by ``color`` on top of the reference map in light grey.
 
@@ -221,6 +230,8 @@ def query_map(
         Query cells drawn at most (a reproducible sample of the placed cells beyond).
     continuous
         Force a colour scale (True) or categories (False); inferred when None.
+    colors
+        Label -> colour map of the reference (:func:`label_colors`) for categories.
     """
     coords = np.asarray(coords, dtype=float)
     color = pd.Series(np.asarray(color), name=color.name if hasattr(color, "name") else None)
@@ -253,7 +264,8 @@ def query_map(
             )
         )
     else:
-        for trace in _categorical_traces(coords[keep], values.astype(str), text, size=4):
+        traces = _categorical_traces(coords[keep], values.astype(str), text, size=4, colors=colors)
+        for trace in traces:
             fig.add_trace(trace)
     return _finish_map(fig, title, height)
 
@@ -267,13 +279,14 @@ def cluster_panels(
     max_points: int = MAX_QUERY_POINTS,
     n_cols: int = 4,
     panel_height: int = 220,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Small multiples: one panel per cluster over the grey reference (paper Fig. 4F)."""
     coords = np.asarray(coords, dtype=float)
     values = pd.Series(np.asarray(clusters, dtype=object)).astype(str)
     placed = np.isfinite(coords).all(axis=1)
     cats = _sorted_categories(values[placed])
-    colors = category_colors(cats)
+    colors = label_colors(cats, colors)
     n_cols = max(1, min(n_cols, len(cats)))
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
@@ -327,9 +340,10 @@ def count_bar(
     title: str | None = None,
     x_title: str = "cells",
     horizontal: bool = True,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Bar chart of category counts (largest first), e.g. cell types or cluster sizes."""
-    colors = category_colors(_sorted_categories(pd.Series(counts.index)))  # as on the maps
+    colors = label_colors(_sorted_categories(pd.Series(counts.index)), colors)  # as on the maps
     counts = counts.sort_values(ascending=horizontal)
     names = escape_text(counts.index)
     bar = go.Bar(
@@ -391,8 +405,25 @@ def resolution_curve(curve: pd.DataFrame, *, current: float | None = None) -> go
     return fig
 
 
-def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -> go.Figure:
-    """Truth (rows) x predicted (columns) heatmap; row-normalised shows recall per class."""
+def _swatched(names: Sequence, colors: Mapping | None) -> list[str] | None:
+    """Tick labels with a square of each label's colour in front (None: no colours)."""
+    if colors is None:
+        return None
+    shown = label_colors(list(names), colors)
+    return [f'<span style="color:{shown[n]}">\u25a0</span> {html.escape(str(n))}' for n in names]
+
+
+def confusion_heatmap(
+    confusion: pd.DataFrame,
+    *,
+    normalize_rows: bool = True,
+    colors: Mapping | None = None,
+    title: str = "Confusion matrix",
+) -> go.Figure:
+    """Truth (rows) x predicted (columns) heatmap; row-normalised shows recall per class.
+
+    With ``colors`` (:func:`label_colors`), each tick label carries its label's colour.
+    """
     counts = confusion.astype(float)
     if normalize_rows:
         totals = counts.sum(axis=1).replace(0, np.nan)
@@ -418,9 +449,13 @@ def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -
         )
     )
     size = max(400, 28 * max(len(rows), len(cols)) + 160)
-    fig.update_layout(title="Confusion matrix", height=size, **_LAYOUT)
+    fig.update_layout(title=title, height=size, **_LAYOUT)
     fig.update_xaxes(title="predicted (mapped to your labels)", type="category", tickangle=-45)
     fig.update_yaxes(title="truth", type="category", autorange="reversed")
+    x_ticks, y_ticks = _swatched(confusion.columns, colors), _swatched(confusion.index, colors)
+    if x_ticks is not None:
+        fig.update_xaxes(tickmode="array", tickvals=list(cols), ticktext=x_ticks)
+        fig.update_yaxes(tickmode="array", tickvals=list(rows), ticktext=y_ticks)
     return fig
 
 

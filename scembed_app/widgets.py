@@ -95,11 +95,17 @@ def _color_values(
     dataset: LoadedDataset,
     cluster: pd.Series,
     transferred: pd.DataFrame | None,
+    lineage_of: dict | None = None,
 ) -> tuple[pd.Series, bool | None]:
     if choice == "Cluster":
         return cluster.rename("cluster"), False
     if choice == "Transferred label" and transferred is not None:
         return transferred["label"].rename("label"), False
+    if choice == "Lineage" and transferred is not None:
+        from scembed_core.lineage import to_lineages
+
+        lineage = to_lineages(transferred["label"], lineage_of or {})
+        return pd.Series(lineage, index=transferred.index, name="lineage"), False
     if choice == "Confidence" and transferred is not None:
         return transferred["confidence"].astype(float).rename("confidence"), True
     values = dataset.adata.obs[choice]
@@ -122,11 +128,14 @@ def map_explorer(
     cluster = results.current_clusters(run, dataset)
     transferred = results.labels(run, reference, obs.index)
     options = ["Cluster"]
+    lineage_of = results.lineages(reference) if transferred is not None else {}
     if transferred is not None:
-        options += ["Transferred label", "Confidence"]
+        options += ["Transferred label", "Lineage", "Confidence"]
+        if not lineage_of:
+            options.remove("Lineage")
     options += [c for c in results.color_columns(obs) if c not in options]
     choice = st.selectbox("Colour query cells by", options, key=f"{key}_color_by")
-    color, continuous = _color_values(choice, dataset, cluster, transferred)
+    color, continuous = _color_values(choice, dataset, cluster, transferred, lineage_of)
     hover = results.hover_fields(obs.index, cluster, transferred)
     ref_coords = None
     if on_reference and reference.cells is not None and "X_umap" in reference.cells.obsm:
@@ -137,6 +146,7 @@ def map_explorer(
         hover,
         reference_coords=ref_coords,
         continuous=continuous,
+        colors=results.chart_colors(reference),
     )
     plot(fig, key=f"{key}_chart")
     n_missing = int((~np.isfinite(np.asarray(coords, float)).all(axis=1)).sum())
