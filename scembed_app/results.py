@@ -303,4 +303,17 @@ def run_document(
         dataset=dataset,
         params=params,
         hosted=deployment.is_hosted(),
+        scoring=scoring_settings(dataset, reference, settings["label_key"]),
     )
+
+
+def scoring_settings(dataset: LoadedDataset, reference: Any, label_key: str | None) -> dict | None:
+    """``run.json``'s ``scoring``: the truth column and the label map (non-identity entries)."""
+    truth_key = truth_column(dataset.adata.obs)
+    if truth_key is None:
+        return None
+    names = []
+    if getattr(reference, "can_transfer_labels", False):
+        names = [str(n) for n in reference.label_counts(label_key).index]
+    full = scoring_map(dataset.adata.obs[truth_key], names)
+    return {"truth_key": truth_key, "label_map": {k: v for k, v in full.items() if k != v}}

@@ -65,6 +65,7 @@ WORKSPACE_NOTICE = "workspace_notice"  # str | None: one message about the works
 WORKSPACE_PROBLEM = "workspace_problem"  # tuple (kind, id) | None: a link that cannot be opened
 STORED_RESULTS = "stored_results"  # dict | None: clusters/labels read from the workspace
 DATASET_NOTICE = "dataset_notice"  # str | None: which settings a new dataset reset (Data page)
+FIGURE_FORMAT = "figure_format"  # str: "png" or "svg", what a chart's camera button saves
 
 #: Settings kept in the workspace (JSON) and restored from it; every other key is per tab.
 WORKSPACE_SETTINGS = (
@@ -151,6 +152,7 @@ def _defaults() -> dict[str, Any]:
         WORKSPACE_PROBLEM: None,
         STORED_RESULTS: None,
         DATASET_NOTICE: None,
+        FIGURE_FORMAT: "png",
     }
 
 

@@ -244,6 +244,9 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         args.no_liftover = not params["liftover"]
     if "reference" not in given:
         args.reference = cli_reference(spec)
+    if "truth_key" not in given and spec.scoring.get("truth_key"):
+        args.truth_key = spec.scoring["truth_key"]  # scored as the app did
+        args.label_map = spec.scoring.get("label_map") or None
     if args.out is None:
         args.out = f"{Path(args.input).stem}_scembed.h5ad"
     args.run_spec = spec
@@ -311,6 +314,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             label_key=args.label_key,
             label_method=args.label_method,
             truth_key=args.truth_key,
+            label_map=getattr(args, "label_map", None),
             seed=args.seed,
             progress=bar,
             query_genome=args.query_genome,

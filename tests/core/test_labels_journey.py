@@ -157,3 +157,17 @@ def test_lineage_report_scores_lineages_through_the_label_map():
     report = lineage_report(truth, predicted, BUILTIN_HIERARCHY)
     assert report.accuracy == pytest.approx(0.8)
     assert report.confusion.loc["B", "NK"] == 1
+
+
+def test_run_json_keeps_the_scoring_and_refuses_bad_maps():
+    from scembed_core.errors import ParameterError
+    from scembed_core.runspec import build_run_spec, read_run_spec
+
+    scoring = {"truth_key": "cell_type", "label_map": {"B": "B cells", "NK": "natural killer"}}
+    doc = build_run_spec(reference_spec="default", params={}, scoring=scoring)
+    assert doc["scoring"] == scoring
+    assert read_run_spec(doc).scoring == scoring
+    assert "scoring" not in build_run_spec(reference_spec="default", params={})
+    for bad in ({"label_map": {"B": 3}}, {"truth_key": 1}, {"colour": "x"}):
+        with pytest.raises(ParameterError, match="scoring"):
+            read_run_spec({**doc, "scoring": bad})
