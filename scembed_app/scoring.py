@@ -139,7 +139,7 @@ def lineage_section(
             report.confusion,
             normalize_rows=bool(st.session_state[state.NORMALIZE_CONFUSION]),
             colors=results.chart_colors(reference),
-            title="Lineage confusion matrix",
+            title="Lineages: truth vs predicted",
         ),
         key="annotate_lineage_confusion",
     )
