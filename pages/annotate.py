@@ -10,7 +10,7 @@ import streamlit as st
 from scembed_app import figures, guards, label_views, results, scoring, state, widgets
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
-from scembed_core.labels.assign import ABSENT_WARNING, cluster_table
+from scembed_core.labels.clusters import ABSENT_WARNING
 from scembed_core.labels.vote import UNASSIGNED
 
 METHODS = {
@@ -116,7 +116,7 @@ cols[2].metric("Median probability", f"{np.nanmedian(transferred['confidence']):
 
 # --- per-cluster majority label -------------------------------------------------------------------
 st.subheader("Clusters and their majority label")
-table = cluster_table(cluster.to_numpy(), transferred, reference)
+table = results.cluster_table(run, cluster, transferred, reference)
 flagged = table.loc[table["possibly_absent"], "cluster"].tolist()
 if flagged:
     st.warning(

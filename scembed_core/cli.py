@@ -315,7 +315,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             label_method=args.label_method,
             truth_key=args.truth_key,
             label_map=getattr(args, "label_map", None),
-            seed=args.seed,
+            random_state=args.seed,
             progress=bar,
             query_genome=args.query_genome,
             liftover=not args.no_liftover,
@@ -423,7 +423,7 @@ def _cmd_project_scale(args: argparse.Namespace) -> int:
             resolution=1.0 if args.resolution is None else args.resolution,
             n_clusters=args.n_clusters,
             method=args.method,
-            seed=args.seed,
+            random_state=args.seed,
         )
     finally:
         bar.close()

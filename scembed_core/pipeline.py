@@ -1,10 +1,10 @@
 """The whole annotation run: project, cluster, transfer labels, vote per cluster, evaluate.
 
 What the ``project`` command runs: the verbs of :mod:`scembed_core.tl` in a row on a copy
-of the query (after lifting its peaks onto the reference's build when needed), so
-``python -m scembed_core project`` and ``se.tl.*`` are one code path. The app calls the
-same stages one by one so it can cache each of them, and writes them with the same
-writer (:mod:`scembed_core.results`).
+of the query (after lifting its peaks onto the reference's build when needed):
+``tl.project``, ``tl.neighbors``, ``tl.cluster``, ``tl.transfer_labels``,
+``tl.annotate_clusters``. So ``python -m scembed_core project`` and ``se.tl.*`` are one
+code path; the app calls the same verbs one by one through its cache layer.
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ class PipelineResult:
     @property
     def resolution(self) -> float:
         """The resolution used (found by the search when ``n_clusters`` was given)."""
-        return float(self._uns["cluster"]["params"]["resolution"])
+        return float(self._uns[results.CLUSTER]["params"]["resolution"])
 
     @property
     def resolution_curve(self) -> pd.DataFrame | None:
         """Clusters per resolution of the search (None without one)."""
-        return self._uns["cluster"].get("resolution_curve")
+        return self._uns[results.CLUSTER].get("resolution_curve")
 
     @property
     def labels(self) -> pd.DataFrame | None:
@@ -80,7 +80,7 @@ class PipelineResult:
     @property
     def cluster_table(self) -> pd.DataFrame | None:
         """One row per cluster: majority label, agreement, absent-type check."""
-        return self._uns.get("cluster_table")
+        return results.cluster_table_of(self.adata)
 
     @property
     def params(self) -> dict:
@@ -124,10 +124,11 @@ def run_pipeline(
     label_method: str = "classifier",
     truth_key: str | None = None,
     label_map: dict[str, str] | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     progress: ProgressCallback | None = None,
     query_genome: str = "auto",
     liftover: bool = True,
+    seed: int | None = None,
 ) -> PipelineResult:
     """Project ``adata`` onto ``reference``, cluster it and transfer labels.
 
@@ -145,12 +146,38 @@ def run_pipeline(
     a note in ``params["label_note"]`` when it has none) or ``"knn"``; see
     :func:`scembed_core.labels.assign.assign_labels`.
 
+    ``random_state`` seeds the graph and the community detection (``seed`` is its
+    deprecated name).
+
     The input is left unchanged; the results are in ``PipelineResult.adata``.
+
+    Parameters
+    ----------
+    adata
+        The query (cells x peaks).
+    reference
+        The reference.
+    ev, resolution, n_clusters, method, k_neighbors, n_neighbors, min_confidence
+        See above.
+    max_mapping_distance, label_key, label_method, truth_key, random_state
+        See above.
+    progress
+        ``progress(fraction, message)`` callback.
+    query_genome, liftover
+        See above.
+    seed
+        Deprecated name of ``random_state``.
+
+    Returns
+    -------
+    PipelineResult
+        The annotated copy of the query.
     """
-    from .errors import ParameterError
+    from .errors import ParameterError, renamed_keyword
     from .evaluate import classification_report, clustering_scores
     from .liftover.query import prepare_query
 
+    random_state = int(renamed_keyword("seed", seed, "random_state", random_state, 0))
     report = progress or (lambda fraction, message: None)
     report(0.0, "Checking the genome build")
     prepared = prepare_query(adata, reference, query_genome=query_genome, liftover=liftover)
@@ -164,14 +191,13 @@ def run_pipeline(
         out,
         reference,
         ev=ev,
-        k_neighbors=k_neighbors,
+        n_neighbors=k_neighbors,
         query_genome=prepared.query_build,
         progress=lambda f, m: report(0.7 * f, m),
     )
     report(0.75, "Clustering (kNN graph + Louvain)")
-    tl.cluster(
-        out, resolution, n_clusters, method=method, n_neighbors=n_neighbors, random_state=seed
-    )
+    tl.neighbors(out, n_neighbors, random_state=random_state)
+    tl.cluster(out, resolution, n_clusters, method=method, random_state=random_state)
     if reference.can_transfer_labels:
         report(0.9, "Transferring labels from the reference")
         tl.transfer_labels(
@@ -179,7 +205,7 @@ def run_pipeline(
             reference,
             method=label_method,
             label_key=label_key,
-            k=k_neighbors,
+            n_neighbors=k_neighbors,
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
             warn=False,
@@ -191,8 +217,8 @@ def run_pipeline(
         evaluation["clustering"] = clustering_scores(truth, results.cluster_codes(out))
         if results.LABEL in out.obs:
             predicted = out.obs[results.LABEL].astype(str)
-            report = classification_report(truth, predicted, label_map=label_map)
-            evaluation["labels"] = report.summary()
+            scored = classification_report(truth, predicted, label_map=label_map)
+            evaluation["labels"] = scored.summary()
     detection = prepared.detection.summary() if prepared.detection is not None else None
     results.write_run_facts(
         out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation
@@ -202,7 +228,18 @@ def run_pipeline(
 
 
 def annotated_adata(result: PipelineResult) -> ad.AnnData:
-    """A copy of the annotated query (keys documented in :mod:`scembed_core.results`)."""
+    """Return a copy of the annotated query (keys in :mod:`scembed_core.results`).
+
+    Parameters
+    ----------
+    result
+        A pipeline run.
+
+    Returns
+    -------
+    anndata.AnnData
+        The copy.
+    """
     return result.adata.copy()
 
 

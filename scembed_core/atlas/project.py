@@ -320,15 +320,21 @@ def project_out_of_core(
         "coverage": coverage,
     }
     scembed: dict = {}
-    projected = project_params(reference, ev=plan.ev, k_neighbors=plan.k_neighbors)
+    projected = project_params(
+        reference,
+        ev=plan.ev,
+        n_neighbors=plan.k_neighbors,
+        mapping_distance_threshold=plan.outlier_threshold,
+    )
     projected.update(chunk_size=plan.chunk_size, input=plan.source.path)
     record_into(scembed, "project", projected)
     if plan.categories:
         labelled = label_params(
-            reference,
-            method=label_method,
+            method=plan.label_method,
+            method_requested=label_method,
+            note=label_note,
             label_key=plan.label_key,
-            k=plan.k_neighbors,
+            n_neighbors=plan.k_neighbors,
             min_confidence=plan.min_confidence,
             max_mapping_distance=plan.max_mapping_distance,
         )

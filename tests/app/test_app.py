@@ -313,7 +313,7 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
     classes = label_classes(labels)
     assert list(back.uns["scembed"]["label_classes"]) == classes
     np.testing.assert_allclose(back.obsm["scembed_label_probabilities"], probabilities_of(labels))
-    assert back.uns["scembed"]["transfer_labels"]["params"]["k"] == 5
+    assert back.uns["scembed"]["scembed_label"]["params"]["n_neighbors"] == 5
     assert [f"scembed_prob_{c}" for c in classes] == [
         c for c in table.columns if c.startswith("scembed_prob_")
     ], "one CSV column per class"

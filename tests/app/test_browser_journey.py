@@ -64,7 +64,7 @@ def _save_chart(page, chart, path: Path) -> bytes:
     chart.scroll_into_view_if_needed()
     chart.hover()
     button = chart.locator('.modebar-btn[data-title^="Download plot"]')
-    with page.expect_download(timeout=60_000) as download:
+    with page.expect_download(timeout=screenshots.SLOW_MS) as download:
         button.click(force=True)
     download.value.save_as(path)
     return path.read_bytes()
@@ -111,7 +111,9 @@ def test_a_biologists_first_hour(tmp_path):
             context = browser.new_context(viewport=screenshots.VIEWPORT, accept_downloads=True)
             page = context.new_page()
             screenshots.open_app(page, url)
-            page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+            page.locator(".js-plotly-plot").first.wait_for(
+                state="visible", timeout=screenshots.SLOW_MS
+            )
             on_reference = _colours(page)  # the reference map and the bar of cell counts
             assert len({on_reference[k] for k in ("NK", "B", "CD14.Mono.1", "CD4.N1")}) == 4
 
@@ -157,7 +159,7 @@ def test_a_biologists_first_hour(tmp_path):
             assert _png_width(png) >= 3 * chart.bounding_box()["width"]
             sidebar = page.locator('[data-testid="stSidebar"]')
             svg = sidebar.get_by_role("radio", name="SVG")  # a segmented control
-            svg.wait_for(timeout=60_000)
+            svg.wait_for(timeout=screenshots.SLOW_MS)
             svg.click()
             screenshots.wait_idle(page)
             chart = page.locator(
@@ -172,7 +174,7 @@ def test_a_biologists_first_hour(tmp_path):
             page.get_by_text("Peaks in universe").wait_for(timeout=screenshots.SLOW_MS)
             screenshots.wait_idle(page)
             notice = page.get_by_text(re.compile("New dataset: .*resolution")).first
-            notice.wait_for(timeout=60_000)
+            notice.wait_for(timeout=screenshots.SLOW_MS)
             _project(page)
             screenshots.go_to(page, "Clusters")
             assert _metric(page, "Resolution") == "1.000"
@@ -181,14 +183,16 @@ def test_a_biologists_first_hour(tmp_path):
             page.locator(
                 ".js-plotly-plot .gtitle", has_text=re.compile("^Confusion matrix$")
             ).wait_for(
-                timeout=60_000
+                timeout=screenshots.SLOW_MS
             )  # the truth column was preselected: scored with no choice made
             assert page.get_by_text("Preselected: cell_type").count() == 1
             before = float(_metric(page, "Accuracy"))
             assert before < accuracy_demo - 0.1, (before, accuracy_demo)
             page.get_by_role("button", name=re.compile("Suggest a mapping")).click()
             screenshots.wait_idle(page)
-            page.get_by_text("Mapping suggested from the cells").wait_for(timeout=60_000)
+            page.get_by_text("Mapping suggested from the cells").wait_for(
+                timeout=screenshots.SLOW_MS
+            )
             after = float(_metric(page, "Accuracy"))
             assert after >= accuracy_demo - 1e-3, (after, accuracy_demo)
             assert float(_metric(page, "Lineage accuracy")) >= after
@@ -211,12 +215,12 @@ def test_a_biologists_first_hour(tmp_path):
             download.value.save_as(bundle)
             offline = context.new_page()
             offline.goto(bundle.as_uri())
-            offline.locator("#fig-0 .main-svg").first.wait_for(timeout=60_000)
+            offline.locator("#fig-0 .main-svg").first.wait_for(timeout=screenshots.SLOW_MS)
             titles = offline.locator("h2").all_inner_texts()
             assert any(t.endswith("_confusion") for t in titles)
             assert any(t.endswith("_lineage_confusion") for t in titles)
             for fmt in ("png", "svg"):
-                with offline.expect_download(timeout=60_000) as download:
+                with offline.expect_download(timeout=screenshots.SLOW_MS) as download:
                     offline.locator("section").first.get_by_role(
                         "button", name=fmt.upper(), exact=True
                     ).click()

@@ -31,7 +31,8 @@ from scembed_core.cluster import build_knn_graph, louvain
 from scembed_core.errors import CountValueError, InputFormatError, ParameterError
 from scembed_core.io import read_dataset
 from scembed_core.labels.assign import assign_labels, cluster_table, label_classes, probabilities_of
-from scembed_core.labels.vote import UNASSIGNED, annotate_clusters
+from scembed_core.labels.clusters import cluster_majority
+from scembed_core.labels.vote import UNASSIGNED
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import ev_project, project
 from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
@@ -196,7 +197,7 @@ def test_cluster_large_is_louvain_below_the_sample_size(store, in_memory, refere
     clusters = result.obs["scembed_cluster"].astype(str).to_numpy()
     np.testing.assert_array_equal(clusters, labels.astype(str))
     assert result.obs["scembed_cluster_label"].nunique() >= 5
-    table = result.uns["scembed"]["cluster_table"]
+    table = result.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
     assert table["n_cells"].sum() == result.n_obs
     # every cluster's label, agreement and size equal the in-memory path's cluster table
     in_memory_clusters = np.where(expected >= 0, expected.astype(str), UNASSIGNED)
@@ -233,8 +234,8 @@ def test_a_planted_tie_gets_the_same_cluster_label_in_memory_and_on_dask(store, 
     zarr.consolidate_metadata(str(out), zarr_format=2)
     np.testing.assert_array_equal(cluster_large(out, n_sample=5_000), clusters)
     result = ad.read_zarr(out)
-    dask_table = result.uns["scembed"]["cluster_table"]
-    memory = annotate_clusters(
+    dask_table = result.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
+    memory = cluster_majority(
         result.obs["scembed_cluster"].astype(str), result.obs["scembed_label"].astype(str)
     )
     assert dask_table.loc[0, "label"] == memory.loc[0, "label"] == first
