@@ -130,7 +130,9 @@ def chart_colors(reference: Any, label_key: str | None = None) -> dict[str, str]
     base = dict(palette.LINEAGE_COLORS)
     key = label_key or transfer_label_key(reference)
     if key is not None and getattr(reference, "cells", None) is not None:
-        base.update(palette.reference_label_colors(reference, key))
+        from scembed_core.lineage import reference_label_colors
+
+        base.update(reference_label_colors(reference, key))
     label_map = st.session_state.get(state.LABEL_MAP) or {}
     for ref in sorted(label_map, key=str):
         user = label_map[ref]
@@ -149,7 +151,7 @@ def lineages(reference: Any, label_key: str | None = None) -> dict[str, str]:
     return dict(reference.memoized(("lineages", key), lambda: reference_lineages(reference, key)))
 
 
-NO_TRUTH = "(none)"  # the Annotation page's "no truth column" choice
+NO_TRUTH = state.NO_TRUTH  # the Annotation page's "no truth column" choice
 
 
 def truth_column(obs: pd.DataFrame) -> str | None:

@@ -244,9 +244,8 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         args.no_liftover = not params["liftover"]
     if "reference" not in given:
         args.reference = cli_reference(spec)
-    if "truth_key" not in given and spec.scoring.get("truth_key"):
-        args.truth_key = spec.scoring["truth_key"]  # scored as the app did
-        args.label_map = spec.scoring.get("label_map") or None
+    if "truth_key" not in given and spec.scoring.get("truth_key"):  # scored as the app did
+        args.truth_key, args.label_map = spec.scoring["truth_key"], spec.scoring["label_map"]
     if args.out is None:
         args.out = f"{Path(args.input).stem}_scembed.h5ad"
     args.run_spec = spec

@@ -28,6 +28,7 @@ __all__ = [
     "reference_lineages",
     "to_lineages",
     "lineage_report",
+    "reference_label_colors",
 ]
 
 #: The lineages, in display order.
@@ -215,3 +216,36 @@ def lineage_report(
     true_lineage = to_lineages(truth, lineages, label_map=label_map)
     predicted_lineage = to_lineages(predicted, lineages)
     return classification_report(true_lineage, predicted_lineage)
+
+
+def reference_label_colors(reference: Any, label_key: str | None = None) -> dict[str, str]:
+    """Return a reference's label -> colour map: the bundle's own, else computed the same way.
+
+    Parameters
+    ----------
+    reference
+        A :class:`~scembed_core.reference.Reference` (or anything with ``manifest``,
+        ``cells``, ``default_label_key``).
+    label_key
+        Reference obs column; None for its default label column.
+
+    Returns
+    -------
+    dict
+        ``{label: "#RRGGBB"}`` for every label of that column (empty without labels).
+    """
+    from .palette import assign_colors
+
+    key = label_key or getattr(reference, "default_label_key", None)
+    if key is None:
+        return {}
+    stored = (reference.manifest.get("label_colors") or {}).get(key)
+    if stored:
+        return {str(k): str(v) for k, v in stored.items()}
+
+    def compute() -> dict[str, str]:
+        labels = reference.cells.obs[key].astype(str).unique()
+        return assign_colors(labels, reference_lineages(reference, key))
+
+    memo = getattr(reference, "memoized", None)
+    return dict(memo(("label_colors", key), compute) if memo else compute())

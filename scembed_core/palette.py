@@ -3,8 +3,8 @@
 Pure data and functions (no plotting library). A reference bundle carries its label ->
 colour map in ``manifest.json`` (key ``label_colors``: ``{label_key: {label: "#rrggbb"}}``,
 added to the built-in bundle by ``scripts/add_label_colors.py``); a bundle without it gets
-the same map computed on load by :func:`reference_label_colors`, deterministically from its
-labels and their lineages (:mod:`scembed_core.lineage`).
+the same map computed on load, deterministically from its
+labels and their lineages (:func:`scembed_core.lineage.reference_label_colors`).
 
 Labels of one lineage get related hues (shades of one Okabe-Ito colour, alternating in
 lightness so neighbouring types stay apart); labels without a lineage get the qualitative
@@ -32,7 +32,6 @@ __all__ = [
     "shades",
     "assign_colors",
     "label_colors",
-    "reference_label_colors",
 ]
 
 #: Colour of Unassigned / Unknown / missing labels, in every chart.
@@ -218,7 +217,7 @@ def label_colors(
     labels
         The chart's labels (any hashable values; the keys of the result).
     base
-        The reference's label -> colour map (:func:`reference_label_colors`); None gives
+        The reference's label -> colour map (:func:`~scembed_core.lineage.reference_label_colors`); None gives
         every label a palette colour in natural order.
     aliases
         Label of ``base`` -> another name for it (the Annotation page's label map, reference
@@ -262,36 +261,3 @@ def label_colors(
         used.add(out[label])
         i += 1
     return out
-
-
-def reference_label_colors(reference: Any, label_key: str | None = None) -> dict[str, str]:
-    """Return a reference's label -> colour map: the bundle's own, else computed the same way.
-
-    Parameters
-    ----------
-    reference
-        A :class:`~scembed_core.reference.Reference` (or anything with ``manifest``,
-        ``cells``, ``default_label_key``).
-    label_key
-        Reference obs column; None for its default label column.
-
-    Returns
-    -------
-    dict
-        ``{label: "#RRGGBB"}`` for every label of that column (empty without labels).
-    """
-    from .lineage import reference_lineages
-
-    key = label_key or getattr(reference, "default_label_key", None)
-    if key is None:
-        return {}
-    stored = (reference.manifest.get("label_colors") or {}).get(key)
-    if stored:
-        return {str(k): str(v) for k, v in stored.items()}
-
-    def compute() -> dict[str, str]:
-        labels = reference.cells.obs[key].astype(str).unique()
-        return assign_colors(labels, reference_lineages(reference, key))
-
-    memo = getattr(reference, "memoized", None)
-    return dict(memo(("label_colors", key), compute) if memo else compute())

@@ -16,14 +16,13 @@ import pytest
 from scembed_core.evaluate import classification_report
 from scembed_core.io import guess_label_key
 from scembed_core.labels.names import match_names, suggest_label_map
-from scembed_core.lineage import BUILTIN_HIERARCHY, guess_lineage, lineage_report
-from scembed_core.palette import (
-    GREY,
-    LINEAGE_COLORS,
-    assign_colors,
-    label_colors,
+from scembed_core.lineage import (
+    BUILTIN_HIERARCHY,
+    guess_lineage,
+    lineage_report,
     reference_label_colors,
 )
+from scembed_core.palette import GREY, LINEAGE_COLORS, assign_colors, label_colors
 from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
 
 ROOT = Path(__file__).resolve().parents[2]
