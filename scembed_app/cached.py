@@ -32,7 +32,6 @@ import streamlit as st
 
 from scembed_app import state
 from scembed_app.uploads import LoadedDataset, load_path, load_uploads
-from scembed_core.cluster import n_clusters_of
 from scembed_core.errors import ReferenceBundleError
 
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
@@ -122,16 +121,14 @@ def cached_demo_dataset() -> LoadedDataset:
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
 
 
-@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
-def cached_read_upload(
-    digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
-) -> LoadedDataset:
-    """Parse an upload once per content digest.
+def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset:
+    """Parse an upload; not cached, so its data leave the server with the session.
 
     Fragments are counted over the universe, lifted onto the reference's build first when
-    they are confidently on another.
+    they are confidently on another. The page keeps the result in its session (a shared
+    ``st.cache_data`` kept four uploads for an hour after their tabs closed).
     """
-    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
+    return load_uploads(files, universe=reference.model.universe, reference=reference)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
@@ -210,6 +207,8 @@ def cached_transfer(
     _embedding: np.ndarray,
     _reference: Any,
     _neighbors: tuple[np.ndarray, np.ndarray] | None,
+    unknown_rate: float | None = None,
+    _n_regions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Labels with class probabilities (the engine's one rule) under the thresholds.
 
@@ -231,7 +230,19 @@ def cached_transfer(
         max_mapping_distance=max_mapping_distance,
         neighbors=_neighbors,
         warn=False,
+        n_regions=_n_regions,
+        unknown_rate=unknown_rate,
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_fit(
+    digest: str, reference_key: str, lifted_from: str | None, _adata: Any, _reference: Any
+) -> dict:
+    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`)."""
+    from scembed_core.fit import assess_fit
+
+    return assess_fit(_adata, _reference, lifted_from=lifted_from)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
@@ -266,6 +277,8 @@ def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: An
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.DataFrame:
     """Count the clusters over a grid of resolutions (the curve on the Clusters page)."""
+    from scembed_core.cluster import n_clusters_of
+
     rows = [
         {
             "resolution": r,
@@ -280,7 +293,7 @@ def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.D
 def cached_find_resolution(run_key: str, n_neighbors: int, n_clusters: int, _graph: Any) -> Any:
     """Resolution search for ``n_clusters`` clusters (``se.tl.cluster(n_clusters=...)``)."""
     from scembed_core import results, tl
-    from scembed_core.cluster import ResolutionSearch
+    from scembed_core.cluster import ResolutionSearch, n_clusters_of
 
     out = tl.cluster(_graph, n_clusters=n_clusters, random_state=0, copy=True)
     entry = out.uns["scembed"][results.CLUSTER]
@@ -299,3 +312,19 @@ def cached_embedding_umap(run_key: str, _embedding: np.ndarray) -> np.ndarray:
     from scembed_core.project import embedding_umap
 
     return embedding_umap(_embedding)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_embedding_layout(run_key: str, n_neighbors: int, _graph: Any) -> np.ndarray:
+    """Spectral layout of the query's own kNN graph (the clusters'; no fit, NaN rows NaN).
+
+    ``_graph`` is :func:`cached_neighbors`' AnnData. The Project page's "Embedding layout"
+    tab: a fraction of a second where a UMAP fit (:func:`cached_embedding_umap`) takes
+    seconds to minutes.
+    """
+    from scembed_core.layout import graph_layout
+
+    entry = _graph.uns["neighbors"]
+    space = np.asarray(_graph.obsm[entry["params"]["use_rep"]])
+    connectivities = _graph.obsp[entry.get("connectivities_key", "connectivities")]
+    return graph_layout(connectivities, np.isfinite(space).all(axis=1))

@@ -122,7 +122,21 @@ def annotated_adata(
         results.write_labels(out, labels.set_axis(out.obs_names), params)
         tl.annotate_clusters(out, reference)
     summary = detection.summary() if detection is not None else None
-    results.write_run_facts(out, liftover=lift, build_detection=summary)
+    from scembed_core.fit import assess_fit, with_unknown
+
+    fit = assess_fit(
+        adata,
+        reference,
+        detection=detection,
+        detect=False,
+        lifted_from=(lift or {}).get("source_build"),
+    )
+    if labels is not None and "unknown" in labels:
+        mapped = labels["label"].to_numpy() != results.UNASSIGNED
+        fit = with_unknown(
+            fit, float(labels["unknown"].to_numpy()[mapped].mean()) if mapped.any() else 0.0
+        )
+    results.write_run_facts(out, liftover=lift, build_detection=summary, fit=fit)
     return out
 
 

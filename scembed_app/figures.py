@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from scembed_core import palette
 
@@ -24,6 +23,7 @@ __all__ = [
     "MAX_QUERY_POINTS",
     "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
+    "UNKNOWN_COLOR",
     "category_colors",
     "label_colors",
     "downsample",
@@ -50,6 +50,8 @@ MAX_ANIMATED_POINTS = 2_000
 QUERY_COLOR = "#C0392B"
 REFERENCE_GREY = "#D5D8DC"
 UNASSIGNED_COLOR = palette.GREY
+#: Cells the reference's calibrated rule calls Unknown: their own, lighter grey.
+UNKNOWN_COLOR = "#B3B6B7"
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -78,7 +80,8 @@ def label_colors(labels: Sequence, reference: Mapping | None = None) -> dict:
     up to case and punctuation keep its colour, Unassigned/Unknown are grey, any other label
     (cluster ids...) gets a colour-blind-safe palette colour (:mod:`scembed_core.palette`).
     """
-    return palette.label_colors(labels, reference)
+    colors = palette.label_colors(labels, reference)
+    return {k: UNKNOWN_COLOR if str(k) == "Unknown" else v for k, v in colors.items()}
 
 
 def category_colors(categories: Sequence, reference: Mapping | None = None) -> dict:
@@ -291,6 +294,8 @@ def cluster_panels(
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
     keep = _shown(placed, max_points)
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,

@@ -59,6 +59,7 @@ def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict
         "k": int(k),
         "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
         "max_mapping_distance": None if max_distance is None else float(max_distance),
+        "unknown_rate": float(st.session_state.get(state.UNKNOWN_RATE, 0.05)),
     }
 
 
@@ -129,7 +130,8 @@ def chart_colors(reference: Any, label_key: str | None = None) -> dict[str, str]
 
     base = dict(palette.LINEAGE_COLORS)
     key = label_key or transfer_label_key(reference)
-    if key is not None and getattr(reference, "cells", None) is not None:
+    stored = (getattr(reference, "manifest", None) or {}).get("label_colors") or {}
+    if key is not None and (key in stored or getattr(reference, "cells", None) is not None):
         from scembed_core.lineage import reference_label_colors
 
         base.update(reference_label_colors(reference, key))
@@ -211,6 +213,8 @@ def labels(
             np.asarray(run.projection.embedding),
             reference,
             getattr(run.projection, "neighbors", None),
+            key["unknown_rate"],
+            getattr(getattr(run.projection, "coverage", None), "n_regions_per_cell", None),
         )
     frame = frame.copy()
     frame.index = obs_names
@@ -323,7 +327,7 @@ def run_document(
         max_mapping_distance=settings["max_mapping_distance"],
         liftover=bool(st.session_state[state.LIFTOVER]),
     )
-    return reproduce.run_spec(
+    doc = reproduce.run_spec(
         spec=st.session_state[state.REFERENCE_SPEC],
         reference=reference,
         dataset=dataset,
@@ -331,6 +335,11 @@ def run_document(
         hosted=deployment.is_hosted(),
         scoring=scoring_settings(dataset, reference, settings["label_key"]),
     )
+    lifted = (dataset.liftover or {}).get("source_build")
+    spec = str(st.session_state[state.REFERENCE_SPEC])
+    # the dataset verdict (scembed_core.fit), for the record
+    doc["fit"] = cached.cached_fit(dataset.digest, spec, lifted, dataset.adata, reference)
+    return doc
 
 
 def scoring_settings(dataset: LoadedDataset, reference: Any, label_key: str | None) -> dict | None:

@@ -224,10 +224,17 @@ def _weights(knn: KnnGraph) -> str | None:
     return "weight" if "weight" in knn.graph.es.attributes() else None
 
 
-def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
-    """Louvain communities (igraph multilevel) at ``resolution``; -1 for cells without embedding."""
+def _check_resolution(resolution: float) -> None:
+    """Refuse a negative or non-finite resolution (NaN would put every cell alone)."""
+    if not isinstance(resolution, int | float | np.number) or not np.isfinite(resolution):
+        raise ParameterError(f"resolution must be a finite number >= 0, got {resolution}.")
     if resolution < 0:
         raise ParameterError(f"resolution must be >= 0, got {resolution}.")
+
+
+def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
+    """Louvain communities (igraph multilevel) at ``resolution``; -1 for cells without embedding."""
+    _check_resolution(resolution)
     if knn.graph.vcount() == 0:
         return _expand(knn, [])
     partition = _with_seed(
@@ -239,8 +246,7 @@ def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndar
 
 def leiden(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
     """Leiden communities (igraph, modularity objective) at ``resolution``."""
-    if resolution < 0:
-        raise ParameterError(f"resolution must be >= 0, got {resolution}.")
+    _check_resolution(resolution)
     if knn.graph.vcount() == 0:
         return _expand(knn, [])
     partition = _with_seed(

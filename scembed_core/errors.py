@@ -160,3 +160,10 @@ def renamed_keyword(
         stacklevel=3,
     )
     return old_value
+
+
+class Cancelled(ScEmbedError):
+    """Work was stopped before it finished; nothing partial is returned.
+
+    The caller asked (a closed tab, a rerun) or the work's time budget ran out.
+    """

@@ -98,6 +98,11 @@ class PipelineResult:
         return self._uns.get("evaluation", {})
 
     @property
+    def fit(self) -> dict | None:
+        """The dataset verdict, ``uns["scembed"]["fit"]`` (:mod:`scembed_core.fit`)."""
+        return self._uns.get("fit")
+
+    @property
     def liftover(self) -> dict | None:
         """What the liftover did, when the peaks were lifted."""
         return self._uns.get("liftover")
@@ -175,6 +180,7 @@ def run_pipeline(
     """
     from .errors import ParameterError, renamed_keyword
     from .evaluate import classification_report, clustering_scores
+    from .fit import assess_fit, with_unknown
     from .liftover.query import prepare_query
 
     random_state = int(renamed_keyword("seed", seed, "random_state", random_state, 0))
@@ -186,6 +192,14 @@ def run_pipeline(
             f"Truth column {truth_key!r} is not in the query's obs columns "
             f"{list(prepared.adata.obs.columns)}."
         )
+    report(0.02, "Checking how well the dataset fits the reference")
+    fit = assess_fit(
+        prepared.adata,
+        reference,
+        detection=prepared.detection,
+        detect=False,
+        lifted_from=(prepared.liftover or {}).get("source_build"),
+    )
     out = prepared.adata.copy()
     tl.project(
         out,
@@ -211,6 +225,10 @@ def run_pipeline(
             warn=False,
         )
         tl.annotate_clusters(out, reference)
+        if "scembed_unknown" in out.obs:
+            mapped = ~out.obs["scembed_unmapped"].to_numpy(dtype=bool)
+            share = float(out.obs["scembed_unknown"].to_numpy(dtype=bool)[mapped].mean())
+            fit = with_unknown(fit, share if mapped.any() else 0.0)
     evaluation = {}
     if truth_key is not None:
         truth = out.obs[truth_key]
@@ -221,7 +239,7 @@ def run_pipeline(
             evaluation["labels"] = scored.summary()
     detection = prepared.detection.summary() if prepared.detection is not None else None
     results.write_run_facts(
-        out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation
+        out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation, fit=fit
     )
     report(1.0, "Done")
     return PipelineResult(out)

@@ -157,9 +157,8 @@ def mapping_warnings(
     elif fraction < low_coverage:
         warnings.append(
             f"Only {fraction:.1%} of the query peaks overlap the reference universe "
-            f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
-            "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
-            "reference on the data's build."
+            f"(genome {genome}): the data were called on another peak set or are on another "
+            "genome build; the dataset verdict (scembed_core.fit) tells which."
         )
     if n_unmapped_cells:
         warnings.append(

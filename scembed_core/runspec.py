@@ -68,7 +68,17 @@ _CHOICES = {
     "label_method": ("classifier", "knn"),
     "query_genome": ("auto", "hg19", "hg38"),
 }
-_TOP_LEVEL = {"scembed_version", "created", "reference", "input", "params", "command", "scoring"}
+#: ``fit`` (the dataset verdict when the run was made) is informational: read, not used
+_TOP_LEVEL = {
+    "scembed_version",
+    "created",
+    "reference",
+    "input",
+    "params",
+    "command",
+    "fit",
+    "scoring",
+}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -114,6 +114,9 @@ def project(
     from .project import project as _project
 
     n_neighbors = int(renamed_keyword("k_neighbors", k_neighbors, "n_neighbors", n_neighbors, 15))
+    from .io._normalize import check_count_values
+
+    check_count_values(adata.X, "adata.X")
     out = _target(adata, copy)
     projection = _project(
         out,
@@ -316,6 +319,7 @@ def transfer_labels(
     max_mapping_distance: float | None = None,
     key_added: str = results.LABEL,
     warn: bool = True,
+    unknown_rate: float | None = None,
     copy: bool = False,
     k: int | None = None,
 ) -> ad.AnnData | None:
@@ -344,6 +348,10 @@ def transfer_labels(
     warn
         Warn when the classifier was asked for but the kNN vote runs (the note is also
         recorded in the parameters).
+    unknown_rate
+        Strictness of the reference's calibrated Unknown rule (share of known cells it
+        may call ``"Unknown"``; None: the calibrated rate, 0: off). Cells are judged at
+        their own coverage (``obs["scembed_n_regions"]``).
     copy
         Return a modified copy instead of writing into ``adata``.
     k
@@ -385,6 +393,7 @@ def transfer_labels(
         )
     label_key = label_key or reference.default_label_key
     used, note = resolve_label_method(reference, method, label_key)
+    n_regions = out.obs["scembed_n_regions"].to_numpy() if "scembed_n_regions" in out.obs else None
     labels = assign_labels(
         np.asarray(out.obsm[results.EMBEDDING]),
         reference,
@@ -395,6 +404,8 @@ def transfer_labels(
         max_mapping_distance=max_mapping_distance,
         neighbors=found,
         warn=warn,
+        n_regions=n_regions,
+        unknown_rate=unknown_rate,
     )
     labels.index = out.obs_names
     params = results.label_params(
@@ -407,6 +418,7 @@ def transfer_labels(
         max_mapping_distance=max_mapping_distance,
         key_added=key_added,
     )
+    params["unknown_rate"] = None if unknown_rate is None else float(unknown_rate)
     results.write_labels(out, labels, params)
     return out if copy else None
 

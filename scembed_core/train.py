@@ -458,6 +458,12 @@ def build_reference(
         label_model=classifier,
     )
     self_distance = self_mapping_distances(reference, k)
+    trust = None
+    if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
+        from .labels.loto import calibrate_trust
+
+        report(0.95, "Calibrating the Unknown rule and the coverage curve")
+        trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
     report(1.0, "Reference ready")
     return dataclasses.replace(
         reference,
@@ -466,5 +472,6 @@ def build_reference(
             "mapping_distance_k": k,
             "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
             "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+            **({"trust": trust} if trust else {}),
         },
     )

@@ -12,6 +12,7 @@ import pandas as pd
 from .._types import ProgressCallback
 from ..errors import ParameterError, renamed_keyword
 from ..labels.clusters import cluster_vote
+from ..labels.unknown import CLUSTER_SHARE, UNKNOWN
 from ..labels.vote import UNASSIGNED
 from ..results import CLUSTER, CLUSTER_LABEL, LABEL, cluster_params, record_into
 from ._store import (
@@ -242,6 +243,11 @@ def _write_clusters(
         sizes = np.bincount(codes, minlength=k + 1)
         counts[k] = 0  # cells without an embedding form no cluster
         cluster_label, agreement = cluster_vote(counts, label_names, sizes)
+        is_unknown = label_names.astype(str) == UNKNOWN
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = counts[:, is_unknown].sum(axis=1) / np.maximum(sizes, 1)
+        flagged = share >= CLUSTER_SHARE
+        cluster_label = np.where(flagged, UNKNOWN, cluster_label.astype(str))
         medians = pd.DataFrame(
             {
                 "code": codes,
@@ -261,6 +267,8 @@ def _write_clusters(
                 "median_mapping_distance": medians["distance"].to_numpy(),
             }
         )
+        table["unknown_share"] = share
+        table["unknown"] = flagged
         distance = table["median_mapping_distance"].to_numpy()
         absent = np.zeros(k + 1, dtype=bool) if threshold is None else distance > threshold
         table["possibly_absent"] = absent

@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import ParameterError, ScEmbedWarning
 from .classifier import blend, features_of
 from .clusters import ABSENT_WARNING, cluster_table
+from .unknown import UNKNOWN
 from .vote import (
     LEGACY_MAPPING_DISTANCE_K,
     PROBABILITY_PREFIX,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_METHODS",
+    "UNKNOWN",
     "PROBABILITY_PREFIX",
     "ABSENT_WARNING",
     "LabelModelMissingWarning",
@@ -107,6 +109,8 @@ def assign_labels(
     max_mapping_distance: float | None = None,
     neighbors: tuple[np.ndarray, np.ndarray] | None = None,
     warn: bool = True,
+    n_regions: np.ndarray | None = None,
+    unknown_rate: float | None = None,
 ) -> pd.DataFrame:
     """Label query cells with class probabilities (classifier or kNN vote).
 
@@ -132,13 +136,22 @@ def assign_labels(
         Precomputed ``(indices, distances)`` with at least ``k`` columns.
     warn
         Emit the fallback warning (callers that show the note themselves pass False).
+    n_regions
+        Regions per cell (coverage): the Unknown rule judges a cell against reference
+        cells thinned to its coverage. None: full-coverage thresholds.
+    unknown_rate
+        Strictness of the Unknown rule (:mod:`scembed_core.labels.unknown`): the share of
+        known cells it may call Unknown. None: the reference's calibrated rate; 0: off.
 
     Returns
     -------
     pandas.DataFrame
         One row per cell: ``predicted``, ``label``, ``confidence`` (top probability),
-        ``mean_similarity``, ``mapping_distance`` (see :func:`threshold_labels`), and one
-        ``prob:<class>`` column per reference class (see :func:`probabilities_of`).
+        ``mean_similarity``, ``mapping_distance``, ``unknown`` (bool), ``unknown_score``
+        and one ``prob:<class>`` column per reference class (see
+        :func:`probabilities_of`). ``label`` is ``"Unknown"`` for cells the rule flags
+        (their ``predicted`` keeps the closest class), ``"Unassigned"`` for cells without
+        an embedding or below the thresholds.
 
     Examples
     --------
@@ -170,13 +183,23 @@ def assign_labels(
     if model is not None:
         features = features_of(embedding, reference.whitening, model.params.space)
         proba = blend(model.predict_proba(features), proba, model.params.knn_weight)
-    return threshold_labels(
+    frame = threshold_labels(
         proba,
         classes,
         distance,
         min_confidence=min_confidence,
         max_mapping_distance=max_mapping_distance,
     )
+    from .loto import flag_unknown
+
+    unknown, score = flag_unknown(
+        reference, embedding, proba, neighbors, tuple(classes), label_key, n_regions, unknown_rate
+    )
+    label = frame["label"].to_numpy()
+    frame.insert(5, "unknown", unknown)
+    frame.insert(6, "unknown_score", score)
+    frame["label"] = np.where(unknown & (label != UNASSIGNED), UNKNOWN, label)
+    return frame
 
 
 def threshold_labels(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .unknown import CLUSTER_SHARE, UNKNOWN
 from .vote import LEGACY_MAPPING_DISTANCE_K, UNASSIGNED, mapping_distance_threshold
 
 if TYPE_CHECKING:
@@ -152,7 +153,8 @@ def cluster_table(
         ``median_confidence``, ``median_mapping_distance`` and ``possibly_absent``: True
         when the cluster's median mapping distance is above the threshold, i.e. most of its
         cells lie farther from the reference than nearly all reference cells lie from each
-        other.
+        other; ``unknown_share`` (its cells labelled ``"Unknown"``) and ``unknown``: at
+        least half of them, the cluster as a whole then labelled ``"Unknown"``.
     """
     table = cluster_majority(clusters, labels["label"].to_numpy())
     frame = pd.DataFrame(
@@ -160,11 +162,16 @@ def cluster_table(
             "cluster": np.asarray(clusters).astype(str),
             "confidence": labels["confidence"].to_numpy(dtype=float),
             "distance": labels["mapping_distance"].to_numpy(dtype=float),
+            "unknown": labels["label"].astype(str).to_numpy() == UNKNOWN,
         }
     )
     medians = frame.groupby("cluster", sort=False)[["confidence", "distance"]].median()
+    share = frame.groupby("cluster", sort=False)["unknown"].mean()
     table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
     table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
+    table["unknown_share"] = table["cluster"].map(share).to_numpy(float)
+    table["unknown"] = table["unknown_share"].to_numpy() >= CLUSTER_SHARE
+    table["label"] = np.where(table["unknown"], UNKNOWN, table["label"].astype(str))
     if distance_threshold is None and reference is not None:
         distance_threshold = mapping_distance_threshold(reference, k)
     if distance_threshold is None:

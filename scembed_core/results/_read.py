@@ -91,6 +91,10 @@ def labels_frame(adata: ad.AnnData, key: str = LABEL) -> pd.DataFrame | None:
         },
         index=adata.obs_names,
     )
+    stem = "scembed" if key == LABEL else key
+    if f"{stem}_unknown" in obs:
+        frame["unknown"] = obs[f"{stem}_unknown"].to_numpy(dtype=bool)
+        frame["unknown_score"] = obs[f"{stem}_unknown_score"].to_numpy(dtype=float)
     uns = scembed_uns(adata)
     classes = list((uns.get(key) or {}).get("classes") or uns.get("label_classes") or [])
     if classes and probabilities_key(key) in adata.obsm:

@@ -165,6 +165,10 @@ def write_labels(adata: ad.AnnData, labels: pd.DataFrame, params: dict[str, Any]
     adata.obs[f"{key}_confidence"] = labels["confidence"].to_numpy(dtype=float)
     adata.obs[f"{key}_similarity"] = labels["mean_similarity"].to_numpy(dtype=float)
     adata.obs[distance_column(key)] = labels["mapping_distance"].to_numpy(dtype=float)
+    if "unknown" in labels:  # the calibrated Unknown rule (scembed_core.labels.unknown)
+        stem = "scembed" if key == LABEL else key
+        adata.obs[f"{stem}_unknown"] = labels["unknown"].to_numpy(dtype=bool)
+        adata.obs[f"{stem}_unknown_score"] = labels["unknown_score"].to_numpy(dtype=float)
     classes = label_classes(labels)
     if classes:
         adata.obsm[probabilities_key(key)] = probabilities_of(labels)
@@ -223,9 +227,12 @@ def write_run_facts(
     liftover: dict | None = None,
     build_detection: dict | None = None,
     evaluation: dict | None = None,
+    fit: dict | None = None,
 ) -> None:
-    """Record how the query was prepared (liftover, detected build) and its evaluation."""
+    """Record how the query was prepared (liftover, detected build), its fit and evaluation."""
     uns = scembed_uns(adata)
+    if fit:
+        uns["fit"] = dict(fit)  # the dataset verdict (scembed_core.fit)
     lift = liftover or adata.uns.get("scembed_liftover")
     read = adata.uns.get("scembed_read")
     lift = lift or (read.get("liftover") if isinstance(read, dict) else None)

@@ -369,7 +369,12 @@ def test_app_export_and_command_line_write_the_same_keys(tmp_path, monkeypatch):
     adata = read_dataset(query)
     projection = project(adata, reference)
     clusters = louvain(build_knn_graph(projection.space, state.N_NEIGHBORS), 1.0, seed=0)
-    labels = assign_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    labels = assign_labels(
+        projection.embedding,
+        reference,
+        neighbors=projection.neighbors,
+        n_regions=projection.coverage.n_regions_per_cell,  # as the app's cached_transfer
+    )
     detection = detect_build(regions_of(adata), reference.model.universe, reference.genome)
     annotated = exports.annotated_adata(
         adata, reference, projection, clusters, labels, resolution=1.0, detection=detection
