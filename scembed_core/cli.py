@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -286,10 +285,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         raise ParameterError("project needs --out OUT.h5ad (or --params run.json).")
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
-    if Path(args.out).is_dir():
-        raise ParameterError(f"--out {args.out} is a folder; give a file name (OUT.h5ad).")
-    if args.resolution is not None and not math.isfinite(args.resolution):
-        raise ParameterError(f"--resolution must be a finite number, got {args.resolution}.")
+    if Path(args.out).is_dir() or not -float("inf") < (args.resolution or 0.0) < float("inf"):
+        raise ParameterError("--out must name a file (OUT.h5ad), --resolution a finite number.")
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_results
