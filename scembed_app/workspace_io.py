@@ -48,7 +48,7 @@ __all__ = [
 
 STATE_VERSION = 1
 REFERENCE_ZIP = "reference.zip"  # the trained bundle, for a "session:NAME" reference
-NO_TRUTH = "(none)"  # the Annotation page's "no truth column" choice
+NO_TRUTH = state.NO_TRUTH  # the Annotation page's "no truth column" choice
 #: A trained bundle read back from a workspace may expand to at most this much.
 MAX_BUNDLE_BYTES = 2 * 2**30
 

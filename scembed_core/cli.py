@@ -252,6 +252,8 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         args.no_liftover = not params["liftover"]
     if "reference" not in given:
         args.reference = cli_reference(spec)
+    if "truth_key" not in given and spec.scoring.get("truth_key"):  # scored as the app did
+        args.truth_key, args.label_map = spec.scoring["truth_key"], spec.scoring["label_map"]
     if args.out is None:
         args.out = f"{Path(args.input).stem}_scembed.h5ad"
     args.run_spec = spec
@@ -321,6 +323,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             label_key=args.label_key,
             label_method=args.label_method,
             truth_key=args.truth_key,
+            label_map=getattr(args, "label_map", None),
             random_state=args.seed,
             progress=bar,
             query_genome=args.query_genome,

@@ -136,6 +136,7 @@ def run_pipeline(
     label_key: str | None = None,
     label_method: str = "classifier",
     truth_key: str | None = None,
+    label_map: dict[str, str] | None = None,
     random_state: int = 0,
     progress: ProgressCallback | None = None,
     query_genome: str = "auto",
@@ -148,7 +149,8 @@ def run_pipeline(
     ``n_clusters`` asks for a resolution search. ``k_neighbors`` reference neighbours vote
     on labels and give the mapping distance; ``n_neighbors`` is the query kNN graph's k
     (the graph that is clustered). ``truth_key`` names a query obs column to
-    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
+    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against, the reference
+    labels renamed by ``label_map`` (reference label -> the column's name) first.
     ``query_genome`` (``auto``, ``hg19``, ``hg38``) and ``liftover`` decide whether the
     peaks are first lifted onto the reference's build
     (:func:`scembed_core.liftover.query.prepare_query`); what was done is recorded in
@@ -241,7 +243,8 @@ def run_pipeline(
         evaluation["clustering"] = clustering_scores(truth, results.cluster_codes(out))
         if results.LABEL in out.obs:
             predicted = out.obs[results.LABEL].astype(str)
-            evaluation["labels"] = classification_report(truth, predicted).summary()
+            scored = classification_report(truth, predicted, label_map=label_map)
+            evaluation["labels"] = scored.summary()
     detection = prepared.detection.summary() if prepared.detection is not None else None
     results.write_run_facts(
         out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation, fit=fit

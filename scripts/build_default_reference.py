@@ -89,6 +89,9 @@ def main() -> None:
     save_reference(reference, DEFAULT_REFERENCE_DIR)  # map.json + arrays, no pickle
     # type profiles from the source data, lineages and canonical marker genes (Evidence view)
     add_type_profiles(DEFAULT_REFERENCE_DIR, args.source, builtin=True)
+    from add_label_colors import add_label_colors  # scripts/: label colours and lineages
+
+    add_label_colors(DEFAULT_REFERENCE_DIR)
     sizes = {p.name: p.stat().st_size for p in DEFAULT_REFERENCE_DIR.iterdir()}
     print(json.dumps({"seconds": reference.manifest["build_seconds"], "bytes": sizes}, indent=1))
 

@@ -29,6 +29,10 @@ Which file owns which rule:
 - :mod:`.loto`: the Unknown rule's leave-one-type-out calibration of a reference (stored,
   or computed once on load) and ``flag_unknown``, which applies it to query cells.
 
+- :mod:`.names`: matching the user's label names to the reference's, up to case and
+  punctuation (``match_names``), and the suggested reference -> user map from the cells
+  (``suggest_label_map``: each label to the user's label most of its cells carry).
+
 Rules added by later work get their own file here and a line above: unseen cell types
 (``unknown.py``).
 

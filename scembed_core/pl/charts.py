@@ -6,6 +6,8 @@ AnnData-first wrappers are in :mod:`scembed_core.pl`.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +30,7 @@ def count_bar(
     x_title: str = "cells",
     horizontal: bool = True,
     reference: Reference | None = None,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Draw a bar chart of category counts (largest first), e.g. cell types or cluster sizes.
 
@@ -43,12 +46,16 @@ def count_bar(
         Horizontal bars (categories on the y axis).
     reference
         Passed to :func:`~scembed_core.pl.palette.label_colors`, so bars match the maps.
+    colors
+        A ``{label: colour}`` map used instead of ``reference``'s (the app passes the
+        reference's map with the user's names for its labels).
 
     Returns
     -------
     plotly.graph_objects.Figure
         One bar trace, each bar in its category's map colour.
     """
+    reference = colors if colors is not None else reference
     colors = label_colors(sorted_categories(pd.Series(counts.index)), reference)
     counts = counts.sort_values(ascending=horizontal)
     names = escape_text(counts.index)
@@ -143,7 +150,21 @@ def resolution_curve(curve: pd.DataFrame, *, current: float | None = None) -> go
     return fig
 
 
-def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -> go.Figure:
+def _swatched(names: Sequence, colors: Mapping | None) -> list[str] | None:
+    """Return tick labels with a square of each label's colour in front (None: no colours)."""
+    if colors is None:
+        return None
+    shown = label_colors(list(names), colors)
+    return [f'<span style="color:{shown[n]}">\u25a0</span> {html.escape(str(n))}' for n in names]
+
+
+def confusion_heatmap(
+    confusion: pd.DataFrame,
+    *,
+    normalize_rows: bool = True,
+    colors: Mapping | None = None,
+    title: str = "Confusion matrix",
+) -> go.Figure:
     """Draw a truth (rows) x predicted (columns) heatmap; row-normalised shows recall.
 
     Parameters
@@ -153,6 +174,11 @@ def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -
         (:attr:`scembed_core.evaluate.ClassificationReport.confusion`).
     normalize_rows
         Show the fraction of each row (recall per class) rather than counts.
+    colors
+        A ``{label: colour}`` map (:func:`~scembed_core.pl.palette.label_colors`): each tick
+        label then carries a square of its label's colour.
+    title
+        Figure title.
 
     Returns
     -------
@@ -184,7 +210,11 @@ def confusion_heatmap(confusion: pd.DataFrame, *, normalize_rows: bool = True) -
         )
     )
     size = max(400, 28 * max(len(rows), len(cols)) + 160)
-    fig.update_layout(title="Confusion matrix", height=size, **LAYOUT)
+    fig.update_layout(title=title, height=size, **LAYOUT)
     fig.update_xaxes(title="predicted (mapped to your labels)", type="category", tickangle=-45)
     fig.update_yaxes(title="truth", type="category", autorange="reversed")
+    x_ticks, y_ticks = _swatched(confusion.columns, colors), _swatched(confusion.index, colors)
+    if x_ticks is not None:
+        fig.update_xaxes(tickmode="array", tickvals=list(cols), ticktext=x_ticks)
+        fig.update_yaxes(tickmode="array", tickvals=list(rows), ticktext=y_ticks)
     return fig

@@ -8,7 +8,7 @@ AnnData-first wrappers are in :mod:`scembed_core.pl`. Large scatter plots use We
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,6 +99,7 @@ def reference_map(
     title: str | None = None,
     height: int = 600,
     reference: Reference | None = None,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Draw the reference UMAP coloured by cell type (downsampled to ``max_points``).
 
@@ -114,12 +115,16 @@ def reference_map(
         Figure title and height in pixels.
     reference
         Passed to :func:`~scembed_core.pl.palette.label_colors` (its colour map, if any).
+    colors
+        A ``{label: colour}`` map used instead of ``reference``'s (the app passes the
+        reference's map with the user's names for its labels).
 
     Returns
     -------
     plotly.graph_objects.Figure
         One WebGL trace per label, named ``"label (n)"``.
     """
+    reference = colors if colors is not None else reference
     coords = np.asarray(coords, dtype=float)
     idx = downsample(len(coords), max_points)
     values = pd.Series(np.asarray(labels, dtype=object)[idx]).astype(str)
@@ -140,6 +145,7 @@ def query_map(
     title: str | None = None,
     height: int = 650,
     reference: Reference | None = None,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Draw query cells coloured by ``color`` on top of the reference map in light grey.
 
@@ -163,6 +169,9 @@ def query_map(
         Figure title and height in pixels.
     reference
         Passed to :func:`~scembed_core.pl.palette.label_colors` (its colour map, if any).
+    colors
+        A ``{label: colour}`` map used instead of ``reference``'s (the app passes the
+        reference's map with the user's names for its labels).
 
     Returns
     -------
@@ -170,6 +179,7 @@ def query_map(
         The grey ``"reference"`` trace first (when given), then one trace per category or
         one trace with a colour scale.
     """
+    reference = colors if colors is not None else reference
     coords = np.asarray(coords, dtype=float)
     color = pd.Series(np.asarray(color), name=color.name if hasattr(color, "name") else None)
     keep = thin_mask(np.isfinite(coords).all(axis=1), max_points)
@@ -218,6 +228,7 @@ def cluster_panels(
     max_points: int = MAX_QUERY_POINTS,
     n_cols: int = 4,
     panel_height: int = 220,
+    colors: Mapping | None = None,
 ) -> go.Figure:
     """Draw small multiples: one panel per cluster over the grey reference (paper Fig. 4F).
 
@@ -237,6 +248,9 @@ def cluster_panels(
         Panels per row.
     panel_height
         Height of one row of panels in pixels.
+    colors
+        A ``{label: colour}`` map used instead of ``reference``'s (the app passes the
+        reference's map with the user's names for its labels).
 
     Returns
     -------
@@ -247,7 +261,7 @@ def cluster_panels(
     values = pd.Series(np.asarray(clusters, dtype=object)).astype(str)
     placed = np.isfinite(coords).all(axis=1)
     cats = sorted_categories(values[placed])
-    colors = label_colors(cats)
+    colors = label_colors(cats, colors)
     n_cols = max(1, min(n_cols, len(cats)))
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]

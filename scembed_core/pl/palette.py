@@ -7,7 +7,7 @@ legend of :mod:`scembed_core.pl` and the app takes its colours from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -68,38 +68,40 @@ def is_unassigned(category: object) -> bool:
     return str(category) in UNASSIGNED_NAMES
 
 
-def label_colors(labels: Iterable, reference: Reference | None = None) -> dict:
-    """Give every label a colour, stable for a given order of labels.
+def label_colors(labels: Iterable, reference: Reference | Mapping | None = None) -> dict:
+    """Give every label a colour: the reference's map where it has one, else the palette.
 
     Parameters
     ----------
     labels
         The categories in the order they are listed (e.g. :func:`sorted_categories`).
     reference
-        A reference whose manifest may carry ``"label_colors"`` (``{label: "#RRGGBB"}``):
-        those labels keep the reference's colour; the others take palette colours in order.
+        A reference (its bundle's ``label_colors`` map, or the same map computed once for an
+        old bundle: :func:`scembed_core.lineage.reference_label_colors`), or such a
+        ``{label: "#RRGGBB"}`` map itself (the app passes the map with the user's names for
+        the reference's labels, :func:`scembed_app.results.chart_colors`).
 
     Returns
     -------
     dict
-        ``{label: colour}`` for every label; "Unknown" is light grey, "Unassigned"-like
-        labels grey.
+        ``{label: colour}`` for every label; labels matching the map up to case and
+        punctuation keep its colour, "Unknown" is light grey, "Unassigned"-like labels grey,
+        any other label a colour-blind-safe palette colour (:func:`scembed_core.palette.label_colors`).
     """
-    fixed = {}
-    if reference is not None:
-        fixed = dict((reference.manifest or {}).get("label_colors") or {})
-    colors = {}
-    i = 0
-    for label in labels:
+    from ..palette import label_colors as palette_colors
+
+    if reference is None or isinstance(reference, Mapping):
+        base = dict(reference or {})
+    else:
+        from ..lineage import reference_label_colors
+
+        base = reference_label_colors(reference)
+    colors = palette_colors(labels, base)
+    for label in colors:
         if str(label) == "Unknown":
             colors[label] = UNKNOWN_COLOR
         elif is_unassigned(label):
             colors[label] = UNASSIGNED_COLOR
-        elif str(label) in fixed:
-            colors[label] = fixed[str(label)]
-        else:
-            colors[label] = PALETTE[i % len(PALETTE)]
-            i += 1
     return colors
 
 
