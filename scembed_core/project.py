@@ -277,8 +277,6 @@ class Projection:
         Mean cosine distance of each cell to its nearest reference cells (NaN if unmapped).
     mapping_outlier
         Cells farther from the reference than the reference's own 99th percentile.
-    neighbors
-        ``(indices, distances)`` of each cell's nearest reference cells, or None.
     timings
         Seconds spent in each stage.
     analysis
@@ -288,8 +286,7 @@ class Projection:
         The EV-projection in full: start and final positions and, when asked, frames of a
         sample of cells moving into place (:class:`scembed_core.evmap.MapTransform`).
     mapping_distance_threshold
-        The reference's own 99th percentile of mapping distances over the same number
-        of neighbours (the bar of ``mapping_outlier``), or None without reference cells.
+        The reference's own 99th percentile of mapping distances (``mapping_outlier``'s bar).
     """
 
     embedding: np.ndarray

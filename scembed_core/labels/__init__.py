@@ -25,16 +25,15 @@ Which file owns which rule:
   a query cluster's best-matching type by accessibility (``query_cluster_scores``), and
   whether it agrees with the transferred label, type or lineage (``with_second_opinion``,
   ``markers_agree``).
-
 - :mod:`.loto`: the Unknown rule's leave-one-type-out calibration of a reference (stored,
   or computed once on load) and ``flag_unknown``, which applies it to query cells.
-
 - :mod:`.names`: matching the user's label names to the reference's, up to case and
   punctuation (``match_names``), and the suggested reference -> user map from the cells
   (``suggest_label_map``: each label to the user's label most of its cells carry).
+- :mod:`.unknown`: the signals and the rule that call a cell Unknown (a type the reference
+  does not contain), calibrated per reference by :mod:`.loto`.
 
-Rules added by later work get their own file here and a line above: unseen cell types
-(``unknown.py``).
+Rules added by later work get their own file here and a line above.
 
 Submodules are imported where they are used; importing this package loads none of them.
 """
