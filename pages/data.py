@@ -8,7 +8,6 @@ import numpy as np
 import streamlit as st
 
 from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
-from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
