@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, guards, label_views, results, state, trust_views, widgets
+from scembed_app import (
+    evidence_views,
+    figures,
+    guards,
+    label_views,
+    results,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
 from scembed_core.labels.assign import UNKNOWN
@@ -157,12 +166,14 @@ st.dataframe(
 )
 
 # --- probabilities and explanations ----------------------------------------------------------------
-st.subheader("Class probabilities")
-probability_tab, why_tab = st.tabs(["Probability map", "Why this label"])
+st.subheader("Class probabilities and evidence")
+probability_tab, why_tab, evidence_tab = st.tabs(["Probability map", "Why this label", "Evidence"])
 with probability_tab:
     label_views.probability_map(run, dataset, reference, transferred)
 with why_tab:
     label_views.why_this_label(run, dataset, reference, transferred)
+with evidence_tab:
+    evidence_views.evidence_view(run, dataset, reference, cluster, table, transferred["label"])
 
 # --- scoring against a truth column ----------------------------------------------------------------
 st.subheader("Compare with your labels")

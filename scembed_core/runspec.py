@@ -91,7 +91,7 @@ class RunSpec:
     created: str | None = None
 
     def to_dict(self) -> dict:
-        """The JSON document (as :func:`build_run_spec` returns)."""
+        """Return the JSON document (as :func:`build_run_spec` returns)."""
         return {
             "scembed_version": self.scembed_version,
             "created": self.created,
@@ -103,7 +103,7 @@ class RunSpec:
 
 
 def run_command(input_name: str = "INPUT", out: str = "OUT.h5ad") -> str:
-    """The command line that re-runs a ``run.json``."""
+    """Return the command line that re-runs a ``run.json``."""
     return f"python -m scembed_core project {input_name} --params run.json --out {out}"
 
 
@@ -127,7 +127,7 @@ def build_run_spec(
     revision: str | None = None,
     created: str | None = None,
 ) -> dict:
-    """The ``run.json`` document of a run (validated, so it reads back as written).
+    """Return the ``run.json`` document of a run (validated, so it reads back as written).
 
     Parameters
     ----------
@@ -227,7 +227,7 @@ def read_run_spec(source: str | Path | dict) -> RunSpec:
 
 
 def cli_reference(spec: RunSpec) -> str:
-    """The ``--reference`` value the command line resolves for a run's reference spec."""
+    """Return the ``--reference`` value the command line resolves for a run's reference spec."""
     text = spec.reference["spec"]
     if text.startswith("session:"):
         raise ParameterError(

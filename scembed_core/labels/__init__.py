@@ -20,9 +20,17 @@ Which file owns which rule:
 - :mod:`.clusters`: the per-cluster majority vote and its tie rule (``cluster_vote``,
   ``cluster_majority``) and the per-cluster table with the absent-type check
   (``cluster_table``, also importable from :mod:`.assign`).
+- :mod:`.second_opinion`: each reference type's open fraction per universe region
+  (``compute_type_profiles``, stored or computed once per reference by ``type_profiles``),
+  a query cluster's best-matching type by accessibility (``query_cluster_scores``), and
+  whether it agrees with the transferred label, type or lineage (``with_second_opinion``,
+  ``markers_agree``).
+
+- :mod:`.loto`: the Unknown rule's leave-one-type-out calibration of a reference (stored,
+  or computed once on load) and ``flag_unknown``, which applies it to query cells.
 
 Rules added by later work get their own file here and a line above: unseen cell types
-(``unknown.py``), marker-based second opinions (``second_opinion.py``).
+(``unknown.py``).
 
 Submodules are imported where they are used; importing this package loads none of them.
 """
