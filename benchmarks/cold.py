@@ -347,7 +347,6 @@ def write_report(results: dict, args: argparse.Namespace) -> dict:
     return results
 
 
-
 # --------------------------------------------------------------------------- CPU to first chart
 
 #: What each app computes before its first chart leaves the server, as plain Python: the

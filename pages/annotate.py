@@ -5,17 +5,25 @@ from scembed_app import router
 router.start_page()  # first: hands over to the router when run alone
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, guards, label_views, results, state, trust_views, widgets
+from scembed_app import (
+    evidence_views,
+    figures,
+    guards,
+    label_views,
+    results,
+    scoring,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
 from scembed_core.labels.assign import UNKNOWN
 from scembed_core.labels.clusters import ABSENT_WARNING
 from scembed_core.labels.vote import UNASSIGNED
 
-NO_TRUTH = "(none)"
 METHODS = {
     "classifier": "Reference classifier (calibrated probabilities)",
     "knn": "15-nearest-neighbour vote",
@@ -157,55 +165,24 @@ st.dataframe(
 )
 
 # --- probabilities and explanations ----------------------------------------------------------------
-st.subheader("Class probabilities")
-probability_tab, why_tab = st.tabs(["Probability map", "Why this label"])
+st.subheader("Class probabilities and evidence")
+probability_tab, why_tab, evidence_tab = st.tabs(["Probability map", "Why this label", "Evidence"])
 with probability_tab:
     label_views.probability_map(run, dataset, reference, transferred)
 with why_tab:
     label_views.why_this_label(run, dataset, reference, transferred)
+with evidence_tab:
+    evidence_views.evidence_view(run, dataset, reference, cluster, table, transferred["label"])
 
 # --- scoring against a truth column ----------------------------------------------------------------
 st.subheader("Compare with your labels")
-truth_options = [NO_TRUTH, *results.label_columns(obs)]
-if st.session_state[state.TRUTH_KEY] not in truth_options:
-    st.session_state[state.TRUTH_KEY] = NO_TRUTH
-    st.session_state.pop(f"w_{state.TRUTH_KEY}", None)
-truth_key = st.selectbox(
-    "Column of your data holding the true cell types",
-    truth_options,
-    **widgets.bound(state.TRUTH_KEY),
-)
-if truth_key == NO_TRUTH:
+truth_key = scoring.truth_select(obs)
+if truth_key is None:
     st.info("Pick a label column of your data to score the transferred labels against it.")
     state.stop_page()
 
 truth = obs[truth_key]
-predicted_names = sorted(set(transferred["label"]) - {UNASSIGNED})
-saved = st.session_state[state.LABEL_MAP]
-with st.expander("Map reference labels to your label names", icon=":material/edit:"):
-    st.caption(
-        "Reference and data often name the same cell type differently (e.g. 'CD14.Mono.1' "
-        "vs 'Monocyte'). Edit the right column; scoring uses your names."
-    )
-    editor = st.data_editor(
-        pd.DataFrame(
-            {
-                "reference label": predicted_names,
-                "your label": [saved.get(name, name) for name in predicted_names],
-            }
-        ),
-        key="label_map_editor",
-        hide_index=True,
-        disabled=["reference label"],
-        column_config={
-            "your label": st.column_config.SelectboxColumn(
-                "your label",
-                options=sorted(set(truth.dropna().astype(str)) | set(predicted_names)),
-            )
-        },
-    )
-label_map = dict(zip(editor["reference label"], editor["your label"], strict=True))
-st.session_state[state.LABEL_MAP] = label_map
+label_map = scoring.label_map_editor(truth, transferred)
 
 try:
     report = classification_report(truth, transferred["label"], label_map=label_map)
@@ -232,7 +209,9 @@ normalize = st.toggle(
     "Row-normalised (recall per class)", **widgets.bound(state.NORMALIZE_CONFUSION)
 )
 widgets.plot(
-    figures.confusion_heatmap(report.confusion, normalize_rows=normalize),
+    figures.confusion_heatmap(
+        report.confusion, normalize_rows=normalize, colors=results.chart_colors(reference)
+    ),
     key="annotate_confusion",
 )
 st.markdown("**Per-class scores**")
@@ -243,4 +222,5 @@ st.dataframe(
         c: st.column_config.NumberColumn(c, format="%.3f") for c in ("precision", "recall", "f1")
     },
 )
+scoring.lineage_section(truth, transferred, reference, label_map)
 st.page_link(state.PAGE_EXPORT, label="Next: export the results", icon=":material/arrow_forward:")

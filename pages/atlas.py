@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from scembed_app import deployment, figures, guards, state, widgets
+from scembed_app import deployment, figures, guards, results, state, widgets
 from scembed_core.errors import ScEmbedError
 
 MAX_POINTS = 50_000
@@ -87,5 +87,6 @@ fig = figures.query_map(
     hover,
     reference_coords=reference_coords,
     title=f"{len(frame):,} of {total:,} cells on the reference map",
+    colors=results.chart_colors(reference),
 )
 widgets.plot(fig, key="atlas_map")

@@ -104,7 +104,9 @@ with left:
 with right:
     sizes = cluster[cluster != UNASSIGNED].value_counts()
     widgets.plot(
-        figures.count_bar(sizes, title="Cluster sizes", horizontal=False),
+        figures.count_bar(
+            sizes, title="Cluster sizes", horizontal=False, colors=results.chart_colors(reference)
+        ),
         key="clusters_sizes",
     )
 

@@ -8,7 +8,6 @@ import numpy as np
 import streamlit as st
 
 from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
-from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
@@ -73,6 +72,8 @@ if dataset is None:
 
 # --- QC and coverage before projecting ---------------------------------------------------------
 st.subheader(widgets.md(dataset.name), anchor=False)
+if st.session_state.get(state.DATASET_NOTICE):
+    st.info(st.session_state[state.DATASET_NOTICE], icon=":material/restart_alt:")
 dataset = genome.build_panel(dataset, ref_key, reference)  # detected build; liftover toggle
 adata = dataset.adata
 try:
@@ -127,6 +128,12 @@ with left:
     st.caption(f"Median {np.median(n_regions):,.0f} mapped regions per cell.")
 with right:
     label_cols = results.label_columns(adata.obs)
+    guessed = results.truth_column(adata.obs)
+    if guessed is not None:
+        st.markdown(
+            f":material/label: Cell types: **{widgets.md(guessed)}** (preselected as the truth "
+            "column on the Annotation page)"
+        )
     if label_cols:
         st.markdown("**Label columns found** (usable as ground truth on the Annotation page)")
         st.dataframe(

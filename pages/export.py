@@ -98,7 +98,7 @@ download(
 st.dataframe(table.head(200), height=250)
 
 # --- figures -----------------------------------------------------------------------------------
-st.subheader("Figures (interactive HTML)")
+st.subheader("Figures")
 has_map = run.projection.umap is not None
 
 
@@ -119,26 +119,32 @@ def map_figure() -> go.Figure:
         results.hover_fields(adata.obs_names, cluster, transferred),
         reference_coords=np.asarray(reference.cells.obsm["X_umap"]) if has_map else None,
         continuous=False,
+        colors=colors,
     )
 
 
 def panels_figure() -> go.Figure:
     """Draw one panel per cluster."""
     ref = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
-    return figures.cluster_panels(map_coords(), cluster, reference_coords=ref)
+    return figures.cluster_panels(map_coords(), cluster, reference_coords=ref, colors=colors)
 
 
 # Deferred downloads run on another thread, outside this script run: read the session's
 # settings now, not inside the callables.
-truth_key = st.session_state[state.TRUTH_KEY]
-label_map = dict(st.session_state[state.LABEL_MAP])
+truth_key = results.truth_column(adata.obs)
+label_map = {}
+if truth_key is not None and transferred is not None:
+    label_map = results.scoring_map(
+        adata.obs[truth_key], sorted(set(transferred["label"].astype(str)) - {"Unassigned"})
+    )
 normalize = bool(st.session_state[state.NORMALIZE_CONFUSION])
+colors = results.chart_colors(reference)
 
 
 def confusion_figure() -> go.Figure:
     """Draw the confusion matrix against the truth column."""
     report = classification_report(adata.obs[truth_key], transferred["label"], label_map=label_map)
-    return figures.confusion_heatmap(report.confusion, normalize_rows=normalize)
+    return figures.confusion_heatmap(report.confusion, normalize_rows=normalize, colors=colors)
 
 
 cols = st.columns(3)
@@ -167,6 +173,55 @@ if transferred is not None and truth_key in adata.obs:
     )
 else:
     cols[2].caption("The confusion matrix needs a truth column (Annotation page).")
+
+lineage_of = results.lineages(reference) if transferred is not None else {}
+reference_key = results.transfer_label_key(reference)
+has_truth = transferred is not None and truth_key in adata.obs
+
+
+def all_figures() -> dict:
+    """Every figure of the analysis, by file stem (the colours of every page)."""
+    from scembed_core.lineage import lineage_report
+
+    ref_coords = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
+    out = {f"{stem}_map": map_figure(), f"{stem}_cluster_panels": panels_figure()}
+    if ref_coords is not None and reference_key is not None:
+        out[f"{stem}_reference_map"] = figures.reference_map(
+            ref_coords, reference.cells.obs[reference_key], colors=colors, title="Reference map"
+        )
+    if has_truth:
+        out[f"{stem}_your_labels_map"] = figures.query_map(
+            map_coords(),
+            adata.obs[truth_key].astype(str).rename(truth_key),
+            results.hover_fields(adata.obs_names, cluster, transferred),
+            reference_coords=ref_coords,
+            continuous=False,
+            colors=colors,
+            title=f"Your labels ({truth_key})",
+        )
+        out[f"{stem}_confusion"] = confusion_figure()
+        if lineage_of:
+            report = lineage_report(
+                adata.obs[truth_key], transferred["label"], lineage_of, label_map=label_map
+            )
+            out[f"{stem}_lineage_confusion"] = figures.confusion_heatmap(
+                report.confusion, normalize_rows=normalize, colors=colors, title="Lineages"
+            )
+    return out
+
+
+st.caption(
+    "Every chart in the app saves itself as PNG or SVG with the camera icon at its top right "
+    "(the format is chosen in the sidebar). All figures at once: one HTML page that opens "
+    "offline, with a PNG and an SVG button per figure."
+)
+download(
+    st,
+    "All figures (HTML page, PNG and SVG per figure)",
+    lambda: exports.figure_bundle_html(all_figures(), title=f"scEmbed figures: {stem}"),
+    f"{stem}_figures.html",
+    html,
+)
 
 # --- re-run on the command line (run.json) --------------------------------------------------------
 import json  # this section stands on its own (imports here)

@@ -137,6 +137,7 @@ with panels_tab:
             query_coords(),
             results.current_clusters(run, dataset),
             reference_coords=ref_coords,
+            colors=results.chart_colors(reference),
         )
         st.caption("One panel per Louvain cluster over the reference map (grey).")
         widgets.plot(fig, key="project_panels")

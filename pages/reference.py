@@ -6,7 +6,17 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, deployment, figures, guards, quickref, state, trust_views, widgets
+from scembed_app import (
+    cached,
+    deployment,
+    figures,
+    guards,
+    quickref,
+    results,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -169,7 +179,11 @@ if has_cells and label_key is not None:
     with left:
         counts = view.label_counts(label_key)
         widgets.plot(
-            figures.count_bar(counts, title=f"Reference cells per {label_key}"),
+            figures.count_bar(
+                counts,
+                title=f"Reference cells per {label_key}",
+                colors=results.chart_colors(view, label_key),
+            ),
             key="reference_counts",
         )
     with right:
@@ -180,7 +194,12 @@ if has_cells and label_key is not None:
         else:
             coords = labels = None
         if coords is not None:
-            fig = figures.reference_map(coords, labels, title="Reference map (UMAP) by cell type")
+            fig = figures.reference_map(
+                coords,
+                labels,
+                title="Reference map (UMAP) by cell type",
+                colors=results.chart_colors(view, label_key),
+            )
             widgets.plot(fig, key="reference_map")
 elif not has_cells:
     st.info(

@@ -13,6 +13,7 @@ import streamlit as st
 from scembed_app import guards, results, state, widgets
 from scembed_app.progress import progress_bar
 from scembed_core.errors import ScEmbedError
+from scembed_core.io import guess_label_key
 from scembed_core.reference import bundle_to_zip_bytes, save_reference
 from scembed_core.train import TrainingParams, build_reference, train_reference
 
@@ -61,7 +62,12 @@ with st.form("train_form"):
     left, right = st.columns(2)
     with left:
         name = st.text_input("Reference name", value="my-reference", max_chars=60)
-        label_key = st.selectbox("Label column", label_cols)
+        guessed = guess_label_key(adata)
+        label_key = st.selectbox(
+            "Label column",
+            label_cols,
+            index=label_cols.index(guessed) if guessed in label_cols else 0,
+        )
         genome = st.text_input("Genome build", value=str(adata.uns.get("genome", "unknown")))
     with right:
         epochs = st.number_input(

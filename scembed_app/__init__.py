@@ -2,7 +2,7 @@
 
 Imports streamlit; holds no science (that is :mod:`scembed_core`). Modules: ``state``
 (session-state keys and page guards), ``cached`` (``st.cache_*`` wrappers), ``results``
-(clusters/labels shared by pages), ``figures`` (pure Plotly builders), ``progress``
+(clusters/labels shared by pages), ``figures`` (the engine's ``se.pl`` builders), ``progress``
 (engine progress callback -> Streamlit), ``uploads`` and ``exports`` (bytes in and out,
 no Streamlit), ``widgets`` (shared UI pieces), ``catalog`` (links, hub model list).
 """

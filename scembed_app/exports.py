@@ -7,6 +7,7 @@ The annotated dataset is written by the engine's one writer
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anndata as ad
@@ -24,6 +25,7 @@ __all__ = [
     "annotated_h5ad_bytes",
     "csv_bytes",
     "figure_html",
+    "figure_bundle_html",
 ]
 
 
@@ -165,3 +167,78 @@ def csv_bytes(frame: pd.DataFrame, *, index: bool = True) -> bytes:
 def figure_html(fig: go.Figure) -> bytes:
     """Return a self-contained HTML file (plotly.js embedded: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
+
+
+_BUNDLE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+section { margin: 32px 0; border-top: 1px solid #ddd; padding-top: 12px; }
+button { margin-right: 8px; padding: 4px 12px; }
+"""
+# The buttons call plotly.js's own export in the browser: no server and no Chrome needed.
+_BUNDLE_SCRIPT = """
+const FIGURES = JSON.parse(document.getElementById("scembed-figures").textContent);
+function save(i, format) {
+  const f = FIGURES[i];
+  return Plotly.downloadImage(document.getElementById("fig-" + i),
+    {format: format, filename: f.name, scale: format === "png" ? SCALE : 1});
+}
+async function saveAll(format) {
+  for (let i = 0; i < FIGURES.length; i++) { await save(i, format); }
+}
+FIGURES.forEach((f, i) => {
+  Plotly.newPlot("fig-" + i, f.figure.data, f.figure.layout,
+    {displaylogo: false, responsive: true,
+     toImageButtonOptions: {format: "svg", filename: f.name}});
+});
+"""
+
+
+def figure_bundle_html(figures: dict[str, go.Figure], *, title: str, png_scale: int = 4) -> bytes:
+    """Every figure in one self-contained HTML page, each with PNG and SVG buttons.
+
+    The page embeds plotly.js once and opens offline; its buttons ("PNG", "SVG", "All as
+    PNG", "All as SVG") make the images in the reader's browser with plotly.js's own
+    export (PNG at ``png_scale`` times the on-screen size), so they work wherever the page
+    is opened, also when the app is hosted without a server-side browser.
+
+    Parameters
+    ----------
+    figures
+        File stem -> figure, in the order shown.
+    title
+        The page's heading (escaped).
+    png_scale
+        Scale factor of the PNG exports.
+    """
+    import html as html_lib
+
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
+    names = ["".join(c if c.isalnum() or c in "-_" else "_" for c in n) for n in figures]
+    payload = [
+        {"name": name, "figure": json.loads(pio.to_json(fig, validate=False))}
+        for name, fig in zip(names, figures.values(), strict=True)
+    ]
+    # "</" would end the script element early: escape it (the labels are the user's text)
+    data = json.dumps(payload).replace("</", "<\\/")
+    sections = "".join(
+        f'<section><h2>{html_lib.escape(name)}</h2><div id="fig-{i}"></div>'
+        f"<button onclick=\"save({i}, 'png')\">PNG</button>"
+        f"<button onclick=\"save({i}, 'svg')\">SVG</button></section>"
+        for i, name in enumerate(names)
+    )
+    page = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{html_lib.escape(title)}</title><style>{_BUNDLE_STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html_lib.escape(title)}</h1>"
+        f"<p>{len(names)} figures. Each button saves an image made in this browser "
+        f"(PNG at {png_scale}x the size shown, or SVG).</p>"
+        "<p><button onclick=\"saveAll('png')\">All as PNG</button>"
+        "<button onclick=\"saveAll('svg')\">All as SVG</button></p>"
+        f"{sections}"
+        f'<script type="application/json" id="scembed-figures">{data}</script>'
+        f"<script>const SCALE = {int(png_scale)};{_BUNDLE_SCRIPT}</script></body></html>"
+    )
+    return page.encode("utf-8")

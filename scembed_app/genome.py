@@ -130,5 +130,5 @@ def build_panel(dataset: LoadedDataset, reference_key: str, reference: Any) -> L
 def _use(current: LoadedDataset, wanted: LoadedDataset) -> LoadedDataset:
     """Make ``wanted`` the tab's dataset if it is not already (drops stale results)."""
     if wanted.digest != current.digest:
-        state.set_dataset(wanted)
+        state.set_dataset(wanted, new_data=False)  # the same cells on another build
     return wanted

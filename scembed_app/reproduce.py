@@ -72,8 +72,9 @@ def run_spec(
     dataset: LoadedDataset,
     params: dict,
     hosted: bool,
+    scoring: dict | None = None,
 ) -> dict:
-    """The ``run.json`` document of this tab's analysis."""
+    """The ``run.json`` document of this tab's analysis (``scoring``: truth column, map)."""
     from scembed_core.runspec import build_run_spec
 
     return build_run_spec(
@@ -83,6 +84,7 @@ def run_spec(
         input_name=input_name(dataset),
         input_sha256=dataset.sha256,
         n_cells=int(dataset.adata.n_obs),
+        scoring=scoring,
     )
 
 

@@ -119,6 +119,73 @@ def transfer_label_key(reference: Any) -> str | None:
     return getattr(reference, "default_label_key", None) or (keys[0] if keys else None)
 
 
+def chart_colors(reference: Any, label_key: str | None = None) -> dict[str, str]:
+    """The label -> colour map every chart of this tab passes to ``figures.label_colors``.
+
+    The reference's own map (its bundle's, or computed once on load: one label, one colour
+    on every page), the lineage colours, and the user's names of the Annotation page's
+    label map, each with the colour of the reference label it stands for.
+    """
+    from scembed_core import palette
+
+    base = dict(palette.LINEAGE_COLORS)
+    key = label_key or transfer_label_key(reference)
+    stored = (getattr(reference, "manifest", None) or {}).get("label_colors") or {}
+    if key is not None and (key in stored or getattr(reference, "cells", None) is not None):
+        from scembed_core.lineage import reference_label_colors
+
+        base.update(reference_label_colors(reference, key))
+    label_map = st.session_state.get(state.LABEL_MAP) or {}
+    for ref in sorted(label_map, key=str):
+        user = label_map[ref]
+        if user not in (None, "") and str(ref) in base:
+            base.setdefault(str(user), base[str(ref)])
+    return base
+
+
+def lineages(reference: Any, label_key: str | None = None) -> dict[str, str]:
+    """Reference label -> lineage (the bundle's hierarchy, else guessed from the names)."""
+    from scembed_core.lineage import reference_lineages
+
+    key = label_key or transfer_label_key(reference)
+    if key is None or getattr(reference, "cells", None) is None:
+        return {}
+    return dict(reference.memoized(("lineages", key), lambda: reference_lineages(reference, key)))
+
+
+NO_TRUTH = state.NO_TRUTH  # the Annotation page's "no truth column" choice
+
+
+def truth_column(obs: pd.DataFrame) -> str | None:
+    """The column of the query scored against: the tab's choice, else the engine's guess.
+
+    ``state.TRUTH_KEY`` is None until the user picks one (so a guess is never saved as a
+    change); ``"(none)"`` means no scoring.
+    """
+    from scembed_core.io import guess_label_key
+
+    chosen = st.session_state.get(state.TRUTH_KEY)
+    if chosen == NO_TRUTH:
+        return None
+    if chosen is not None and chosen in obs.columns:
+        return chosen
+    return guess_label_key(obs)
+
+
+def scoring_map(truth: pd.Series, predicted_names: list[str]) -> dict[str, str]:
+    """Reference label -> the user's name: the tab's map over names matched automatically.
+
+    Names that agree up to case and punctuation are paired without any action
+    (:func:`scembed_core.labels.names.match_names`); the tab's saved map
+    (``state.LABEL_MAP``, edited on the Annotation page) wins where it has an entry.
+    """
+    from scembed_core.labels.names import match_names
+
+    auto = match_names(predicted_names, truth.dropna().astype(str).unique())
+    saved = st.session_state.get(state.LABEL_MAP) or {}
+    return {name: str(saved.get(name, auto.get(name, name))) for name in predicted_names}
+
+
 def label_method(reference: Any) -> tuple[str, str | None]:
     """Resolve the label method that runs for this tab's choice (a note if it falls back)."""
     from scembed_core.labels.assign import resolve_label_method
@@ -266,9 +333,22 @@ def run_document(
         dataset=dataset,
         params=params,
         hosted=deployment.is_hosted(),
+        scoring=scoring_settings(dataset, reference, settings["label_key"]),
     )
     lifted = (dataset.liftover or {}).get("source_build")
     spec = str(st.session_state[state.REFERENCE_SPEC])
     # the dataset verdict (scembed_core.fit), for the record
     doc["fit"] = cached.cached_fit(dataset.digest, spec, lifted, dataset.adata, reference)
     return doc
+
+
+def scoring_settings(dataset: LoadedDataset, reference: Any, label_key: str | None) -> dict | None:
+    """``run.json``'s ``scoring``: the truth column and the label map (non-identity entries)."""
+    truth_key = truth_column(dataset.adata.obs)
+    if truth_key is None:
+        return None
+    names = []
+    if getattr(reference, "can_transfer_labels", False):
+        names = [str(n) for n in reference.label_counts(label_key).index]
+    full = scoring_map(dataset.adata.obs[truth_key], names)
+    return {"truth_key": truth_key, "label_map": {k: v for k, v in full.items() if k != v}}

@@ -52,7 +52,8 @@ MIN_CONFIDENCE = "min_confidence"  # float in [0, 1]
 LIMIT_DISTANCE = "limit_distance"  # bool: apply MAX_DISTANCE
 MAX_DISTANCE = "max_distance"  # float | None: cells mapped farther are Unassigned
 UNKNOWN_RATE = "unknown_rate"  # float: strictness of the Unknown rule (0: off)
-TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth
+TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth (None: guessed)
+NO_TRUTH = "(none)"  # TRUTH_KEY's value when the user chose not to score
 LABEL_MAP = "label_map"  # dict[str, str]: reference label -> user label (scoring only)
 NORMALIZE_CONFUSION = "normalize_confusion"  # bool
 LIFTOVER = "liftover"  # bool: lift peaks onto the reference's build when detection is confident
@@ -65,6 +66,8 @@ SAVED = "workspace_saved"  # dict: what the workspace on disk holds (to write on
 WORKSPACE_NOTICE = "workspace_notice"  # str | None: one message about the workspace (restore, fork)
 WORKSPACE_PROBLEM = "workspace_problem"  # tuple (kind, id) | None: a link that cannot be opened
 STORED_RESULTS = "stored_results"  # dict | None: clusters/labels read from the workspace
+DATASET_NOTICE = "dataset_notice"  # str | None: which settings a new dataset reset (Data page)
+FIGURE_FORMAT = "figure_format"  # str: "png" or "svg", what a chart's camera button saves
 
 #: Settings kept in the workspace (JSON) and restored from it; every other key is per tab.
 WORKSPACE_SETTINGS = (
@@ -83,6 +86,19 @@ WORKSPACE_SETTINGS = (
     NORMALIZE_CONFUSION,
     LIFTOVER,
 )
+
+#: Settings that belong to one dataset: a new dataset starts from their defaults (with a
+#: notice); every other setting (reference, label column and method, liftover) persists.
+DATASET_SETTINGS = {
+    RESOLUTION: "resolution",
+    RESOLUTION_CURVE: "resolution curve",
+    CLUSTER_SEARCH: "cluster search",
+    TRUTH_KEY: "truth column",
+    LABEL_MAP: "label mapping",
+    MIN_CONFIDENCE: "minimum probability",
+    LIMIT_DISTANCE: "distance limit",
+    MAX_DISTANCE: "maximum mapping distance",
+}
 
 PAGE_REFERENCE = "pages/reference.py"
 PAGE_DATA = "pages/data.py"
@@ -139,6 +155,8 @@ def _defaults() -> dict[str, Any]:
         WORKSPACE_NOTICE: None,
         WORKSPACE_PROBLEM: None,
         STORED_RESULTS: None,
+        DATASET_NOTICE: None,
+        FIGURE_FORMAT: "png",
     }
 
 
@@ -192,13 +210,43 @@ def trust_allowed() -> bool:
 
 
 # --- session transitions -------------------------------------------------------------
-def set_dataset(dataset: LoadedDataset) -> None:
-    """Make ``dataset`` this tab's query; results of the previous one are dropped."""
+def _differs(value: Any, default: Any) -> bool:
+    if value is None or default is None:
+        return value is not default
+    try:
+        return bool(value != default)
+    except (TypeError, ValueError):  # a frame: compared by being there at all
+        return True
+
+
+def set_dataset(dataset: LoadedDataset, *, new_data: bool = True) -> None:
+    """Make ``dataset`` this tab's query; results of the previous one are dropped.
+
+    A new dataset (``new_data``) also starts from the defaults of every setting that
+    belongs to a dataset (:data:`DATASET_SETTINGS`), and the Data page says which ones
+    were reset; ``new_data=False`` is the same cells in another form (a liftover), which
+    keeps them. Reference-level choices always persist.
+    """
+    previous = st.session_state.get(DATASET)
     st.session_state[DATASET] = dataset
     st.session_state[UPLOAD_ERROR] = None
     st.session_state[PROJECTION] = None
-    st.session_state[TRUTH_KEY] = None
-    st.session_state[LABEL_MAP] = {}
-    st.session_state[RESOLUTION_CURVE] = None
-    st.session_state[CLUSTER_SEARCH] = None
-    st.session_state[MAX_DISTANCE] = None
+    if not new_data:
+        st.session_state[RESOLUTION_CURVE] = None
+        st.session_state[CLUSTER_SEARCH] = None
+        return
+    defaults = _defaults()
+    changed = [
+        name
+        for key, name in DATASET_SETTINGS.items()
+        if _differs(st.session_state.get(key), defaults[key])
+    ]
+    for key in DATASET_SETTINGS:
+        st.session_state[key] = defaults[key]
+        st.session_state.pop(f"w_{key}", None)  # bound widgets re-seed from the default
+    st.session_state[DATASET_NOTICE] = None
+    if previous is not None and changed:
+        st.session_state[DATASET_NOTICE] = (
+            f"New dataset: {', '.join(changed)} started from the defaults (they belong to "
+            "one dataset); the reference and the label method are kept."
+        )

@@ -13,6 +13,10 @@ from scembed_app import deployment, figures, results, state
 from scembed_app.uploads import LoadedDataset
 
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True}
+#: What a chart's camera button saves: made by plotly.js in the browser (hosted too).
+FIGURE_FORMATS = {"png": "PNG (4x, for print)", "svg": "SVG (vector)"}
+#: PNG scale factor: a 900-pixel-wide chart saves 3,600 pixels wide (300 dpi at 12 inches).
+PNG_SCALE = 4
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
@@ -51,9 +55,32 @@ def bound(state_key: str) -> dict[str, Any]:
     return {"key": widget_key, "on_change": sync}
 
 
+def plot_config(name: str | None = None) -> dict:
+    """Plotly's config: the camera button saves PNG (4x) or SVG, as the sidebar says."""
+    fmt = st.session_state.get(state.FIGURE_FORMAT) or "png"
+    image = {"format": fmt, "filename": name or "scembed_figure", "scale": PNG_SCALE}
+    if fmt == "svg":
+        image["scale"] = 1  # vector: the size is the chart's own
+    return {**PLOTLY_CONFIG, "toImageButtonOptions": image}
+
+
 def plot(fig: Any, *, key: str | None = None) -> None:
-    """``st.plotly_chart`` with the app's defaults."""
-    st.plotly_chart(fig, key=key, config=dict(PLOTLY_CONFIG), theme=None)
+    """``st.plotly_chart`` with the app's defaults (camera button: PNG or SVG, in the browser)."""
+    st.plotly_chart(fig, key=key, config=plot_config(key), theme=None)
+
+
+def figure_format_choice() -> None:
+    """The sidebar's "Save figures as" choice (every chart's camera button follows it)."""
+    with st.sidebar:
+        st.segmented_control(
+            "Save figures as",
+            list(FIGURE_FORMATS),
+            format_func=lambda f: f.upper(),
+            help="The camera icon at the top right of every chart saves it: PNG at 4x the "
+            "screen size (print resolution) or SVG (vector). The image is made in your "
+            "browser. The Export page offers every figure at once.",
+            **bound(state.FIGURE_FORMAT),
+        )
 
 
 def sidebar_summary() -> None:
@@ -68,6 +95,7 @@ def sidebar_summary() -> None:
         reference_name = active_reference()[1].name
     except ScEmbedError:
         reference_name = deployment.public_text(f"{spec.removeprefix('session:')} (not loaded)")
+    figure_format_choice()
     with st.sidebar:
         st.caption("This session")
         st.markdown(f":material/hub: Reference: {md(_short(reference_name, 40))}")
@@ -95,11 +123,17 @@ def _color_values(
     dataset: LoadedDataset,
     cluster: pd.Series,
     transferred: pd.DataFrame | None,
+    lineage_of: dict | None = None,
 ) -> tuple[pd.Series, bool | None]:
     if choice == "Cluster":
         return cluster.rename("cluster"), False
     if choice == "Transferred label" and transferred is not None:
         return transferred["label"].rename("label"), False
+    if choice == "Lineage" and transferred is not None:
+        from scembed_core.lineage import to_lineages
+
+        lineage = to_lineages(transferred["label"], lineage_of or {})
+        return pd.Series(lineage, index=transferred.index, name="lineage"), False
     if choice == "Confidence" and transferred is not None:
         return transferred["confidence"].astype(float).rename("confidence"), True
     values = dataset.adata.obs[choice]
@@ -122,11 +156,14 @@ def map_explorer(
     cluster = results.current_clusters(run, dataset)
     transferred = results.labels(run, reference, obs.index)
     options = ["Cluster"]
+    lineage_of = results.lineages(reference) if transferred is not None else {}
     if transferred is not None:
-        options += ["Transferred label", "Confidence"]
+        options += ["Transferred label", "Lineage", "Confidence"]
+        if not lineage_of:
+            options.remove("Lineage")
     options += [c for c in results.color_columns(obs) if c not in options]
     choice = st.selectbox("Colour query cells by", options, key=f"{key}_color_by")
-    color, continuous = _color_values(choice, dataset, cluster, transferred)
+    color, continuous = _color_values(choice, dataset, cluster, transferred, lineage_of)
     hover = results.hover_fields(obs.index, cluster, transferred)
     ref_coords = None
     if on_reference and reference.cells is not None and "X_umap" in reference.cells.obsm:
@@ -137,6 +174,7 @@ def map_explorer(
         hover,
         reference_coords=ref_coords,
         continuous=continuous,
+        colors=results.chart_colors(reference),
     )
     plot(fig, key=f"{key}_chart")
     n_missing = int((~np.isfinite(np.asarray(coords, float)).all(axis=1)).sum())

@@ -48,7 +48,7 @@ __all__ = [
 
 STATE_VERSION = 1
 REFERENCE_ZIP = "reference.zip"  # the trained bundle, for a "session:NAME" reference
-NO_TRUTH = "(none)"  # the Annotation page's "no truth column" choice
+NO_TRUTH = state.NO_TRUTH  # the Annotation page's "no truth column" choice
 #: A trained bundle read back from a workspace may expand to at most this much.
 MAX_BUNDLE_BYTES = 2 * 2**30
 
@@ -237,7 +237,7 @@ def trained_from_zip(name: str, data: bytes, identity: Mapping[str, Any]) -> sta
     ReferenceBundleError
         A damaged or oversized zip, or a bundle that does not load.
     """
-    from scembed_core.reference import load_reference
+    from scembed_core.reference import load_bundle
 
     with tempfile.TemporaryDirectory(prefix="scembed-restore-") as tmp:
         folder = Path(tmp) / "bundle"
@@ -258,7 +258,7 @@ def trained_from_zip(name: str, data: bytes, identity: Mapping[str, Any]) -> sta
             raise ReferenceBundleError(
                 f"The stored bundle of {name!r} is damaged ({exc})."
             ) from exc
-        reference = dataclasses.replace(load_reference(folder, trust=False), path=None)
+        reference = dataclasses.replace(load_bundle(folder, trust=False), path=None)
     extra = identity.get("trained") or {}
     return state.TrainedReference(
         name=name,

@@ -29,8 +29,10 @@ def _flag_set(typingctx, flag):  # noqa: ANN001, ANN202 - numba intrinsic
 
 
 @njit(cache=True, parallel=True)
-def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no cover - numba
-    """umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances.
+def smooth_knn(
+    distances: np.ndarray, k: int, local_connectivity: float, mean_distances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Port umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances.
 
     ``mean_distances`` holds one value per row (umap: the batch's mean distance everywhere;
     the per-cell mode: each row's own mean, so a row's result never depends on the others).
@@ -96,8 +98,10 @@ def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no 
 
 
 @njit(cache=True, parallel=True)
-def memberships(cols, dists, sigma, rho):  # pragma: no cover - numba
-    """umap's ``compute_membership_strengths`` (bipartite) as an (n, k) weight matrix."""
+def memberships(
+    cols: np.ndarray, dists: np.ndarray, sigma: np.ndarray, rho: np.ndarray
+) -> np.ndarray:  # pragma: no cover - numba
+    """Port umap's ``compute_membership_strengths`` (bipartite) as an (n, k) weight matrix."""
     n, width = cols.shape
     out = np.zeros((n, width), dtype=np.float32)
     for i in prange(n):
@@ -112,8 +116,8 @@ def memberships(cols, dists, sigma, rho):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _tau_rand_int(state):  # pragma: no cover - numba
-    """umap's Tausworthe generator (returns an int32, as umap's signature casts)."""
+def _tau_rand_int(state: np.ndarray) -> int:  # pragma: no cover - numba
+    """Draw from umap's Tausworthe generator (returns an int32, as umap's signature casts)."""
     state[0] = (((state[0] & 4294967294) << 12) & 0xFFFFFFFF) ^ (
         (((state[0] << 13) & 0xFFFFFFFF) ^ state[0]) >> 19
     )
@@ -130,7 +134,7 @@ def _tau_rand_int(state):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _clip(value):  # pragma: no cover - numba
+def _clip(value: float) -> float:  # pragma: no cover - numba
     if value > 4.0:
         return 4.0
     if value < -4.0:
@@ -140,23 +144,23 @@ def _clip(value):  # pragma: no cover - numba
 
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def optimize(
-    position,
-    reference,
-    cols,
-    epochs_per_sample,
-    rng_states,
-    n_epochs,
-    a,
-    b,
-    gamma,
-    initial_alpha,
-    negative_sample_rate,
-    snap_epochs,
-    snap_slot,
-    snaps,
-    stop,
-):  # pragma: no cover - numba
-    """umap's SGD against fixed reference points, one query cell at a time (in parallel).
+    position: np.ndarray,
+    reference: np.ndarray,
+    cols: np.ndarray,
+    epochs_per_sample: np.ndarray,
+    rng_states: np.ndarray,
+    n_epochs: int,
+    a: float,
+    b: float,
+    gamma: float,
+    initial_alpha: float,
+    negative_sample_rate: int,
+    snap_epochs: np.ndarray,
+    snap_slot: np.ndarray,
+    snaps: np.ndarray,
+    stop: np.ndarray,
+) -> None:  # pragma: no cover - numba
+    """Run umap's SGD against fixed reference points, one query cell at a time (in parallel).
 
     ``cols`` (n, k) are the reference neighbours (-1: no edge), ``epochs_per_sample`` the
     matching umap schedule. Positions of cells with ``snap_slot >= 0`` are copied into

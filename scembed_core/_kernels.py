@@ -15,14 +15,17 @@ order the regions are visited in beyond float32 rounding of the output.
 from __future__ import annotations
 
 import threading
+from typing import get_args
 
 import numpy as np
 from numba import njit, prange
 
+from ._types import Pooling
+
 __all__ = ["LAUNCH_LOCK", "POOLING_METHODS", "pool_cells"]
 
 #: Pooling rules understood by :func:`pool_cells` (index = the kernel's mode code).
-POOLING_METHODS = ("mean", "max")
+POOLING_METHODS: tuple[str, ...] = get_args(Pooling)
 
 
 #: numba's fallback threading layer (workqueue, used where neither OpenMP nor TBB is present)
@@ -91,7 +94,7 @@ def pool_cells(
     vectors: np.ndarray,
     trained: np.ndarray,
     *,
-    pooling: str = "mean",
+    pooling: Pooling = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled trained vector of the universe regions each cell covers, and their number.
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ScEmbedError
 from .fit import FitRejected
+
+if TYPE_CHECKING:
+    from .reference import Reference
 
 __all__ = ["main"]
 
@@ -130,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     project.add_argument("--no-ev", action="store_true", help="skip EV-projection (UMAP)")
     project.add_argument("--csv", action="store_true", help="also write a per-cell CSV")
     project.add_argument("--seed", type=int, default=0)
+    project.add_argument("--gene-activity", metavar="OUT", help="also write gene activity (h5ad)")
+    project.add_argument("--markers", metavar="OUT", help="also write marker regions (csv)")
     project.add_argument(
         "--dask",
         nargs="?",
@@ -247,6 +252,8 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         args.no_liftover = not params["liftover"]
     if "reference" not in given:
         args.reference = cli_reference(spec)
+    if "truth_key" not in given and spec.scoring.get("truth_key"):  # scored as the app did
+        args.truth_key, args.label_map = spec.scoring["truth_key"], spec.scoring["label_map"]
     if args.out is None:
         args.out = f"{Path(args.input).stem}_scembed.h5ad"
     args.run_spec = spec
@@ -265,7 +272,7 @@ def _apply_run_spec(args: argparse.Namespace, argv: list[str]) -> None:
         )
 
 
-def _check_run_reference(args: argparse.Namespace, reference) -> None:
+def _check_run_reference(args: argparse.Namespace, reference: Reference) -> None:
     spec = getattr(args, "run_spec", None)
     expected = spec.reference.get("fingerprint") if spec is not None else None
     if expected and reference.fingerprint != expected:
@@ -284,13 +291,11 @@ def _cmd_project(args: argparse.Namespace) -> int:
         raise ParameterError("project needs --out OUT.h5ad (or --params run.json).")
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
-    if Path(args.out).is_dir():
-        raise ParameterError(f"--out {args.out} is a folder; give a file name (OUT.h5ad).")
-    if args.resolution is not None and not math.isfinite(args.resolution):
-        raise ParameterError(f"--resolution must be a finite number, got {args.resolution}.")
+    if Path(args.out).is_dir() or not -float("inf") < (args.resolution or 0.0) < float("inf"):
+        raise ParameterError("--out must name a file (OUT.h5ad), --resolution a finite number.")
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
-    from .pipeline import run_pipeline, write_results
+    from .pipeline import run_pipeline, write_evidence, write_results
     from .reference import resolve_reference
 
     started = time.perf_counter()
@@ -318,6 +323,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
             label_key=args.label_key,
             label_method=args.label_method,
             truth_key=args.truth_key,
+            label_map=getattr(args, "label_map", None),
             random_state=args.seed,
             progress=bar,
             query_genome=args.query_genome,
@@ -329,7 +335,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
     print(f"fit: {fit.get('verdict')} (cause: {fit.get('cause')}). {fit.get('reason')}")
     if args.strict and fit.get("verdict") == "does_not_fit":
         raise FitRejected(f"--strict: the dataset does not fit the reference. {fit['reason']}")
-    written = write_results(result, args.out, csv=args.csv)
+    written = write_evidence(result.adata, reference, args.gene_activity, args.markers)
+    written = write_results(result, args.out, csv=args.csv) + written
     if result.liftover:
         lift = result.liftover
         dropped = ", ".join(f"{n:,} {r}" for r, n in lift["dropped"].items()) or "none"
@@ -367,8 +374,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
 
 def _check_scale_build(args: argparse.Namespace) -> None:
-    """The out-of-core path does not lift peaks: refuse data on another build than the
-    reference's (detected from an ``.h5ad``'s peak table, or as given)."""
+    """Refuse data on another build than the reference's: the Dask path lifts no peaks."""
     from .errors import GenomeBuildError
     from .liftover.query import decide_lift
     from .reference import resolve_reference

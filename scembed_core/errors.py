@@ -126,7 +126,7 @@ class ScEmbedDeprecationWarning(FutureWarning):
 def renamed_keyword(
     old_name: str, old_value: object, new_name: str, new_value: object, default: object
 ) -> object:
-    """The value of a renamed keyword, warning when the old name was used.
+    """Return the value of a renamed keyword, warning when the old name was used.
 
     Parameters
     ----------

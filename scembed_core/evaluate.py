@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from .errors import ParameterError
 from .labels.vote import UNASSIGNED, vote
@@ -26,11 +27,11 @@ __all__ = [
 ]
 
 
-def _as_str(values) -> np.ndarray:
+def _as_str(values: ArrayLike) -> np.ndarray:
     return np.asarray(pd.Series(np.asarray(values)).astype(str), dtype=object)
 
 
-def clustering_scores(truth, clusters) -> dict[str, float]:
+def clustering_scores(truth: ArrayLike, clusters: ArrayLike) -> dict[str, float]:
     """ARI, AMI and homogeneity of a clustering against ground-truth labels.
 
     Cells with a missing truth label (NaN) or without a cluster (-1) are left out;
@@ -99,7 +100,7 @@ class ClassificationReport:
 
 
 def classification_report(
-    truth, predicted, *, label_map: Mapping[str, str] | None = None
+    truth: ArrayLike, predicted: ArrayLike, *, label_map: Mapping[str, str] | None = None
 ) -> ClassificationReport:
     """Score transferred labels against the user's labels.
 
@@ -168,7 +169,7 @@ def drop_nonzeros(matrix: sp.spmatrix, fraction: float, *, seed: int = 0) -> sp.
 
 def dropout_robustness(
     matrix: sp.spmatrix,
-    truth,
+    truth: ArrayLike,
     embed: Callable[[sp.csr_matrix], np.ndarray],
     cluster: Callable[[np.ndarray], np.ndarray],
     *,
@@ -211,8 +212,8 @@ def map_quality(
     reference_space: np.ndarray,
     query_map: np.ndarray,
     reference_map: np.ndarray,
-    reference_labels,
-    query_labels=None,
+    reference_labels: ArrayLike,
+    query_labels: ArrayLike | None = None,
     *,
     k: int = 15,
 ) -> dict[str, float]:

@@ -33,10 +33,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ParameterError, ReferenceBundleError
+
+if TYPE_CHECKING:
+    import umap
 
 __all__ = ["MapParams", "MapTransform", "transform", "find_ab_params", "warm"]
 
@@ -144,7 +148,7 @@ class MapParams:
                 f"map.json: n_epochs must be None or >= 3, got {self.n_epochs!r}."
             )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[object, tuple[dict]]:
         """Rebuilt from plain data when copied to another process (e.g. a Dask worker)."""
         return (MapParams.from_dict, (self.to_dict(),))
 
@@ -177,8 +181,8 @@ class MapParams:
         return cls(**values)
 
     @classmethod
-    def from_umap(cls, model) -> MapParams:
-        """The parameters of a fitted ``umap.UMAP`` (only where a map is fitted)."""
+    def from_umap(cls, model: umap.UMAP) -> MapParams:
+        """Return the parameters of a fitted ``umap.UMAP`` (only where a map is fitted)."""
         import umap
 
         metric = model.metric if isinstance(model.metric, str) else "custom"
@@ -206,10 +210,10 @@ class MapParams:
 
 
 def find_ab_params(spread: float = 1.0, min_dist: float = 0.1) -> tuple[float, float]:
-    """umap-learn's ``find_ab_params``: fit ``1 / (1 + a x^(2b))`` to the offset decay."""
+    """Port umap-learn's ``find_ab_params``: fit ``1 / (1 + a x^(2b))`` to the offset decay."""
     from scipy.optimize import curve_fit
 
-    def curve(x, a, b):
+    def curve(x: np.ndarray, a: float, b: float) -> np.ndarray:
         return 1.0 / (1.0 + a * x ** (2 * b))
 
     xv = np.linspace(0, spread * 3, 300)
@@ -292,7 +296,7 @@ def _membership(
 
 
 def _initial_positions(cols: np.ndarray, weights: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """umap's ``init_graph_transform``: weighted mean of the neighbours' coordinates.
+    """Place cells as umap's ``init_graph_transform``: weighted mean of the neighbours' coordinates.
 
     As in umap, a neighbour of weight exactly 1 (a duplicate of a reference cell) places
     the cell on it; with several, the one with the smallest reference index wins.

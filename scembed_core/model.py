@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._types import Pooling
 from .errors import ReferenceBundleError
 from .regions import GenomicRegions
 
@@ -59,7 +60,7 @@ class RegionModel:
         return int(self.vectors.shape[1])
 
     @property
-    def pooling(self) -> str:
+    def pooling(self) -> Pooling:
         """How a cell's region vectors are combined: ``"mean"`` (default) or ``"max"``."""
         return str(self.metadata.get("pooling") or "mean")
 

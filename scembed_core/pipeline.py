@@ -9,6 +9,7 @@ code path; the app calls the same verbs one by one through its cache layer.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,14 @@ if TYPE_CHECKING:
 
     from .reference import Reference
 
-__all__ = ["PipelineResult", "run_pipeline", "annotated_adata", "write_results", "results_frame"]
+__all__ = [
+    "PipelineResult",
+    "run_pipeline",
+    "annotated_adata",
+    "write_results",
+    "write_evidence",
+    "results_frame",
+]
 
 
 @dataclass
@@ -128,6 +136,7 @@ def run_pipeline(
     label_key: str | None = None,
     label_method: str = "classifier",
     truth_key: str | None = None,
+    label_map: dict[str, str] | None = None,
     random_state: int = 0,
     progress: ProgressCallback | None = None,
     query_genome: str = "auto",
@@ -140,7 +149,8 @@ def run_pipeline(
     ``n_clusters`` asks for a resolution search. ``k_neighbors`` reference neighbours vote
     on labels and give the mapping distance; ``n_neighbors`` is the query kNN graph's k
     (the graph that is clustered). ``truth_key`` names a query obs column to
-    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against.
+    score clusters (ARI/AMI/homogeneity) and labels (accuracy, F1) against, the reference
+    labels renamed by ``label_map`` (reference label -> the column's name) first.
     ``query_genome`` (``auto``, ``hg19``, ``hg38``) and ``liftover`` decide whether the
     peaks are first lifted onto the reference's build
     (:func:`scembed_core.liftover.query.prepare_query`); what was done is recorded in
@@ -233,7 +243,8 @@ def run_pipeline(
         evaluation["clustering"] = clustering_scores(truth, results.cluster_codes(out))
         if results.LABEL in out.obs:
             predicted = out.obs[results.LABEL].astype(str)
-            evaluation["labels"] = classification_report(truth, predicted).summary()
+            scored = classification_report(truth, predicted, label_map=label_map)
+            evaluation["labels"] = scored.summary()
     detection = prepared.detection.summary() if prepared.detection is not None else None
     results.write_run_facts(
         out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation, fit=fit
@@ -270,4 +281,62 @@ def write_results(result: PipelineResult, path: str | Path, *, csv: bool = False
         csv_path = Path(path).with_suffix(".csv")
         results.cell_table(result.adata).to_csv(csv_path)
         written.append(csv_path)
+    return written
+
+
+def write_evidence(
+    adata: ad.AnnData,
+    reference: Reference,
+    gene_activity_path: str | Path | None = None,
+    markers_path: str | Path | None = None,
+) -> list[Path]:
+    """Run the evidence verbs for ``scembed project`` (the second opinion always).
+
+    Parameters
+    ----------
+    adata
+        The annotated query (with its cluster table when labels were transferred);
+        updated in place.
+    reference
+        The reference it was projected onto.
+    gene_activity_path
+        Write the cells x genes activity here (``.h5ad``).
+    markers_path
+        Write the clusters' marker table here (``.csv``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+
+    Raises
+    ------
+    ParameterError
+        If gene activity is asked for on a build without an annotation.
+    """
+    from .errors import ParameterError
+    from .genes import GENOMES
+    from .tl import gene_activity, rank_regions, second_opinion
+
+    written: list[Path] = []
+    genome = reference.genome if reference.genome in GENOMES else None
+    if results.cluster_table_of(adata) is not None:
+        second_opinion(adata, reference)
+        table = results.cluster_table_of(adata)
+        disagree = ~table["markers_agree"].astype(bool) if "markers_agree" in table else []
+        for _, row in table.loc[disagree].iterrows():
+            print(
+                f"note: cluster {row['cluster']} is labelled {row['label']} but its "
+                f"accessibility best matches {row['second_opinion']} (second opinion)",
+                file=sys.stderr,
+            )
+    if gene_activity_path:
+        if genome is None:
+            raise ParameterError(f"No gene annotation for the build {reference.genome!r}.")
+        activity = gene_activity(adata, genome=genome)
+        written.append(results.write_h5ad(activity, gene_activity_path))
+    if markers_path:
+        rank_regions(adata, genome=genome)
+        adata.uns["scembed"]["markers"].to_csv(markers_path, index=False)
+        written.append(Path(markers_path))
     return written

@@ -1,11 +1,8 @@
 """E-projection (pooling region embeddings into cell embeddings) and EV-projection.
 
-E-projection maps a new dataset's peaks onto the reference universe once (a sparse
-peaks x universe matrix), turns the cells x peaks matrix into a binary cells x universe
-matrix with one sparse product, and averages the trained region vectors of each cell's
-regions, all as chunked sparse algebra. EV-projection places those cells on the
-reference's map with umap-learn's transform, reimplemented on the bundle's arrays
-(:mod:`scembed_core.evmap`; no umap-learn, no pickle).
+E-projection: peaks mapped onto the universe once, cells made binary cells x universe with
+one sparse product, each cell's trained region vectors averaged (chunked sparse algebra).
+EV-projection: umap-learn's transform on the bundle's arrays (:mod:`scembed_core.evmap`).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._kernels import pool_cells
-from ._types import ProgressCallback
+from ._types import Pooling, ProgressCallback
 from .errors import EmptyDataError, ParameterError
 from .regions import (
     GenomicRegions,
@@ -135,8 +132,8 @@ def mapping_warnings(
 ) -> list[str]:
     """Warn about chromosome naming, low overlap (a likely build mismatch), unmapped cells.
 
-    The in-memory and the Dask path both report these. ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
-    is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.
+    Both the in-memory and the Dask path report these. Low overlap is not blamed on the build
+    when the peaks were lifted (``lifted_from``); ``n_unmapped_cells`` cover no trained region.
     """
     warnings = []
     if mapping.renamed_chromosomes:
@@ -230,7 +227,7 @@ def pool_region_vectors(
     trained: np.ndarray,
     *,
     chunk_size: int = 50_000,
-    pooling: str = "mean",
+    pooling: Pooling = "mean",
 ) -> np.ndarray:
     """Mean (or max) of the trained region vectors of each cell, chunk by chunk.
 

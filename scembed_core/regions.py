@@ -129,7 +129,7 @@ class GenomicRegions:
         return self
 
     def to_frame(self) -> pd.DataFrame:
-        """The regions as a ``chr``/``start``/``end`` data frame."""
+        """Return the regions as a ``chr``/``start``/``end`` data frame."""
         return pd.DataFrame({"chr": self.chrom, "start": self.start, "end": self.end})
 
     @classmethod
@@ -447,7 +447,7 @@ def cells_by_universe(cells_by_peaks: sp.spmatrix, mapping: PeakMapping) -> sp.c
 
 
 def binary_signal(matrix: Any) -> sp.csr_matrix:
-    """The one binarisation: a cell has signal where its value is > 0.
+    """Binarise (the one rule): a cell has signal where its value is > 0.
 
     Every reader, projection, training and benchmark path binarises through this
     function. Duplicate entries are summed first (the matrix's value, as scipy defines

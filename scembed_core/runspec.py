@@ -10,7 +10,12 @@ plain JSON::
                    "revision": null},
      "input": {"name": "cells.h5ad", "sha256": ..., "n_cells": 1550},
      "params": {"ev": true, "resolution": 1.0, "n_clusters": null, ...},
+     "scoring": {"truth_key": "cell_type", "label_map": {"B": "B cells", ...}},
      "command": "python -m scembed_core project INPUT --params run.json --out OUT.h5ad"}
+
+``scoring`` (optional) is how the app scored the labels: the query's truth column and the
+reference -> user label map; the command line scores against them unless
+``--truth-key`` is given.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +69,16 @@ _CHOICES = {
     "query_genome": ("auto", "hg19", "hg38"),
 }
 #: ``fit`` (the dataset verdict when the run was made) is informational: read, not used
-_TOP_LEVEL = {"scembed_version", "created", "reference", "input", "params", "command", "fit"}
+_TOP_LEVEL = {
+    "scembed_version",
+    "created",
+    "reference",
+    "input",
+    "params",
+    "command",
+    "fit",
+    "scoring",
+}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -82,6 +96,9 @@ class RunSpec:
         ``{"name", "sha256", "n_cells"}`` (each may be None).
     scembed_version
         Version of scEmbed that wrote the file.
+    scoring
+        ``{"truth_key": str | None, "label_map": {reference label: user label}}``, or
+        empty when the run was not scored.
     """
 
     params: dict
@@ -89,10 +106,11 @@ class RunSpec:
     input: dict
     scembed_version: str | None = None
     created: str | None = None
+    scoring: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The JSON document (as :func:`build_run_spec` returns)."""
-        return {
+        """Return the JSON document (as :func:`build_run_spec` returns)."""
+        doc = {
             "scembed_version": self.scembed_version,
             "created": self.created,
             "reference": dict(self.reference),
@@ -100,10 +118,16 @@ class RunSpec:
             "params": dict(self.params),
             "command": run_command(),
         }
+        if self.scoring:
+            doc["scoring"] = {
+                "truth_key": self.scoring.get("truth_key"),
+                "label_map": dict(self.scoring.get("label_map") or {}),
+            }
+        return doc
 
 
 def run_command(input_name: str = "INPUT", out: str = "OUT.h5ad") -> str:
-    """The command line that re-runs a ``run.json``."""
+    """Return the command line that re-runs a ``run.json``."""
     return f"python -m scembed_core project {input_name} --params run.json --out {out}"
 
 
@@ -126,8 +150,9 @@ def build_run_spec(
     n_cells: int | None = None,
     revision: str | None = None,
     created: str | None = None,
+    scoring: dict | None = None,
 ) -> dict:
-    """The ``run.json`` document of a run (validated, so it reads back as written).
+    """Return the ``run.json`` document of a run (validated, so it reads back as written).
 
     Parameters
     ----------
@@ -142,6 +167,8 @@ def build_run_spec(
         The input file's name, the sha256 of its bytes (:func:`file_sha256`) and cells.
     revision
         Hub revision (taken from an ``hf:...@REV`` spec when not given).
+    scoring
+        ``{"truth_key", "label_map"}``: the truth column and label map the app scored with.
     """
     from . import __version__
 
@@ -161,6 +188,8 @@ def build_run_spec(
         "params": dict(params),
         "command": run_command(),
     }
+    if scoring:
+        doc["scoring"] = dict(scoring)
     return read_run_spec(doc).to_dict() | {"created": doc["created"]}
 
 
@@ -223,11 +252,32 @@ def read_run_spec(source: str | Path | dict) -> RunSpec:
         input={"name": _text(inputs, "name", "input.name"), "sha256": sha, "n_cells": n_cells},
         scembed_version=_text(doc, "scembed_version", "scembed_version"),
         created=_text(doc, "created", "created"),
+        scoring=_scoring(doc),
     )
 
 
+def _scoring(doc: dict) -> dict:
+    scoring = _section(doc, "scoring", required=False)
+    unknown = sorted(set(scoring) - {"truth_key", "label_map"})
+    if unknown:
+        raise ParameterError(
+            f"run.json: unknown key scoring.{unknown[0]} (known: label_map, truth_key)."
+        )
+    if not scoring:
+        return {}
+    label_map = scoring.get("label_map") or {}
+    if not isinstance(label_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in label_map.items()
+    ):
+        raise ParameterError("run.json: scoring.label_map must map label names to label names.")
+    return {
+        "truth_key": _text(scoring, "truth_key", "scoring.truth_key"),
+        "label_map": dict(label_map),
+    }
+
+
 def cli_reference(spec: RunSpec) -> str:
-    """The ``--reference`` value the command line resolves for a run's reference spec."""
+    """Return the ``--reference`` value the command line resolves for a run's reference spec."""
     text = spec.reference["spec"]
     if text.startswith("session:"):
         raise ParameterError(

@@ -98,7 +98,7 @@ def check_stop(what: str = "The computation") -> None:
 
 @contextmanager
 def watch(what: str = "The computation", interval: float = 0.05) -> Iterator[np.ndarray]:
-    """A stop flag for a kernel that does not return to Python until it is done.
+    """Give a stop flag to a kernel that does not return to Python until it is done.
 
     Parameters
     ----------

@@ -49,7 +49,10 @@ if TYPE_CHECKING:
 
     from .reference import Reference
 
+from .evidence import gene_activity, rank_regions, second_opinion
+
 __all__ = ["project", "neighbors", "cluster", "transfer_labels", "annotate_clusters"]
+__all__ += ["rank_regions", "gene_activity", "second_opinion"]  # scembed_core.evidence's
 
 #: The graph key of :func:`neighbors` and :func:`cluster` when none is given (scanpy's).
 NEIGHBORS = "neighbors"

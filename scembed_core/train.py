@@ -13,6 +13,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +21,13 @@ import scipy.sparse as sp
 from ._types import ProgressCallback
 from .errors import ParameterError, TrainingError
 from .regions import GenomicRegions, binary_signal
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import umap
+
+    from .model import RegionModel
+    from .reference import Reference
 
 __all__ = [
     "TrainingParams",
@@ -241,7 +249,9 @@ def train_region_vectors(
     return vectors, trained, stats
 
 
-def fit_reference_umap(embedding: np.ndarray, *, seed: int = 42, n_neighbors: int = 15):
+def fit_reference_umap(
+    embedding: np.ndarray, *, seed: int = 42, n_neighbors: int = 15
+) -> umap.UMAP:
     """Fit the 2-D UMAP model of the reference map (paper: umap-learn, random_state=42).
 
     The only place umap-learn is used: the fit's coordinates and curve parameters go into
@@ -257,7 +267,7 @@ def fit_reference_umap(embedding: np.ndarray, *, seed: int = 42, n_neighbors: in
 
 
 def train_reference(
-    adata,
+    adata: ad.AnnData,
     *,
     label_key: str | list[str] | None = None,
     params: TrainingParams | None = None,
@@ -266,7 +276,7 @@ def train_reference(
     source: str = "",
     fit_umap: bool = True,
     progress: ProgressCallback | None = None,
-):
+) -> Reference:
     """Train a full reference from a labelled dataset (the paper's no-projection flow).
 
     Trains Word2Vec region embeddings on the dataset's own peaks (the universe), embeds
@@ -322,7 +332,7 @@ def train_reference(
     )
 
 
-def _label_keys(adata, label_key: str | list[str] | None) -> list[str]:
+def _label_keys(adata: ad.AnnData, label_key: str | list[str] | None) -> list[str]:
     keys = [label_key] if isinstance(label_key, str) else list(label_key or [])
     missing = [k for k in keys if k not in adata.obs]
     if missing:
@@ -333,8 +343,8 @@ def _label_keys(adata, label_key: str | list[str] | None) -> list[str]:
 
 
 def build_reference(
-    model,
-    adata,
+    model: RegionModel,
+    adata: ad.AnnData,
     *,
     label_key: str | list[str] | None = None,
     genome: str | None = None,
@@ -345,7 +355,7 @@ def build_reference(
     seed: int = 0,
     label_model: bool | object = True,
     progress: ProgressCallback | None = None,
-):
+) -> Reference:
     """Make a full reference from region embeddings and a labelled dataset.
 
     The dataset's cells are E-projected with ``model`` (its peaks are mapped onto the
@@ -404,6 +414,12 @@ def build_reference(
         )
     cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
     cells.obsm["X_scembed"] = embedding[keep]
+    if keys:  # each type's open fraction per region: the clusters' second opinion
+        from .labels.second_opinion import UNS_KEY, compute_type_profiles
+        from .regions import cells_by_universe
+
+        signal = cells_by_universe(coverage.signal[keep], coverage.mapping)
+        cells.uns[UNS_KEY] = compute_type_profiles(signal, cells.obs[keys[0]].to_numpy(), keys[0])
     whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
     map_params = None

@@ -24,7 +24,7 @@ from scembed_core.labels.classifier import (
     manifest_entry,
     save_label_model,
 )
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 
 def _sha256(path: Path) -> str:
@@ -33,7 +33,7 @@ def _sha256(path: Path) -> str:
 
 def add_label_model(folder: Path, *, seed: int = 0, trust: bool = False) -> dict:
     """Fit and store the label model of the bundle in ``folder``; returns its summary."""
-    reference = load_reference(folder, trust=trust)
+    reference = load_bundle(folder, trust=trust)
     key = reference.default_label_key
     if key is None:
         raise SystemExit(f"{folder} has no labelled reference cells; nothing to fit.")
@@ -52,7 +52,7 @@ def add_label_model(folder: Path, *, seed: int = 0, trust: bool = False) -> dict
     manifest["files"] = files
     manifest["label_model"] = manifest_entry(model)
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
-    load_reference(folder, trust=trust)  # the bundle still loads and validates
+    load_bundle(folder, trust=trust)  # the bundle still loads and validates
     return manifest["label_model"]
 
 

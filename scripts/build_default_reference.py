@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from add_type_profiles import add_type_profiles  # scripts/ is on sys.path when run
 
 from scembed_core.io import read_dataset
 from scembed_core.reference import DEFAULT_REFERENCE_DIR, DEMO_QUERY_PATH, save_reference
@@ -86,6 +87,11 @@ def main() -> None:
     # build_reference already stored the Unknown rule and coverage curve (manifest "trust",
     # as scripts/add_trust_calibration.py adds them to an existing bundle)
     save_reference(reference, DEFAULT_REFERENCE_DIR)  # map.json + arrays, no pickle
+    # type profiles from the source data, lineages and canonical marker genes (Evidence view)
+    add_type_profiles(DEFAULT_REFERENCE_DIR, args.source, builtin=True)
+    from add_label_colors import add_label_colors  # scripts/: label colours and lineages
+
+    add_label_colors(DEFAULT_REFERENCE_DIR)
     sizes = {p.name: p.stat().st_size for p in DEFAULT_REFERENCE_DIR.iterdir()}
     print(json.dumps({"seconds": reference.manifest["build_seconds"], "bytes": sizes}, indent=1))
 

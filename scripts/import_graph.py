@@ -6,7 +6,9 @@ cycle can hide. Relative imports are resolved; ``from package import name`` is a
 ``package.name`` when that is a module, else to ``package``. Imports under
 ``if TYPE_CHECKING:`` are left out: they never run, so they cannot form a runtime cycle.
 Strongly connected components (Tarjan) of more than one module, or a module importing
-itself, are the cycles.
+itself, are the cycles. Imports of other packages are listed per module by their top-level
+name (``external``), so that a rule such as "the engine imports plotly only in
+``scembed_core.pl``" can be checked.
 
 Usage::
 
@@ -39,6 +41,7 @@ class Module:
     imports: list[tuple[str, list[str], int]] = field(default_factory=list)  # (target, names, line)
     module_aliases: dict[str, str] = field(default_factory=dict)  # local name -> module
     private_attributes: list[tuple[str, str, int]] = field(default_factory=list)
+    external: set[str] = field(default_factory=set)  # top-level names of other packages
 
 
 def discover(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Module]:
@@ -103,6 +106,7 @@ def parse(modules: dict[str, Module]) -> None:
                 for alias in node.names:
                     target = _known(alias.name, modules)
                     if target is None:
+                        module.external.add(alias.name.split(".")[0])
                         continue
                     module.imports.append((target, [], node.lineno))
                     if alias.asname:
@@ -115,6 +119,8 @@ def parse(modules: dict[str, Module]) -> None:
                 )
                 base = _known(source, modules)
                 if base is None:
+                    if not node.level and source and source != "__future__":
+                        module.external.add(source.split(".")[0])
                     continue
                 plain: list[str] = []
                 for alias in node.names:
@@ -218,7 +224,7 @@ def private_imports(modules: dict[str, Module]) -> list[dict]:
 
 
 def report(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict:
-    """Modules (with line counts), edges, cycles and private imports, as plain data."""
+    """Modules (with line counts), edges, cycles, private and external imports, as data."""
     modules = discover(root, packages)
     parse(modules)
     edges = graph(modules)
@@ -227,6 +233,7 @@ def report(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict:
         "edges": {name: sorted(targets) for name, targets in sorted(edges.items())},
         "cycles": cycles(edges),
         "private_imports": private_imports(modules),
+        "external": {name: sorted(m.external) for name, m in sorted(modules.items())},
     }
 
 

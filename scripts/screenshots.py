@@ -2,7 +2,13 @@
 
 Starts ``streamlit run app.py`` on a free port, drives headless Chromium through the demo
 flow (load demo, project, pick a truth column) so the pages have content, and saves one
-1280x800 screenshot per page. The helpers are also used by ``tests/app/test_browser.py``.
+1280x800 screenshot per page. The helpers are also used by the browser tests
+(``tests/app/test_browser*.py``, ``test_deeplinks.py``, ``test_load.py``).
+
+Every wait is for a condition, never for a time: pages come from :func:`new_context`, whose
+init script (:data:`TRACK_RUNS`) counts the app's rerun requests and script runs, so
+:func:`wait_idle` knows whether the run an action asked for has ended; :func:`wait_plots`
+waits for Plotly to have drawn the charts.
 """
 
 from __future__ import annotations
@@ -33,7 +39,85 @@ VIEWPORT = {"width": 1280, "height": 800}
 PAGES = ["Reference", "Data", "Project", "Clusters", "Annotation", "Train", "Export", "About"]
 #: Pages whose most telling part is below the fold: scroll to this chart before the shot.
 FOCUS = {"Project": "Colour query cells by", "Annotation": "Row-normalised"}
+#: Charts each page draws at least after the demo flow (the screenshot waits for them).
+PLOTS = {"Reference": 2, "Data": 1, "Project": 1, "Clusters": 2, "Annotation": 2}
 SLOW_MS = 240_000  # first projection in a fresh environment compiles numba code
+#: Follows, in the page, the app's script runs, so that waits need no pause. It counts the
+#: rerun requests the app sends on its websocket (a ``BackMsg`` whose ``rerun_script``, field
+#: 11, makes the first byte 0x5A) and, for every ``script_finished`` message received
+#: (``ForwardMsg`` field 6), notes its status and how many requests had been sent by then.
+#: Status 2 means the script stopped only to rerun (``st.rerun``, ``st.switch_page``). A
+#: socket opened before the tracker (installed late) is followed by the page's script state
+#: instead: how many requests had been sent when it last turned "notRunning".
+TRACK_RUNS = """(() => {
+  if (window.__scembedRuns) return;
+  const runs = window.__scembedRuns =
+    {requested: 0, ended: -1, state: null, finished: null, finishedAt: -1, listening: false};
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset)
+      : data instanceof ArrayBuffer ? new Uint8Array(data) : null;
+    if (bytes && bytes.length && bytes[0] === 0x5a) runs.requested += 1;
+    return send.call(this, data);
+  };
+  const finishedStatus = (buffer) => {  // top-level field 6 (varint) of a ForwardMsg
+    const b = new Uint8Array(buffer);
+    let i = 0;
+    const varint = () => {
+      let value = 0, shift = 0, byte;
+      do { byte = b[i++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; }
+      while (byte & 0x80 && i < b.length);
+      return value;
+    };
+    while (i < b.length) {
+      const tag = varint(), wire = tag & 7;
+      if (wire === 0) { const value = varint(); if (tag >> 3 === 6) return value; }
+      else if (wire === 2) { const length = varint(); i += length; }
+      else if (wire === 1) i += 8;
+      else if (wire === 5) i += 4;
+      else return null;
+    }
+    return null;
+  };
+  const Native = window.WebSocket;
+  const Tracked = function (...args) {
+    const socket = new Native(...args);
+    runs.listening = true;
+    socket.addEventListener("message", (event) => {
+      if (!(event.data instanceof ArrayBuffer)) return;
+      const status = finishedStatus(event.data);
+      if (status === null) return;
+      runs.finished = status;
+      runs.finishedAt = runs.requested;
+    });
+    return socket;
+  };
+  Tracked.prototype = Native.prototype;
+  for (const name of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) Tracked[name] = Native[name];
+  window.WebSocket = Tracked;
+  const look = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const state = app ? app.getAttribute("data-test-script-state") : null;
+    if (state === runs.state) return;
+    runs.state = state;
+    if (state === "notRunning") runs.ended = runs.requested;
+  };
+  new MutationObserver(look).observe(document, {
+    subtree: true, childList: true, attributes: true,
+    attributeFilter: ["data-test-script-state"],
+  });
+  look();
+})()"""
+#: True once the app is not running, every rerun request sent has had its run finish, and
+#: the last run did not stop only to rerun.
+_RUNS_DONE = """() => {
+  const runs = window.__scembedRuns;
+  const answered = runs.listening ? runs.finishedAt : runs.ended;
+  return runs.state === "notRunning" && answered === runs.requested && runs.finished !== 2;
+}"""
+#: The number of Plotly charts drawn (laid out, with their SVG) on the page.
+_PLOTS_DRAWN = """() => [...document.querySelectorAll(".js-plotly-plot")]
+  .filter(g => g._fullLayout && g.querySelector(".main-svg")).length"""
 
 
 def free_port() -> int:
@@ -128,14 +212,38 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
+def new_context(browser, **options):
+    """A browser context (1280x800 unless ``options`` say otherwise) that tracks script runs.
+
+    Every page of it counts the app's rerun requests and runs (:data:`TRACK_RUNS`), which
+    :func:`wait_idle` reads; use it for every page a test drives.
+    """
+    context = browser.new_context(**{"viewport": VIEWPORT, **options})
+    context.add_init_script(TRACK_RUNS)
+    return context
+
+
 def wait_idle(page, timeout: int = SLOW_MS) -> None:
-    """Wait until the app stops running: no 'Running...' status widget and the script run
-    over (the status widget alone can be gone before a rerun has replaced stale elements)."""
-    page.wait_for_timeout(300)
+    """Wait until the run the last action asked for is over and nothing else runs.
+
+    The app must have stopped running after the last rerun request was sent (so a rerun
+    that has not started yet is waited for), the 'Running...' status widget must be gone and
+    the script state not running (the status widget alone can be gone before a rerun has
+    replaced stale elements). A page not made by :func:`new_context` gets the tracker now,
+    which only sees the requests sent from here on.
+    """
+    page.evaluate(TRACK_RUNS)
+    page.wait_for_function(_RUNS_DONE, timeout=timeout)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
         timeout=timeout
     )
+
+
+def wait_plots(page, at_least: int = 1, timeout: int = SLOW_MS) -> int:
+    """Wait until Plotly has drawn at least ``at_least`` charts; return how many are drawn."""
+    page.wait_for_function(f"() => ({_PLOTS_DRAWN})() >= {int(at_least)}", timeout=timeout)
+    return int(page.evaluate(_PLOTS_DRAWN))
 
 
 def go_to(page, title: str, timeout: int = SLOW_MS) -> None:
@@ -187,7 +295,7 @@ def take_screenshots(out: Path) -> list[Path]:
     saved = []
     with running_app() as url, sync_playwright() as playwright:
         browser = launch_browser(playwright)
-        page = browser.new_page(viewport=VIEWPORT)
+        page = new_context(browser).new_page()
         open_app(page, url)
         run_demo_flow(page)
         for title in PAGES:
@@ -195,7 +303,8 @@ def take_screenshots(out: Path) -> list[Path]:
             if title in FOCUS:
                 anchor = page.get_by_text(FOCUS[title]).first
                 anchor.evaluate("e => e.scrollIntoView({block: 'start'})")
-            page.wait_for_timeout(1500)  # let Plotly finish drawing
+            if title in PLOTS:
+                wait_plots(page, PLOTS[title])
             path = out / f"{title.lower()}.png"
             page.screenshot(path=str(path))
             saved.append(path)

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from scembed_core.evmap import MapParams, find_ab_params
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 PICKLE = "umap_model.joblib"
 MAP = "map.json"
@@ -75,7 +75,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     changed = upgrade(args.folder, unpickle=not args.no_unpickle)
-    reference = load_reference(args.folder)  # validates checksums and map.json
+    reference = load_bundle(args.folder)  # validates checksums and map.json
     assert reference.can_ev_project and not (args.folder / PICKLE).exists()
     print(("upgraded " if changed else "already in the new format: ") + str(args.folder))
     print(json.dumps(reference.map_params.to_dict(), indent=1))

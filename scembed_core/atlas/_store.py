@@ -152,7 +152,7 @@ def open_store(out: Path, run: dict, overwrite: bool) -> bool:
 
 
 def chunk_markers(out_path: str | Path) -> np.ndarray:
-    """The per-chunk "done" markers of a run (True: the chunk's results are written)."""
+    """Return the per-chunk "done" markers of a run (True: the chunk's results are written)."""
     import zarr
 
     root = zarr.open_group(str(out_path), mode="r", use_consolidated=False)

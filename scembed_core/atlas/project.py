@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._types import ProgressCallback
+from .._types import LabelMethod, ProgressCallback
 from ..errors import MissingDependencyError, ParameterError
 from ..labels.unknown import UNKNOWN
 from ..labels.vote import (
@@ -126,7 +126,7 @@ def project_out_of_core(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     label_key: str | None = None,
-    label_method: str = "classifier",
+    label_method: LabelMethod = "classifier",
     ev: bool = True,
     layer: str | None = None,
     n_workers: int = 2,
@@ -363,7 +363,7 @@ def project_out_of_core(
 
 
 def _fit(reference: Reference, mapping: PeakMapping, coverage: dict) -> dict:
-    """The dataset verdict (:mod:`scembed_core.fit`) from the stored columns' statistics."""
+    """Judge the dataset (:mod:`scembed_core.fit`) from the stored columns' statistics."""
     from ..fit import judge_fit, with_unknown
 
     fit = judge_fit(

@@ -11,7 +11,7 @@ from ..errors import ParameterError
 
 
 def open_result(zarr_path: str | Path, *, max_points: int = 50_000, seed: int = 0) -> pd.DataFrame:
-    """A random subsample of a store's per-cell results, for plotting (reads only those rows).
+    """Return a random sample of a store's per-cell results, for plotting (reads only those).
 
     Parameters
     ----------

@@ -195,7 +195,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def _select_weight(tensors: dict[str, np.ndarray], weights_file: str) -> np.ndarray:
-    """The embedding matrix: ``projection.weight``, else the only tensor there is."""
+    """Return the embedding matrix: ``projection.weight``, else the only tensor there is."""
     if WEIGHT_KEY in tensors:
         return tensors[WEIGHT_KEY]
     suffixed = [k for k in tensors if k.endswith("." + WEIGHT_KEY)]

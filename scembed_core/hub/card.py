@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _cell(value: Any) -> str:
-    """A value as one Markdown table cell."""
+    """Return a value as one Markdown table cell."""
     if isinstance(value, float):
         text = f"{value:.4g}"
     elif isinstance(value, dict | list | tuple):
@@ -82,7 +82,7 @@ def _label_section(manifest: dict) -> list[str]:
 
 
 def model_card(manifest: dict, *, repo_id: str | None = None) -> ModelCard:
-    """The hub model card of a reference, from its manifest.
+    """Return the hub model card of a reference, from its manifest.
 
     Parameters
     ----------
@@ -173,7 +173,7 @@ def model_card(manifest: dict, *, repo_id: str | None = None) -> ModelCard:
 
 
 def render_model_card(manifest: dict, *, repo_id: str | None = None) -> str:
-    """The ``README.md`` text of :func:`model_card`: YAML metadata, then the Markdown body.
+    """Return the ``README.md`` text of :func:`model_card`: YAML metadata, then the Markdown body.
 
     Raises
     ------
@@ -184,7 +184,7 @@ def render_model_card(manifest: dict, *, repo_id: str | None = None) -> str:
 
 
 def card_for_folder(folder: Path, fmt: str, repo_id: str) -> str:
-    """The ``README.md`` for a reference folder: from its manifest, or a geniml config.
+    """Return the ``README.md`` for a reference folder: from its manifest, or a geniml config.
 
     Raises
     ------

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._types import ProgressCallback
+from .._types import ProgressCallback, ReferenceFormat
 from ..errors import (
     HubUnavailableError,
     ModelFormatError,
@@ -55,7 +55,7 @@ class HubReference(NamedTuple):
     """A reference fetched from the hub: its local folder and its format."""
 
     folder: Path
-    format: str  # "scembed-bundle" or "geniml"
+    format: ReferenceFormat
 
 
 def is_offline() -> bool:
@@ -76,7 +76,7 @@ _SNAPSHOT_BYTES_BAR = "huggingface_hub.snapshot_download"
 
 
 def _progress_tqdm_class(progress: ProgressCallback, repo_id: str) -> type:
-    """A huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``.
+    """Make a huggingface_hub tqdm class that forwards the bytes-written bar to ``progress``.
 
     The bar is recognised by the ``name`` huggingface_hub passes, not by its text. Its total
     grows as each file starts downloading, so the fraction reported never goes back.
@@ -246,7 +246,7 @@ def fetch_hub_model(
     return folder
 
 
-def detect_reference_format(folder: str | Path) -> str:
+def detect_reference_format(folder: str | Path) -> ReferenceFormat:
     """Tell which kind of reference a local folder holds.
 
     Parameters

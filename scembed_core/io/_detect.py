@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 
+from .._types import DatasetFormat
 from ..errors import EmptyDataError, InputFormatError, UnsafeInputError
 from ..regions import NAME_PATTERN
 from ._files import DECOMPRESS_ERRORS, GZIP_MAGIC, file_head, is_gzip
@@ -108,7 +109,7 @@ def _unsafe_pickle(name: str) -> UnsafeInputError:
     )
 
 
-def detect_format(path: str | Path) -> str:
+def detect_format(path: str | Path) -> DatasetFormat:
     """Name the format of ``path`` from its name and, where needed, its first bytes.
 
     Returns

@@ -16,7 +16,7 @@ DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 
 
 def file_head(path: Path, n: int = 512) -> bytes:
-    """The first ``n`` bytes of ``path``."""
+    """Return the first ``n`` bytes of ``path``."""
     with open(path, "rb") as handle:
         return handle.read(n)
 
@@ -32,7 +32,7 @@ def open_text(path: Path) -> IO[str]:
 
 
 def read_column_file(path: Path, what: str) -> pd.DataFrame:
-    """A headerless tab-separated file (gzip or not) as strings; typed error if unreadable."""
+    """Read a headerless tab-separated file (gzip or not) as strings; typed error if unreadable."""
     try:
         return pd.read_csv(
             path,

@@ -229,5 +229,5 @@ def regions_from_frame(frame: pd.DataFrame, what: str) -> GenomicRegions:
 
 
 def empty_regions() -> GenomicRegions:
-    """A region list with no regions."""
+    """Return a region list with no regions."""
     return GenomicRegions(np.empty(0, str), np.empty(0, np.int64), np.empty(0, np.int64))

@@ -153,7 +153,7 @@ def _extract_tar(path: Path, dest: Path, limit: int, max_ratio: float) -> None:
 
 
 def _find_dataset(root: Path, archive: str) -> Path:
-    """The single dataset inside an extracted archive (a file or a 10x folder)."""
+    """Return the single dataset inside an extracted archive (a file or a 10x folder)."""
     visible = [
         p
         for p in sorted(root.rglob("*"))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def read_barcode_list(path: str | Path) -> pd.Index:
-    """The unique, non-empty barcodes of a one-per-line file."""
+    """Return the unique, non-empty barcodes of a one-per-line file."""
     path = Path(path)
     if not path.exists():
         raise InputFormatError(f"The barcode list {path} does not exist.")
@@ -93,7 +93,7 @@ class _NulGuard(io.RawIOBase):
 
 
 def read_fragment_sample(path: str | Path, n: int = 200_000) -> GenomicRegions:
-    """The first ``n`` fragments of a fragments file, as regions (for build detection)."""
+    """Return the first ``n`` fragments of a fragments file, as regions (for build detection)."""
     path = Path(path)
     try:
         frame = pd.read_csv(

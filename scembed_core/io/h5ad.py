@@ -245,7 +245,7 @@ def read_h5ad_checked(
 
 
 def parse_h5ad(path: Path, layer: str | None, max_bytes: int | None) -> Parsed:
-    """An ``.h5ad`` file as a :class:`Parsed` dataset (one matrix, its metadata)."""
+    """Return an ``.h5ad`` file as a :class:`Parsed` dataset (one matrix, its metadata)."""
     adata, key, dropped = _read_h5ad_parts(path, max_bytes, layer)
     return Parsed(
         matrix=adata.X,

@@ -64,7 +64,7 @@ def read_dataset(
     universe: GenomicRegions | None = None,
     min_fragments: int = 1,
     max_bytes: int | None = None,
-    max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    max_uncompressed_bytes: int | None = None,
     liftover: Chain | None = None,
 ) -> ad.AnnData:
     """Read any supported scATAC-seq dataset into the normalised AnnData form.
@@ -90,7 +90,8 @@ def read_dataset(
         Memory budget checked against the declared size before reading (default: half the
         free memory).
     max_uncompressed_bytes
-        For archives: the most they may expand to.
+        For archives: the most they may expand to (``None``:
+        :data:`~scembed_core.io.archives.DEFAULT_MAX_UNCOMPRESSED_BYTES`).
     liftover
         For fragments files: a chain (:func:`scembed_core.liftover.chain_between`) to lift
         the fragments through onto the universe's build before counting; the counts of
@@ -128,7 +129,12 @@ def read_dataset(
         parsed = _parse(path, kind, **options)
         return finalize(parsed, source=path.name, keep=keep)
     with tempfile.TemporaryDirectory(prefix="scembed-upload-") as tmp:
-        inner = extract_archive(path, tmp, max_uncompressed_bytes=max_uncompressed_bytes)
+        limit = (
+            DEFAULT_MAX_UNCOMPRESSED_BYTES
+            if max_uncompressed_bytes is None
+            else max_uncompressed_bytes
+        )
+        inner = extract_archive(path, tmp, max_uncompressed_bytes=limit)
         inner_kind = detect_format(inner)
         if inner_kind in ("zip", "tar"):
             raise InputFormatError(f"{path.name}: archives inside archives are not supported.")

@@ -23,7 +23,7 @@ from ._normalize import Parsed, as_str, check_unique
 
 
 def parse_table(path: Path, max_bytes: int | None) -> Parsed:
-    """A cells x regions table: first column cell names, region columns ``chr_start_end``.
+    """Return a cells x regions table: first column cell names, region columns ``chr_start_end``.
 
     Columns whose header is not a region name are kept as cell metadata in ``obs``.
     """

@@ -31,7 +31,7 @@ def _regions_from_feature_names(names: np.ndarray, source: str) -> GenomicRegion
 
 
 def parse_10x_h5(path: Path, max_bytes: int | None) -> Parsed:
-    """A 10x ``filtered_peak_bc_matrix.h5`` as a :class:`Parsed` dataset (peaks only)."""
+    """Return a 10x ``filtered_peak_bc_matrix.h5`` as a :class:`Parsed` dataset (peaks only)."""
     source = path.name
     try:
         handle = h5py.File(path, "r")
@@ -157,7 +157,7 @@ def _find_one(folder: Path, endings: tuple[str, ...], what: str) -> Path:
 
 
 def parse_mtx_dir(folder: Path, max_bytes: int | None) -> Parsed:
-    """A 10x Matrix Market folder as a :class:`Parsed` dataset (peaks x cells transposed)."""
+    """Return a 10x Matrix Market folder as a :class:`Parsed` dataset (peaks x cells transposed)."""
     source = folder.name
     mtx = _find_one(folder, ("matrix.mtx.gz", "matrix.mtx", ".mtx.gz", ".mtx"), "matrix.mtx")
     rows, cols, nnz = _read_mtx_header(mtx)

@@ -20,12 +20,20 @@ Which file owns which rule:
 - :mod:`.clusters`: the per-cluster majority vote and its tie rule (``cluster_vote``,
   ``cluster_majority``) and the per-cluster table with the absent-type check
   (``cluster_table``, also importable from :mod:`.assign`).
+- :mod:`.second_opinion`: each reference type's open fraction per universe region
+  (``compute_type_profiles``, stored or computed once per reference by ``type_profiles``),
+  a query cluster's best-matching type by accessibility (``query_cluster_scores``), and
+  whether it agrees with the transferred label, type or lineage (``with_second_opinion``,
+  ``markers_agree``).
+- :mod:`.loto`: the Unknown rule's leave-one-type-out calibration of a reference (stored,
+  or computed once on load) and ``flag_unknown``, which applies it to query cells.
+- :mod:`.names`: matching the user's label names to the reference's, up to case and
+  punctuation (``match_names``), and the suggested reference -> user map from the cells
+  (``suggest_label_map``: each label to the user's label most of its cells carry).
+- :mod:`.unknown`: the signals and the rule that call a cell Unknown (a type the reference
+  does not contain), calibrated per reference by :mod:`.loto`.
 
-- :mod:`.unknown` and :mod:`.loto`: the Unknown rule for cell types the reference does not
-  contain (``unknown.py``) and its leave-one-type-out calibration (``loto.py``).
-
-Rules added by later work get their own file here and a line above (marker-based second
-opinions: ``second_opinion.py``).
+Rules added by later work get their own file here and a line above.
 
 Submodules are imported where they are used; importing this package loads none of them.
 """

@@ -277,11 +277,37 @@ def cell_signals(
 
 
 def with_combined(signals: dict[str, np.ndarray], scaling: dict) -> dict[str, np.ndarray]:
+    """Add the ``combined`` signal: the sum of the robustly scaled signals.
+
+    Parameters
+    ----------
+    signals
+        One array per signal name.
+    scaling
+        ``{name: [centre, spread]}`` (:func:`robust_scaling`).
+
+    Returns
+    -------
+    dict
+        ``signals`` plus ``"combined"``.
+    """
     parts = [(signals[name] - scaling[name][0]) / scaling[name][1] for name in _COMBINED]
     return {**signals, "combined": np.sum(parts, axis=0)}
 
 
 def robust_scaling(signals: dict[str, np.ndarray]) -> dict:
+    """Give each combined signal its median and interquartile range (1.0 when flat).
+
+    Parameters
+    ----------
+    signals
+        One array per signal name.
+
+    Returns
+    -------
+    dict
+        ``{name: [centre, spread]}``.
+    """
     out = {}
     for name in _COMBINED:
         values = signals[name]

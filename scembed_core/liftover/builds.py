@@ -70,7 +70,7 @@ def _load(file: str, swapped: bool) -> Chain:
 
 
 def chain_between(source: str, target: str) -> Chain:
-    """The shipped chain from build ``source`` to ``target`` (loaded once per process).
+    """Return the shipped chain from build ``source`` to ``target`` (loaded once per process).
 
     Raises
     ------

@@ -41,7 +41,7 @@ _PRIMARY = re.compile(r"^(?:chr)?(?:[1-9]|1[0-9]|2[0-2]|X|Y|M|MT)$", re.IGNORECA
 
 
 def primary_chromosome(name: str) -> str | None:
-    """The primary chromosome a contig belongs to (``chr6_GL000250v2_alt`` -> ``chr6``).
+    """Return the primary chromosome a contig belongs to (``chr6_GL000250v2_alt`` -> ``chr6``).
 
     ``None`` for unplaced contigs (``chrUn_...``) and names that are not human chromosomes.
     """
@@ -105,7 +105,7 @@ class Chain:
         return len(self.chain_score)
 
     def swap(self) -> Chain:
-        """The same alignment read the other way (UCSC ``chainSwap``).
+        """Return the same alignment read the other way (UCSC ``chainSwap``).
 
         A ``+`` block ``t[a, a+L) -> q[b, b+L)`` becomes ``q[b, b+L) -> t[a, a+L)``. A ``-``
         block maps ``t[a, a+L)`` onto reverse-strand query coordinates ``[b, b+L)``, that is
@@ -268,7 +268,7 @@ _HEADER_COLUMNS = ["chain", "score", "t_name", "t_size", "t_strand", "t_start", 
 
 
 def _read_headers(heads: list[bytes], name: str) -> pd.DataFrame:
-    """The header lines as a frame (pandas' C parser; 25k lines in a few ms)."""
+    """Return the header lines as a frame (pandas' C parser; 25k lines in a few ms)."""
     text = b"\n".join(heads).replace(b"\t", b" ")
     try:
         frame = pd.read_csv(

@@ -111,8 +111,11 @@ class LiftResult:
 
 
 def _search(sorted_values: np.ndarray, x: np.ndarray, side: str, order: np.ndarray) -> np.ndarray:
-    """``searchsorted`` with the needles visited in sorted ``order`` (cache-friendly: numpy
-    narrows each search from the previous one), results in the needles' own order."""
+    """Run ``searchsorted`` with the needles visited in sorted ``order``.
+
+    Cache-friendly: numpy narrows each search from the previous one. The results come in
+    the needles' own order.
+    """
     out = np.empty(len(x), dtype=np.int64)
     out[order] = np.searchsorted(sorted_values, x[order], side=side)
     return out

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 
+from .._types import QueryGenome
 from ..errors import GenomeBuildError, ParameterError
 from ..regions import GenomicRegions, map_peaks_to_universe
 from .builds import BuildDetection, chain_between, detect_build, normalize_build
@@ -42,7 +43,7 @@ __all__ = [
     "prepare_query",
 ]
 
-QUERY_GENOME_CHOICES = ("auto", "hg19", "hg38")
+QUERY_GENOME_CHOICES: tuple[str, ...] = get_args(QueryGenome)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def decide_lift(
     peaks: GenomicRegions,
     reference: Reference,
     *,
-    query_genome: str = "auto",
+    query_genome: QueryGenome = "auto",
     liftover: bool = True,
     declared: object = None,
 ) -> tuple[str, BuildDetection | None, str | None]:
@@ -129,7 +130,7 @@ def lift_dataset(
     min_match: float = 0.95,
     max_length_change: float = 0.1,
 ) -> tuple[ad.AnnData, LiftResult]:
-    """A copy of ``adata`` with its peaks lifted from build ``source`` to ``target``.
+    """Return a copy of ``adata`` with its peaks lifted from build ``source`` to ``target``.
 
     Dropped peaks are removed; see the module docstring for what ``var`` holds.
     """
@@ -171,7 +172,7 @@ def prepare_query(
     adata: ad.AnnData,
     reference: Reference,
     *,
-    query_genome: str = "auto",
+    query_genome: QueryGenome = "auto",
     liftover: bool = True,
     min_match: float = 0.95,
     max_length_change: float = 0.1,
@@ -254,7 +255,7 @@ def chain_for_fragments(
     path: str | Path,
     reference: Reference,
     *,
-    query_genome: str = "auto",
+    query_genome: QueryGenome = "auto",
     liftover: bool = True,
 ) -> Chain | None:
     """For a fragments file: the chain to lift it through while counting, or None.

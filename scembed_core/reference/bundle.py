@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,12 @@ import numpy as np
 
 from .._kernels import POOLING_METHODS
 from .._version import __version__
-from ..errors import InputFormatError, MemoryBudgetError, ReferenceBundleError
+from ..errors import (
+    InputFormatError,
+    MemoryBudgetError,
+    ReferenceBundleError,
+    ScEmbedDeprecationWarning,
+)
 from ..evmap import MapParams
 from ..knn import load_cell_index
 from ..model import RegionModel, Whitening
@@ -126,6 +132,12 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
 
         extra += save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
+    profiles = None if reference.cells is None else reference.cells.uns.get("scembed_type_profiles")
+    if profiles is not None:  # built in this process (labels/second_opinion.py)
+        from ..labels.second_opinion import save_type_profiles
+
+        extra += save_type_profiles(profiles, folder)
+        manifest["type_profiles"] = profiles.manifest_entry()
     manifest.update(
         {
             "schema_version": SCHEMA_VERSION,
@@ -304,8 +316,11 @@ def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
 
-def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
-    """Load a reference bundle, validating manifest version and checksums.
+def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
+    """Load one reference bundle folder, validating manifest version and checksums.
+
+    :func:`scembed_core.load_reference` is the loader for any spec (``"default"``, a
+    bundle or geniml folder, a hub model); this one reads a scEmbed bundle only.
 
     Parameters
     ----------
@@ -315,6 +330,11 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
         Accepted for symmetry with geniml folders (whose gensim ``model.bin`` needs it);
         a bundle has nothing it would unlock: nothing is unpickled, and only the built-in
         bundle's binary kNN index is parsed (any other is rebuilt from the cell vectors).
+
+    Returns
+    -------
+    Reference
+        The bundle's reference, with ``path`` set to ``folder``.
 
     Raises
     ------
@@ -407,3 +427,28 @@ def bundle_to_zip_bytes(folder: str | Path) -> bytes:
             if path.is_file():
                 archive.write(path, arcname=f"{folder.name}/{path.name}")
     return buffer.getvalue()
+
+
+def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
+    """Load one bundle folder (deprecated name of :func:`load_bundle`).
+
+    Parameters
+    ----------
+    folder
+        Bundle folder.
+    trust
+        As in :func:`load_bundle`.
+
+    Returns
+    -------
+    Reference
+        What :func:`load_bundle` returns.
+    """
+    warnings.warn(
+        "scembed_core.reference.load_reference is deprecated: use "
+        "scembed_core.reference.load_bundle (one bundle folder) or scembed_core.load_reference "
+        "(any spec: 'default', a folder, 'hf:...').",
+        ScEmbedDeprecationWarning,
+        stacklevel=2,
+    )
+    return load_bundle(folder, trust=trust)

@@ -18,7 +18,13 @@ from ..evmap import MapParams
 from ..knn import build_cell_index
 from ..model import RegionModel, Whitening
 
-__all__ = ["Reference", "SCHEMA_VERSION", "DEFAULT_REFERENCE_DIR", "DEMO_QUERY_PATH", "PACKAGE_DATA"]
+__all__ = [
+    "Reference",
+    "SCHEMA_VERSION",
+    "DEFAULT_REFERENCE_DIR",
+    "DEMO_QUERY_PATH",
+    "PACKAGE_DATA",
+]
 
 SCHEMA_VERSION = 1
 
@@ -129,7 +135,7 @@ class Reference:
 
     @property
     def label_keys(self) -> list[str]:
-        """obs columns of the reference cells that hold labels."""
+        """The ``obs`` columns of the reference cells that hold labels."""
         if self.cells is None:
             return []
         keys = self.manifest.get("label_keys") or []
@@ -159,7 +165,7 @@ class Reference:
         return self.cells is not None and bool(self.label_keys)
 
     def label_counts(self, key: str | None = None) -> pd.Series:
-        """Number of reference cells per label."""
+        """Count the reference cells per label."""
         key = key or self.default_label_key
         if key is None:
             return pd.Series(dtype=int)

@@ -11,18 +11,18 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ReferenceBundleError
-from .bundle import load_reference
+from .bundle import load_bundle
 from .core import DEFAULT_REFERENCE_DIR, Reference
 
 
 def load_default_reference() -> Reference:
-    """The built-in reference (Granja 2019 bone marrow, hg19) shipped with the package."""
+    """Return the built-in reference (Granja 2019 bone marrow, hg19) shipped with the package."""
     if not (DEFAULT_REFERENCE_DIR / "manifest.json").is_file():
         raise ReferenceBundleError(
             f"The built-in reference is missing from {DEFAULT_REFERENCE_DIR}; "
             "run `make reference` to rebuild it."
         )
-    return load_reference(DEFAULT_REFERENCE_DIR)
+    return load_bundle(DEFAULT_REFERENCE_DIR)
 
 
 def resolve_reference(spec: str | Path, *, trust: bool = False) -> Reference:
@@ -55,7 +55,7 @@ def _load_folder(folder: Path, *, trust: bool) -> Reference:
             "reference), a bundle or geniml model folder, or hf:OWNER/NAME[@REVISION]."
         )
     if (folder / "manifest.json").is_file():
-        return load_reference(folder, trust=trust)
+        return load_bundle(folder, trust=trust)
     if (folder / "config.yaml").is_file() or (folder / "model.bin").is_file():
         from ..formats.geniml import read_geniml_model
 

@@ -130,6 +130,7 @@ def test_demo_flow_end_to_end():
 
     goto(at, state.PAGE_ANNOTATE)
     assert at.dataframe, "per-cluster majority-label table"
+    assert at.selectbox(key="w_truth_key").value == "cell_type", "guessed, preselected"
     at.selectbox(key="w_truth_key").set_value("cell_type").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any({"heatmap"} == types for types in chart_types(at)), "confusion matrix"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import anndata
@@ -32,7 +31,7 @@ def test_demo_flow_in_a_real_browser(tmp_path):
     with screenshots.running_app() as url, sync_api.sync_playwright() as playwright:
         browser = screenshots.launch_browser(playwright)
         try:
-            context = browser.new_context(viewport=screenshots.VIEWPORT, accept_downloads=True)
+            context = screenshots.new_context(browser, accept_downloads=True)
             page = context.new_page()
             screenshots.open_app(page, url)
             reference_map = page.locator(".js-plotly-plot").first
@@ -65,8 +64,8 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             confusion = page.locator(".js-plotly-plot .gtitle", has_text="Confusion matrix")
             confusion.wait_for(timeout=60_000)
             assert confusion.is_visible()
-            probability_map = page.locator(".js-plotly-plot .colorbar")  # P(class) colour scale
-            assert probability_map.count() >= 1
+            # the P(class) map's colour scale, once Plotly has drawn it
+            page.locator(".js-plotly-plot .colorbar").first.wait_for(timeout=60_000)
             page.get_by_role("tab", name="Why this label").click()
             screenshots.wait_idle(page)
             page.get_by_text("Labels of its nearest reference cells").wait_for(timeout=60_000)
@@ -102,6 +101,21 @@ _POINTS_JS = """() => {
     return {now: key(gd.data[1]), last: key(frames[frames.length - 1].data[0]),
             first: key(frames[0].data[0]), n: gd._fullData[1].x.length};
 }"""
+#: Records in the page every distinct position of the query trace, one look per frame drawn.
+_SAMPLE_JS = f"""() => {{
+    const read = {_POINTS_JS};
+    const seen = window.__seen = [];
+    window.__sampling = true;
+    const look = () => {{
+        const now = read().now;
+        if (!seen.length || seen[seen.length - 1] !== now) seen.push(now);
+        if (window.__sampling) requestAnimationFrame(look);
+    }};
+    look();
+}}"""
+#: True once the trace went through more than 3 positions and rests on ``last``.
+_MOVED_AND_STOPPED = """last => window.__seen.length > 3
+    && window.__seen[window.__seen.length - 1] === last"""
 
 
 def watch_the_cells_move_into_place(page) -> None:
@@ -114,16 +128,10 @@ def watch_the_cells_move_into_place(page) -> None:
     points = page.evaluate(_POINTS_JS)
     assert points["n"] > 100  # the query cells are drawn
     assert points["now"] == points["last"] != points["first"]  # final map is the default view
+    page.evaluate(_SAMPLE_JS)
     play.click()
-    seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        now = page.evaluate(_POINTS_JS)["now"]
-        if not seen or now != seen[-1]:
-            seen.append(now)
-        if len(seen) > 3 and now == points["last"]:
-            break
-        page.wait_for_timeout(50)
+    page.wait_for_function(_MOVED_AND_STOPPED, arg=points["last"], timeout=60_000)
+    seen = page.evaluate("() => { window.__sampling = false; return window.__seen; }")
     assert len(seen) > 3, f"the cells did not move through the frames ({len(seen)} states)"
     assert seen[-1] == points["last"]  # and stopped on the final positions
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -29,7 +29,7 @@ def test_hg38_upload_is_lifted_in_a_real_browser(tmp_path):
     with screenshots.running_app() as url, sync_api.sync_playwright() as playwright:
         browser = screenshots.launch_browser(playwright)
         try:
-            page = browser.new_context(viewport=screenshots.VIEWPORT).new_page()
+            page = screenshots.new_context(browser).new_page()
             screenshots.open_app(page, url)
             screenshots.go_to(page, "Data")
             page.locator('input[type="file"]').first.set_input_files(str(upload))

@@ -62,7 +62,7 @@ def browser():
 
 
 def new_page(browser):
-    context = browser.new_context(viewport=screenshots.VIEWPORT, accept_downloads=True)
+    context = screenshots.new_context(browser, accept_downloads=True)
     return context, context.new_page()
 
 
@@ -167,7 +167,7 @@ def test_reload_keeps_the_projected_map_and_the_resolution(server, analysis):
     assert ws_of(page.url) == analysis["ws"]
     assert metric(page, "Resolution") == analysis["resolution"]
     assert metric(page, "Clusters") == analysis["n_clusters"]
-    assert page.locator(".js-plotly-plot").count() >= 3, "curve, sizes and the map"
+    assert screenshots.wait_plots(page, 3) >= 3, "curve, sizes and the map"
     sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
     assert re.search(r"Projected [\d,]+ cells", sidebar), sidebar
     assert "read-only" in sidebar, "after a reload the tab is a new session: read-only"
@@ -245,7 +245,8 @@ def test_the_link_still_works_after_a_server_restart(server, browser, analysis, 
             page.goto(f"{url}/clusters?ws={analysis['ws']}")  # the same link on the new server
             wait_heading(page, "Clusters")
             assert metric(page, "Resolution") == analysis["resolution"]
-            assert page.locator(".js-plotly-plot").count() >= 3
+            # drawn after the script run: wait for Plotly (counting at once failed under load)
+            assert screenshots.wait_plots(page, 3) >= 3, "curve, sizes and the map"
             assert labels_csv(page, tmp_path, "restarted.csv") == analysis["csv"]
             no_traceback(page, log)
         finally:

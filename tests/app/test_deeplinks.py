@@ -101,7 +101,7 @@ def test_page_url_as_first_request_of_a_fresh_server(browser, path, tmp_path):
     log = tmp_path / "server.log"
     env = {"SCEMBED_REFERENCE": str(TINY_MODEL)}
     with screenshots.running_app(env=env, log_path=log) as url:
-        context = browser.new_context(viewport=screenshots.VIEWPORT)
+        context = screenshots.new_context(browser)
         try:
             page = context.new_page()
             page.add_init_script(RECORD_NAVIGATION)

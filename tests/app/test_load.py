@@ -76,7 +76,7 @@ def test_concurrent_sessions_do_not_see_each_other(tmp_path):
         server = psutil.Process(process.pid)
         browser = screenshots.launch_browser(playwright)
         try:
-            pages = [browser.new_context(viewport=screenshots.VIEWPORT).new_page() for _ in files]
+            pages = [screenshots.new_context(browser).new_page() for _ in files]
             for page in pages:
                 screenshots.open_app(page, url)
             rss_idle = _rss(server)

@@ -238,14 +238,14 @@ def test_a_bundle_finds_the_same_neighbours_as_the_reference_it_was_saved_from(t
     from scembed_core.io import read_dataset
     from scembed_core.knn import build_cell_index, knn_query
     from scembed_core.project import project
-    from scembed_core.reference import load_reference, save_reference
+    from scembed_core.reference import load_bundle, save_reference
     from scembed_core.train import TrainingParams, train_reference
 
     demo = read_dataset(DEMO_QUERY_PATH)
     params = TrainingParams(epochs=2, seed=1, workers=1)
     trained = train_reference(demo, label_key="cell_type", params=params, name="r")
     saved = dataclasses.replace(save_reference(trained, tmp_path / "r"), path=None)
-    loaded = load_reference(tmp_path / "r")
+    loaded = load_bundle(tmp_path / "r")
     np.testing.assert_array_equal(saved.cell_space, loaded.cell_space)
     in_memory = project(demo, saved, ev=False).neighbors
     from_bundle = project(demo, loaded, ev=False).neighbors

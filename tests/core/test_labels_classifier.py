@@ -34,8 +34,8 @@ from scembed_core.labels.vote import knn_labels
 from scembed_core.project import project
 from scembed_core.reference import (
     DEFAULT_REFERENCE_DIR,
+    load_bundle,
     load_default_reference,
-    load_reference,
     save_reference,
 )
 from scembed_core.train import build_reference
@@ -207,7 +207,7 @@ def test_bundle_stores_the_model_as_plain_arrays(planted_reference, projection, 
                 np.load(path, allow_pickle=False)
             else:
                 json.loads(path.read_text())
-    loaded = load_reference(folder)
+    loaded = load_bundle(folder)
     assert loaded.label_model.classes == planted_reference.label_model.classes
     np.testing.assert_array_equal(loaded.label_model.coef, planted_reference.label_model.coef)
     before = assign_labels(projection.embedding, planted_reference, neighbors=projection.neighbors)
@@ -216,13 +216,13 @@ def test_bundle_stores_the_model_as_plain_arrays(planted_reference, projection, 
     # a tampered array is caught by the checksums
     np.save(folder / LABEL_MODEL_FILES["coef"], loaded.label_model.coef * 2)
     with pytest.raises(ReferenceBundleError, match="Checksum"):
-        load_reference(folder)
+        load_bundle(folder)
 
 
 def test_old_bundle_without_classifier_falls_back_to_knn(planted_reference, projection, tmp_path):
     old = dataclasses.replace(planted_reference, label_model=None)
     folder = save_reference(old, tmp_path / "old").path
-    loaded = load_reference(folder)
+    loaded = load_bundle(folder)
     assert loaded.label_model is None
     method, note = resolve_label_method(loaded, "classifier")
     assert method == "knn" and "no label classifier" in note
@@ -300,7 +300,7 @@ def test_cli_app_and_dask_give_the_same_labels(planted_reference, query, tmp_pat
         atol=1e-7,
     )
 
-    reference = load_reference(folder)
+    reference = load_bundle(folder)
     projection = project(query, reference, ev=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no Streamlit runtime: cache warnings only

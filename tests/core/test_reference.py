@@ -6,12 +6,12 @@ from conftest import shifted_query
 
 from scembed_core.errors import ReferenceBundleError
 from scembed_core.project import project
-from scembed_core.reference import load_reference, save_reference
+from scembed_core.reference import load_bundle, save_reference
 
 
 def test_bundle_round_trip_and_integrity(tmp_path, planted, planted_reference):
     folder = save_reference(planted_reference, tmp_path / "ref").path
-    loaded = load_reference(folder)
+    loaded = load_bundle(folder)
     np.testing.assert_array_equal(loaded.model.vectors, planted_reference.model.vectors)
     assert loaded.label_keys == ["cell_type"] and loaded.can_ev_project
     query = shifted_query(planted)
@@ -22,7 +22,7 @@ def test_bundle_round_trip_and_integrity(tmp_path, planted, planted_reference):
         (folder / "region_vectors.npy").read_bytes()[:-8] + b"\0" * 8
     )
     with pytest.raises(ReferenceBundleError, match="Checksum mismatch for region_vectors.npy"):
-        load_reference(folder)
+        load_bundle(folder)
 
 
 def test_bundle_with_a_pickle_opens_without_trust_and_never_unpickles_it(
@@ -46,7 +46,7 @@ def test_bundle_with_a_pickle_opens_without_trust_and_never_unpickles_it(
     del manifest["files"]["map.json"]  # as the previous format: no map.json
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / "map.json").unlink()
-    loaded = load_reference(folder)  # no trust flag
+    loaded = load_bundle(folder)  # no trust flag
     assert not marker.exists()
     assert loaded.can_ev_project and any("umap_model.joblib" in n for n in loaded.notes)
     coords = project(shifted_query(planted), loaded).umap
@@ -55,3 +55,24 @@ def test_bundle_with_a_pickle_opens_without_trust_and_never_unpickles_it(
     assert not (folder / "umap_model.joblib").exists() and (folder / "map.json").is_file()
     assert "umap_model.joblib" not in json.loads((folder / "manifest.json").read_text())["files"]
     assert not marker.exists()
+
+
+def test_the_old_folder_loader_name_is_deprecated_and_the_suite_makes_that_an_error(
+    tmp_path, planted_reference
+):
+    """reference.load_reference (the folder loader) is now load_bundle; the old name warns,
+    and pytest's configuration turns our own deprecation warnings into errors."""
+    import warnings
+
+    from scembed_core.errors import ScEmbedDeprecationWarning
+    from scembed_core.reference import load_reference
+
+    folder = save_reference(planted_reference, tmp_path / "ref").path
+    with pytest.raises(ScEmbedDeprecationWarning, match="load_bundle"):
+        load_reference(folder)  # the suite's filter: error
+    with pytest.warns(ScEmbedDeprecationWarning, match="scembed_core.load_reference"):
+        loaded = load_reference(folder)
+    assert loaded.fingerprint == load_bundle(folder).fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # anyone else's deprecation would fail here too
+        load_bundle(folder)

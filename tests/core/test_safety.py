@@ -25,7 +25,7 @@ from scembed_core.labels.vote import (
 )
 from scembed_core.pipeline import run_pipeline, write_results
 from scembed_core.project import pool_region_vectors, project
-from scembed_core.reference import load_reference, save_reference
+from scembed_core.reference import load_bundle, save_reference
 from scembed_core.regions import GenomicRegions, map_peaks_to_universe
 from scembed_core.train import TrainingParams, build_reference, train_reference
 
@@ -56,7 +56,7 @@ def test_saved_fingerprint_uses_the_bundles_file_hashes(tmp_path, planted, plant
     assert saved.manifest["files"] and saved.path == tmp_path / "a"
     assert planted_reference.path is None, "save_reference leaves its input unchanged"
     assert "files" not in planted_reference.manifest
-    loaded = load_reference(saved.path)
+    loaded = load_bundle(saved.path)
     assert loaded.fingerprint == saved.fingerprint
     relabelled = dataclasses.replace(
         saved, manifest={**saved.manifest, "files": {**saved.manifest["files"], "x": "y"}}
@@ -79,7 +79,7 @@ def test_a_crafted_index_is_rebuilt_even_with_trust(tmp_path, planted_reference)
     manifest["files"]["knn_index.bin"] = _sha256(folder / "knn_index.bin")
     (folder / "manifest.json").write_text(json.dumps(manifest))
     for trust in (False, True):
-        loaded = load_reference(folder, trust=trust)
+        loaded = load_bundle(folder, trust=trust)
         found, _ = loaded.index.knn_query(space[:50], k=1)
         np.testing.assert_array_equal(found[:, 0], np.arange(50))  # rebuilt, not crafted
 
@@ -166,7 +166,7 @@ def test_full_reference_keeps_its_pooling_through_a_bundle(tmp_path, planted, pl
     )
     built = build_reference(model, planted[:240], label_key="cell_type")
     saved = save_reference(built, tmp_path / "max")
-    loaded = load_reference(saved.path)
+    loaded = load_bundle(saved.path)
     assert loaded.model.pooling == "max"
     query = _query(planted)
     np.testing.assert_array_equal(project(query, loaded).embedding, project(query, built).embedding)
