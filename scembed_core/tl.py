@@ -182,7 +182,6 @@ def neighbors(
     --------
     >>> import scembed_core as se
     >>> se.tl.neighbors(adata, n_neighbors=15)  # doctest: +SKIP
-    >>> adata.obsp["connectivities"]  # doctest: +SKIP
     """
     from .cluster import knn_matrices
 
