@@ -129,7 +129,11 @@ def rank_regions(
 def gene_activity(
     adata: ad.AnnData,
     genome: str | pd.DataFrame | None = None,
-    **kwargs: object,
+    *,
+    upstream: int = 2_000,
+    scale: float = 10_000.0,
+    genes: list[str] | None = None,
+    drop_empty: bool = False,
 ) -> ad.AnnData:
     """Gene activity per cell; see :func:`scembed_core.gene_activity.gene_activity`.
 
@@ -139,8 +143,14 @@ def gene_activity(
         Cells x peaks with peak coordinates.
     genome
         Build of the peaks (default: the projection's reference build) or an annotation.
-    **kwargs
-        Passed on (``upstream``, ``normalize``, ``scale``, ...).
+    upstream
+        Extension of each gene's window upstream of its TSS (Signac: 2,000 bp).
+    scale
+        Per-cell scale factor of the log normalisation.
+    genes
+        Only these symbols (default: every annotated gene).
+    drop_empty
+        Leave out genes whose window holds no peak.
 
     Returns
     -------
@@ -152,7 +162,9 @@ def gene_activity(
     genome = genome if genome is not None else query_genome_of(adata)
     if genome is None:
         raise ParameterError("Say the genome build of the peaks (genome='hg19' or 'hg38').")
-    return _gene_activity(adata, genome, **kwargs)  # type: ignore[arg-type]
+    return _gene_activity(
+        adata, genome, upstream=upstream, scale=scale, genes=genes, drop_empty=drop_empty
+    )
 
 
 def second_opinion(

@@ -176,8 +176,8 @@ def test_one_progress_callback_type_everywhere(capsys):
     import typing
 
     from scembed_app import progress as app_progress
+    from scembed_core._cli_parser import ProgressBar
     from scembed_core._types import ProgressCallback
-    from scembed_core.cli import _Bar
 
     for name in ("project", "train", "tl", "pipeline", "hub.download", "atlas.project"):
         module = importlib.import_module(f"scembed_core.{name}")
@@ -185,7 +185,7 @@ def test_one_progress_callback_type_everywhere(capsys):
     hints = typing.get_type_hints(app_progress.progress_bar)
     assert hints["return"] == ProgressCallback
     assert app_progress.ProgressCallback is ProgressCallback
-    bar = _Bar("test")  # the command line's bar is called as progress(fraction, message)
+    bar = ProgressBar("test")  # the command line's bar is called as progress(fraction, message)
     for fraction in (0.0, 0.5, 1.0):
         bar(fraction, "stage")
     bar.close()
