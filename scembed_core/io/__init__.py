@@ -29,6 +29,7 @@ from ._detect import PICKLE_SUFFIXES, SUPPORTED_FORMATS, detect_format
 from .archives import DEFAULT_MAX_UNCOMPRESSED_BYTES, MAX_COMPRESSION_RATIO, extract_archive
 from .fragments import read_fragment_sample, read_fragments
 from .h5ad import read_h5ad_checked, regions_from_var
+from .labels import guess_label_key
 from .read import read_dataset
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "detect_format",
     "estimate_dataset_bytes",
     "extract_archive",
+    "guess_label_key",
     "read_dataset",
     "read_fragments",
     "read_fragment_sample",
