@@ -7,7 +7,7 @@ router.start_page()  # first: hands over to the router when run alone
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, results, state, widgets
+from scembed_app import cached, figures, genome, guards, qc_views, results, state, widgets
 from scembed_app.uploads import upload_digest
 from scembed_core.errors import ScEmbedError
 
@@ -140,5 +140,7 @@ with right:
             "**No label columns found.** You can still project and cluster; scoring "
             "against known labels needs a column of cell types in `obs`."
         )
+
+qc_views.section(dataset, ref_key, reference, n_regions, files)  # thresholds, live count
 
 st.page_link(state.PAGE_PROJECT, label="Next: project the cells", icon=":material/arrow_forward:")

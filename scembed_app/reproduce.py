@@ -83,6 +83,7 @@ def run_spec(
         input_name=input_name(dataset),
         input_sha256=dataset.sha256,
         n_cells=int(dataset.adata.n_obs),
+        qc=dataset.adata.uns.get("scembed_qc"),  # cells filtered before projection
     )
 
 

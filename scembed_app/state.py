@@ -64,6 +64,7 @@ SAVED = "workspace_saved"  # dict: what the workspace on disk holds (to write on
 WORKSPACE_NOTICE = "workspace_notice"  # str | None: one message about the workspace (restore, fork)
 WORKSPACE_PROBLEM = "workspace_problem"  # tuple (kind, id) | None: a link that cannot be opened
 STORED_RESULTS = "stored_results"  # dict | None: clusters/labels read from the workspace
+QC_UNFILTERED = "qc_unfiltered"  # LoadedDataset | None: the dataset before the QC filter (undo)
 
 #: Settings kept in the workspace (JSON) and restored from it; every other key is per tab.
 WORKSPACE_SETTINGS = (
@@ -136,6 +137,7 @@ def _defaults() -> dict[str, Any]:
         WORKSPACE_NOTICE: None,
         WORKSPACE_PROBLEM: None,
         STORED_RESULTS: None,
+        QC_UNFILTERED: None,
     }
 
 

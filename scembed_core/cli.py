@@ -284,6 +284,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_results
+    from .qc import drop_recorded_cells
     from .reference import resolve_reference
 
     started = time.perf_counter()
@@ -295,6 +296,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     adata = read_dataset(
         args.input, layer=args.layer, universe=reference.model.universe, liftover=chain
     )
+    adata = drop_recorded_cells(adata, getattr(getattr(args, "run_spec", None), "qc", None))
     bar = _Bar("project")
     try:
         result = run_pipeline(

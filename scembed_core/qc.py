@@ -34,6 +34,7 @@ __all__ = [
     "TSS_FLANK_BP",
     "QCThresholds",
     "cell_qc",
+    "drop_recorded_cells",
     "filter_cells",
     "promoter_peaks",
     "qc_pass",
@@ -374,4 +375,29 @@ def filter_cells(
         "filtered_cells": np.asarray(adata.obs_names[~keep], dtype=str),
         "filtered_reasons": reasons.astype(str),
     }
+    return result
+
+
+def drop_recorded_cells(adata: ad.AnnData, record: dict | None) -> ad.AnnData:
+    """Drop the cells a QC record lists (``run.json``'s ``qc``), to re-run a filtered analysis.
+
+    Parameters
+    ----------
+    adata
+        The dataset as read from the original input.
+    record
+        ``uns["scembed_qc"]`` of :func:`filter_cells` (None: nothing to do).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``adata`` itself when ``record`` is None, else a copy without the listed cells and
+        with ``uns[QC_KEY]`` set to the record.
+    """
+    if record is None:
+        return adata
+    listed = pd.Index(np.asarray(record.get("filtered_cells", []), dtype=str))
+    keep = ~adata.obs_names.isin(listed)
+    result = adata[keep].copy()
+    result.uns[QC_KEY] = dict(record)
     return result

@@ -63,7 +63,7 @@ _CHOICES = {
     "label_method": ("classifier", "knn"),
     "query_genome": ("auto", "hg19", "hg38"),
 }
-_TOP_LEVEL = {"scembed_version", "created", "reference", "input", "params", "command"}
+_TOP_LEVEL = {"scembed_version", "created", "reference", "input", "params", "command", "qc"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -81,6 +81,10 @@ class RunSpec:
         ``{"name", "sha256", "n_cells"}`` (each may be None).
     scembed_version
         Version of scEmbed that wrote the file.
+    qc
+        The QC filter applied before projection (``uns["scembed_qc"]`` of
+        :func:`scembed_core.qc.filter_cells`: thresholds, counts, ``filtered_cells``), or
+        None; the command line drops the same cells.
     """
 
     params: dict
@@ -88,10 +92,11 @@ class RunSpec:
     input: dict
     scembed_version: str | None = None
     created: str | None = None
+    qc: dict | None = None
 
     def to_dict(self) -> dict:
         """The JSON document (as :func:`build_run_spec` returns)."""
-        return {
+        doc = {
             "scembed_version": self.scembed_version,
             "created": self.created,
             "reference": dict(self.reference),
@@ -99,6 +104,7 @@ class RunSpec:
             "params": dict(self.params),
             "command": run_command(),
         }
+        return doc | ({"qc": dict(self.qc)} if self.qc is not None else {})
 
 
 def run_command(input_name: str = "INPUT", out: str = "OUT.h5ad") -> str:
@@ -125,6 +131,7 @@ def build_run_spec(
     n_cells: int | None = None,
     revision: str | None = None,
     created: str | None = None,
+    qc: dict | None = None,
 ) -> dict:
     """The ``run.json`` document of a run (validated, so it reads back as written).
 
@@ -141,6 +148,10 @@ def build_run_spec(
         The input file's name, the sha256 of its bytes (:func:`file_sha256`) and cells.
     revision
         Hub revision (taken from an ``hf:...@REV`` spec when not given).
+    created
+        ISO time stamp (default: now).
+    qc
+        The QC record of the input (``uns["scembed_qc"]``), when cells were filtered.
     """
     from . import __version__
 
@@ -160,6 +171,8 @@ def build_run_spec(
         "params": dict(params),
         "command": run_command(),
     }
+    if qc is not None:
+        doc["qc"] = _plain_qc(qc)
     return read_run_spec(doc).to_dict() | {"created": doc["created"]}
 
 
@@ -217,6 +230,7 @@ def read_run_spec(source: str | Path | dict) -> RunSpec:
     if n_cells is not None and (type(n_cells) is not int or n_cells < 0):
         raise ParameterError(f"run.json: input.n_cells must be a whole number, got {n_cells!r}.")
     return RunSpec(
+        qc=_check_qc(doc.get("qc")),
         params=checked,
         reference=ref,
         input={"name": _text(inputs, "name", "input.name"), "sha256": sha, "n_cells": n_cells},
@@ -293,3 +307,31 @@ def _check_param(key: str, value: Any) -> Any:
     if key == "max_mapping_distance" and value < 0:
         raise ParameterError(f"run.json: {name} must be >= 0, got {value!r}.")
     return value
+
+
+def _plain_qc(record: dict) -> dict:
+    """A QC record (arrays allowed) as plain JSON values."""
+    plain = {}
+    for key, value in record.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        elif isinstance(value, dict):
+            value = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in value.items()}
+        plain[str(key)] = value
+    return plain
+
+
+def _check_qc(qc: Any) -> dict | None:
+    """Validate ``run.json``'s ``qc`` section (None when absent)."""
+    if qc is None:
+        return None
+    cells = qc.get("filtered_cells") if isinstance(qc, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise ParameterError("run.json: qc.filtered_cells must be a list of cell names.")
+    thresholds = qc.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in thresholds.values()
+    ):
+        raise ParameterError("run.json: qc.thresholds must map rule names to numbers.")
+    return dict(qc)

@@ -4,6 +4,7 @@ fragments over the real gene annotation, thresholds and the record of filtered c
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,28 @@ def test_thresholds_filter_and_record_every_cell(granja, granja_qc):
         qc_pass(table, QCThresholds(min_tss_enrichment=4))
     everyone = filter_cells(subset, table, QCThresholds())
     assert everyone.n_obs == 400 and everyone.uns[QC_KEY]["n_filtered"] == 0
+
+
+def test_run_json_records_the_filter_and_the_command_line_drops_the_same_cells(
+    granja, granja_qc, tmp_path
+):
+    from scembed_core.qc import drop_recorded_cells
+    from scembed_core.runspec import build_run_spec, read_run_spec
+
+    subset = granja[:300].copy()
+    kept = filter_cells(subset, granja_qc.iloc[:300], QCThresholds(min_peaks=150))
+    doc = build_run_spec(
+        reference_spec="default", params={}, n_cells=kept.n_obs, qc=kept.uns[QC_KEY]
+    )
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    spec = read_run_spec(path)
+    assert spec.qc["filtered_cells"] == list(kept.uns[QC_KEY]["filtered_cells"])
+    assert spec.qc["thresholds"] == {"min_peaks": 150}
+    again = drop_recorded_cells(subset, spec.qc)
+    assert list(again.obs_names) == list(kept.obs_names)
+    assert again.uns[QC_KEY]["n_kept"] == kept.n_obs
+    assert drop_recorded_cells(subset, None) is subset
+    assert "qc" not in build_run_spec(reference_spec="default", params={}), "old files unchanged"
+    with pytest.raises(ParameterError, match="qc.filtered_cells"):
+        read_run_spec({**doc, "qc": {"filtered_cells": "all"}})
