@@ -114,7 +114,7 @@ def wait_for_cookie(context, timeout: float = 60.0) -> str:
 
 
 def upload(page, path: Path) -> None:
-    screenshots.go_to(page, "Data")
+    """Upload ``path`` on the Data page (the page shown)."""
     page.locator('input[type="file"]').first.set_input_files(str(path))
     page.get_by_text(f"Data: {N_CELLS:,} cells").first.wait_for(timeout=SLOW)
     settle(page)
