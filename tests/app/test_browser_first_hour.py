@@ -169,7 +169,7 @@ def test_the_train_page_proposes_cell_types_and_its_bar_moves_while_the_map_is_f
     form = page.locator('[data-testid="stForm"]').inner_text()
     assert not re.search(r"\d s per epoch", form), "no speed promised before anything ran"
     assert "measured on the first epoch" in form
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("1")
     epochs.press("Tab")
     page.get_by_role("button", name="Train reference").click()
