@@ -98,7 +98,7 @@ def settle(page) -> None:
 
 
 def sidebar(page) -> str:
-    return page.locator('[data-testid="stSidebar"]').inner_text()
+    return page.locator('[data-testid="stSidebar"]').inner_text(timeout=SLOW)
 
 
 def no_traceback(page, log: Path) -> None:
@@ -155,7 +155,8 @@ def test_a_reload_keeps_editing_rights_and_others_get_read_only(
         viewer.goto(f"{server['url']}/data?ws={ws_id}")
         viewer.get_by_role("heading", name="Data", exact=True).first.wait_for(timeout=SLOW)
         settle(viewer)
-        assert "read-only" in sidebar(viewer)
+        shared = viewer.locator('[data-testid="stSidebar"]').get_by_text("read-only")
+        shared.first.wait_for(timeout=SLOW)
         assert not [c for c in other.cookies() if c["value"] == secret]
     finally:
         other.close()
