@@ -7,7 +7,7 @@ PORT ?= 8501
 export PYTHONPATH := $(CURDIR)
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions bench-workspace clean venv
+.PHONY: run test lint reference bench bench-peers bench-scale bench-atlas bench-sessions bench-workspace bench-cold clean venv
 
 venv: $(STAMP)
 
@@ -17,6 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PYTHONPATH=$(CURDIR) $(PY) -m scembed_core.warm  # numba's disk cache, filled at install
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -51,6 +52,9 @@ bench-scale: $(STAMP)
 
 bench-workspace: $(STAMP)
 	$(PY) -m benchmarks.workspace
+
+bench-cold: $(STAMP)
+	$(PY) -m benchmarks.cold
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

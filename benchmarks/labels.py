@@ -73,11 +73,11 @@ def scores(truth: np.ndarray, predicted: np.ndarray, confidence: np.ndarray | No
 
 def _knn_proba(train_space, train_codes, test_space, n_classes, seed=0):
     from scembed_core.knn import build_cell_index, knn_query
-    from scembed_core.labels.classifier import knn_probabilities
+    from scembed_core.labels.vote import vote_fractions
 
     index = build_cell_index(train_space, seed=seed)
     found, _ = knn_query(index, test_space, K)
-    return knn_probabilities(found, train_codes, n_classes)
+    return vote_fractions(found, train_codes, n_classes)
 
 
 def _fit_proba(params, train_x, train_y, test_sets, whitening):

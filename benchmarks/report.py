@@ -40,6 +40,8 @@ SECTIONS = {
     "bench-labels": "python -m benchmarks.labels",
     "bench-import-time": "python -m benchmarks.import_time",
     "bench-workspace": "make bench-workspace",
+    "bench-cold": "make bench-cold",
+    "bench-cold-cpu": "python -m benchmarks.cold --cpu-only",
 }
 
 TITLE = """# Benchmarks
@@ -59,6 +61,8 @@ machine:
 - `python -m benchmarks.liftover`: loading the hg38 -> hg19 chain and lifting 200,000 peaks.
 - `python -m benchmarks.import_time`: start-up import time with and without Dask installed.
 - `make bench-workspace`: restoring a saved 3,790-cell analysis from its workspace, and its size.
+- `make bench-cold`: a fresh server's first chart, a reload and "Project cells" in a real
+  browser, against a one-chart Streamlit app (the floor) in the same run.
 
 Figures are in `benchmarks/figures/`, raw numbers as JSON in `benchmarks/results/`.
 """

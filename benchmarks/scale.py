@@ -35,7 +35,7 @@ def worker(n_cells: int, ev: bool, seed: int = 0) -> dict:
     import pandas as pd
 
     from scembed_core.io import read_dataset
-    from scembed_core.labels.vote import transfer_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.project import project
     from scembed_core.reference import load_default_reference
 
@@ -52,7 +52,9 @@ def worker(n_cells: int, ev: bool, seed: int = 0) -> dict:
     projection = project(adata, reference, ev=ev)
     project_s = time.perf_counter() - started
     started = time.perf_counter()
-    labels = transfer_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    labels = assign_labels(
+        projection.embedding, reference, method="knn", neighbors=projection.neighbors
+    )
     transfer_s = time.perf_counter() - started
     return {
         "n_cells": n_cells,

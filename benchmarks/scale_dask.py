@@ -118,7 +118,7 @@ def grow_dataset(
 
 def _stage_in_memory(path: str) -> dict:
     from scembed_core.io import read_dataset
-    from scembed_core.labels.vote import transfer_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.project import project
     from scembed_core.reference import load_default_reference
 
@@ -129,7 +129,7 @@ def _stage_in_memory(path: str) -> dict:
     read = time.perf_counter()
     projection = project(adata, reference)
     projected = time.perf_counter()
-    transfer_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    assign_labels(projection.embedding, reference, method="knn", neighbors=projection.neighbors)
     done = time.perf_counter()
     return {
         "n_cells": adata.n_obs,

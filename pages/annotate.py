@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scembed_app import figures, guards, label_views, results, state, widgets
+from scembed_app import figures, guards, label_views, results, state, trust_views, widgets
 from scembed_core.errors import ScEmbedError
 from scembed_core.evaluate import classification_report, clustering_scores
-from scembed_core.labels.assign import ABSENT_WARNING, cluster_table
+from scembed_core.labels.assign import UNKNOWN
+from scembed_core.labels.clusters import ABSENT_WARNING
 from scembed_core.labels.vote import UNASSIGNED
 
 NO_TRUTH = "(none)"
@@ -103,6 +104,8 @@ with right:
         n_far = int((finite > st.session_state[state.MAX_DISTANCE]).sum())
         st.caption(f"{n_far:,} cells lie farther than this from their nearest reference cells.")
 
+trust_views.unknown_controls(reference)
+
 try:
     transferred = results.labels(run, reference, obs.index)
 except ScEmbedError as exc:
@@ -111,20 +114,26 @@ except ScEmbedError as exc:
 cluster = results.current_clusters(run, dataset)
 
 n_assigned = int((transferred["label"] != UNASSIGNED).sum())
-cols = st.columns(3)
-cols[0].metric("Cells labelled", f"{n_assigned:,}", help="Not 'Unassigned'.")
-cols[1].metric("Unassigned", f"{len(transferred) - n_assigned:,}")
-cols[2].metric("Median probability", f"{np.nanmedian(transferred['confidence']):.2f}")
+n_unknown = int((transferred["label"] == UNKNOWN).sum())
+mapped = transferred["label"] != UNASSIGNED
+trust_views.fit_banner(
+    trust_views.dataset_fit(dataset, ref_key, reference), n_unknown / max(int(mapped.sum()), 1)
+)
+cols = st.columns(4)
+cols[0].metric("Cells labelled", f"{n_assigned - n_unknown:,}", help="A reference type.")
+cols[1].metric("Unknown", f"{n_unknown:,}", help="Like no reference type (the rule above).")
+cols[2].metric("Unassigned", f"{len(transferred) - n_assigned:,}")
+cols[3].metric("Median probability", f"{np.nanmedian(transferred['confidence']):.2f}")
 
 # --- per-cluster majority label -------------------------------------------------------------------
 st.subheader("Clusters and their majority label")
-table = cluster_table(cluster.to_numpy(), transferred, reference)
-flagged = table.loc[table["possibly_absent"], "cluster"].tolist()
+table = results.cluster_table(run, cluster, transferred, reference)
+flagged = table.loc[table["possibly_absent"] | table["unknown"], "cluster"].tolist()
 if flagged:
     st.warning(
         f"Cluster{'s' if len(flagged) > 1 else ''} {', '.join(map(widgets.md, flagged))}: "
-        f"{ABSENT_WARNING}. Most of its cells lie farther from the reference than 99% of "
-        "the reference cells lie from their own neighbours, so its labels are guesses.",
+        f"{ABSENT_WARNING}. Most of its cells are Unknown or lie farther from the reference "
+        "than 99% of the reference cells lie from their own neighbours: its labels are guesses.",
         icon=":material/warning:",
     )
 st.dataframe(

@@ -29,11 +29,13 @@ with st.spinner("Building the kNN graph of the projected cells..."):
 
 
 def on_slider() -> None:
+    """Keep the resolution the slider chose (and forget the last search)."""
     st.session_state[state.RESOLUTION] = float(st.session_state[RESOLUTION_WIDGET])
     st.session_state[state.CLUSTER_SEARCH] = None
 
 
 def on_find() -> None:
+    """Search the resolution that gives the requested number of clusters."""
     target = int(st.session_state[K_WIDGET])
     try:
         search = cached.cached_find_resolution(run.cache_key, state.N_NEIGHBORS, target, graph)

@@ -7,8 +7,17 @@ router.start_page()  # first: hands over to the router when run alone
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, qc_views, results, state, widgets
-from scembed_app.uploads import upload_digest
+from scembed_app import (
+    cached,
+    figures,
+    genome,
+    guards,
+    qc_views,
+    results,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
@@ -54,12 +63,11 @@ if file_ids != st.session_state[state.UPLOAD_IDS]:
     st.session_state[state.UPLOAD_IDS] = file_ids
     st.session_state[state.UPLOAD_ERROR] = None
     if files:
-        payload = tuple((f.name, f.getvalue()) for f in files)
+        payload = [(f.name, f.getvalue()) for f in files]
         try:
             with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-                state.set_dataset(
-                    cached.cached_read_upload(upload_digest(payload), ref_key, payload, reference)
-                )
+                state.set_dataset(cached.read_upload(payload, reference))
+            del payload
         except ScEmbedError as exc:
             st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
 
@@ -108,8 +116,10 @@ if query_genome and reference.genome != "unknown" and str(query_genome) != refer
         f"over to {reference.genome}, or choose a reference built on {query_genome}.",
         icon=":material/warning:",
     )
+fit = trust_views.data_banner(dataset, ref_key, reference)  # names the cause: build, peak set...
 for message in coverage.warnings:
-    st.warning(message, icon=":material/warning:")
+    if fit is None or "peak set" not in message:  # low overlap: the verdict tells why
+        st.warning(message, icon=":material/warning:")
 
 left, right = st.columns([3, 2])
 with left:

@@ -7,6 +7,9 @@ from scembed_app import router
 
 router.start_page()  # first: hands over to the router when run alone
 
+from typing import Any
+
+import anndata as ad
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -34,21 +37,21 @@ except ScEmbedError as exc:
 settings = results.export_settings(dataset, ref_key, reference)
 
 
-def annotated_file(counts: bool = True):
-    """The query with this session's results (the engine's one writer)."""
+def annotated_file(counts: bool = True) -> ad.AnnData:
+    """Build the query with this session's results (the engine's one writer)."""
     return results.annotated(run, dataset, reference, transferred, settings, counts=counts)
 
 
 annotated = annotated_file(counts=False)  # the tables only; the file is built on click
 table = exports.per_cell_table(annotated)
 if transferred is not None:
-    cluster_table = annotated.uns["scembed"]["cluster_table"]
+    cluster_table = exports.cluster_table(annotated)
 else:
     cluster_table = cluster.value_counts().rename_axis("cluster").reset_index(name="n_cells")
 
 
-def download(column, label: str, data, file_name: str, mime: str, **kwargs) -> None:
-    """A deferred download button (the file is built only when clicked)."""
+def download(column: Any, label: str, data: Any, file_name: str, mime: str, **kwargs: Any) -> None:
+    """Offer a deferred download button (the file is built only when clicked)."""
     column.download_button(
         label,
         data=data,
@@ -100,13 +103,14 @@ has_map = run.projection.umap is not None
 
 
 def map_coords() -> np.ndarray:
-    """The reference-map coordinates, or the query's own UMAP when there is no map."""
+    """Return the reference-map coordinates, or the query's own UMAP without a map."""
     if has_map:
         return np.asarray(run.projection.umap)
     return cached.cached_embedding_umap(run.cache_key, run.projection.space)
 
 
 def map_figure() -> go.Figure:
+    """Draw the map coloured by label (or cluster)."""
     coords = map_coords()
     color = transferred["label"] if transferred is not None else cluster
     return figures.query_map(
@@ -119,6 +123,7 @@ def map_figure() -> go.Figure:
 
 
 def panels_figure() -> go.Figure:
+    """Draw one panel per cluster."""
     ref = np.asarray(reference.cells.obsm["X_umap"]) if has_map else None
     return figures.cluster_panels(map_coords(), cluster, reference_coords=ref)
 
@@ -131,6 +136,7 @@ normalize = bool(st.session_state[state.NORMALIZE_CONFUSION])
 
 
 def confusion_figure() -> go.Figure:
+    """Draw the confusion matrix against the truth column."""
     report = classification_report(adata.obs[truth_key], transferred["label"], label_map=label_map)
     return figures.confusion_heatmap(report.confusion, normalize_rows=normalize)
 

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, results, state, widgets
+from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
 
@@ -31,6 +31,7 @@ st.caption(
 )
 if dataset.liftover:
     st.info(genome.describe_liftover(dataset.liftover), icon=":material/swap_horiz:")
+trust_views.data_banner(dataset, ref_key, reference)
 ev = st.toggle(
     "Place the cells on the reference map (EV-projection)",
     value=reference.can_ev_project,
@@ -109,7 +110,7 @@ st.success(
 has_map = run.projection.umap is not None
 placed = run.projection.map_transform
 animated = has_map and placed is not None and placed.frames is not None
-names = ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding UMAP"]
+names = ["Reference map" if has_map else "Query map", "Per-cluster panels", "Embedding layout"]
 tabs = st.tabs(
     names + (["Watch it project"] if animated else []), key="project_view", on_change="rerun"
 )
@@ -141,9 +142,15 @@ with panels_tab:
         widgets.plot(fig, key="project_panels")
 with umap_tab:
     if umap_tab.open:
-        st.caption("UMAP of the E-projection embedding itself, without the reference.")
-        with st.spinner("Computing a UMAP of the query embedding..."):
-            coords = cached.cached_embedding_umap(run.cache_key, run.projection.space)
+        st.caption(
+            "The query's own structure, without the reference: the spectral layout "
+            "(Laplacian eigenmap) of the kNN graph its clusters come from, i.e. the two "
+            "leading eigenvectors UMAP starts its optimisation from. It needs no fit, so it "
+            "is drawn in a fraction of a second and is the same on every run."
+        )
+        coords = cached.cached_embedding_layout(
+            run.cache_key, state.N_NEIGHBORS, results.knn_graph(run)
+        )
         widgets.map_explorer(
             run, dataset, reference, coords=coords, on_reference=False, key="embedding"
         )

@@ -6,7 +6,7 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, catalog, deployment, figures, guards, state, widgets
+from scembed_app import cached, deployment, figures, guards, quickref, state, trust_views, widgets
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
 
 st.title("Reference")
@@ -39,6 +39,15 @@ def use_reference(spec: str, trust: bool) -> None:
     try:
         cached.load_reference_spec(spec, trust)
     except UntrustedSourceError as exc:
+        if not state.trust_allowed():  # no box to tick here: say so, not "tick the box"
+            st.error(
+                "This model's only weights are a Python pickle (a gensim model.bin), which can "
+                "run code when loaded; this server never loads pickles. Use a model that has "
+                "model.safetensors or checkpoint.pt, the built-in reference, or train one on "
+                "the Train page.",
+                icon=":material/error:",
+            )
+            return
         widgets.show_engine_error(
             exc, hint="Tick 'I trust this source' only for models from a source you trust."
         )
@@ -98,6 +107,8 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
             if st.button("Use this reference"):
                 use_reference(f"session:{name}", False)
     else:
+        from scembed_app import catalog  # the hub's catalogue: only when it is shown
+
         known = st.selectbox(
             "Known models",
             list(catalog.HUB_CHOICES),
@@ -120,21 +131,65 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
             use_reference((typed.strip() or known), trust)
 
 # --- the current reference --------------------------------------------------------------------
-ref_key, reference = guards.require_reference()
+# The built-in reference's map and labels come from its compact form first (no anndata, no
+# vectors, no index): the metrics and charts are drawn before the full reference is loaded.
+summary = quickref.quick_summary(spec_now)
+reference = None
+if summary is None:
+    ref_key, reference = guards.require_reference()
+view = summary if summary is not None else reference
 
-st.subheader(widgets.md(reference.name), anchor=False)
+st.subheader(widgets.md(view.name), anchor=False)
 cols = st.columns(4)
-cols[0].metric("Genome build", reference.genome)
-cols[1].metric("Reference cells", f"{reference.n_cells:,}")
-cols[2].metric("Regions", f"{reference.n_regions:,}")
+cols[0].metric("Genome build", view.genome)
+cols[1].metric("Reference cells", f"{view.n_cells:,}")
+cols[2].metric("Regions", f"{view.n_regions:,}")
 label_key = None
-if reference.label_keys:
-    label_key = st.session_state.get(state.LABEL_KEY) or reference.default_label_key
-    if label_key not in reference.label_keys:
-        label_key = reference.default_label_key
-    cols[3].metric("Cell types", f"{reference.label_counts(label_key).size:,}")
+if view.label_keys:
+    label_key = st.session_state.get(state.LABEL_KEY) or view.default_label_key
+    if label_key not in view.label_keys:
+        label_key = view.default_label_key
+    cols[3].metric("Cell types", f"{view.label_counts(label_key).size:,}")
 else:
     cols[3].metric("Cell types", "none")
+
+if len(view.label_keys) > 1:
+    chosen = st.selectbox(
+        "Label column to transfer",
+        view.label_keys,
+        index=view.label_keys.index(label_key),
+    )
+    if chosen != label_key:
+        st.session_state[state.LABEL_KEY] = chosen
+        label_key = chosen
+
+has_cells = summary is not None or reference.cells is not None
+if has_cells and label_key is not None:
+    left, right = st.columns([2, 3])
+    with left:
+        counts = view.label_counts(label_key)
+        widgets.plot(
+            figures.count_bar(counts, title=f"Reference cells per {label_key}"),
+            key="reference_counts",
+        )
+    with right:
+        if summary is not None:
+            coords, labels = summary.coords, summary.labels(label_key)
+        elif "X_umap" in reference.cells.obsm:
+            coords, labels = reference.cells.obsm["X_umap"], reference.cells.obs[label_key]
+        else:
+            coords = labels = None
+        if coords is not None:
+            fig = figures.reference_map(coords, labels, title="Reference map (UMAP) by cell type")
+            widgets.plot(fig, key="reference_map")
+elif not has_cells:
+    st.info(
+        "This is a region-only model: query cells can be projected and clustered, "
+        "but there are no reference cells to transfer labels from or to draw a map."
+    )
+
+if reference is None:  # drawn from the compact map: now load the reference itself
+    ref_key, reference = guards.require_reference()
 
 abilities = [
     ("E-projection (embed new cells)", True),
@@ -145,38 +200,6 @@ abilities = [
 st.markdown(
     "  \n".join(f":material/{'check_circle' if ok else 'block'}: {text}" for text, ok in abilities)
 )
-
-if len(reference.label_keys) > 1:
-    chosen = st.selectbox(
-        "Label column to transfer",
-        reference.label_keys,
-        index=reference.label_keys.index(label_key),
-    )
-    if chosen != label_key:
-        st.session_state[state.LABEL_KEY] = chosen
-        label_key = chosen
-
-if reference.cells is not None and label_key is not None:
-    left, right = st.columns([2, 3])
-    with left:
-        counts = reference.label_counts(label_key)
-        widgets.plot(
-            figures.count_bar(counts, title=f"Reference cells per {label_key}"),
-            key="reference_counts",
-        )
-    with right:
-        if "X_umap" in reference.cells.obsm:
-            fig = figures.reference_map(
-                reference.cells.obsm["X_umap"],
-                reference.cells.obs[label_key],
-                title="Reference map (UMAP) by cell type",
-            )
-            widgets.plot(fig, key="reference_map")
-elif reference.cells is None:
-    st.info(
-        "This is a region-only model: query cells can be projected and clustered, "
-        "but there are no reference cells to transfer labels from or to draw a map."
-    )
 
 if reference.can_transfer_labels:
     st.subheader("Label classifier and its calibration", anchor=False)
@@ -220,6 +243,8 @@ if reference.can_transfer_labels:
                 widgets.plot(figures.reliability_curve(calibration), key="reference_reliability")
             with right:
                 widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
+if reference.can_transfer_labels:
+    trust_views.reference_rule(reference)
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
     manifest = {k: v for k, v in reference.manifest.items() if k != "files"}

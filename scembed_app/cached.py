@@ -1,12 +1,19 @@
 """Streamlit cache wrappers around engine calls (prefix ``cached_``).
 
 * The reference is a shared, read-only object: ``st.cache_resource`` keyed on its spec.
-* Per-upload results use ``st.cache_data`` keyed on the upload digest plus the reference
-  key and the parameters that matter. Large inputs (AnnData, arrays, the reference) are
+* Per-upload results are keyed on the upload digest plus the reference key and the
+  parameters that matter. Large immutable results (the peak coverage, the projections,
+  the kNN graph) use ``st.cache_resource``: one shared object, never pickled or copied
+  on a rerun, so callers must not mutate them (pages make new objects with
+  ``dataclasses.replace``); small results (cluster numbers, label frames, tables) use
+  ``st.cache_data``. Large inputs (AnnData, arrays, the reference) are
   passed as ``_underscore`` arguments so Streamlit does not hash them; the explicit key
   arguments stand for them.
-* The kNN graph is cached per upload digest + reference, so moving the resolution slider
-  re-runs Louvain only, never the projection or the graph.
+* The stages run the engine's ``se.tl`` verbs, as the command line does: the query's
+  kNN graph is ``tl.neighbors`` on the projected cells, cached per upload digest +
+  reference with ``st.cache_resource`` (one shared, read-only object, never pickled);
+  clusters are ``tl.cluster`` on a copy of it, so moving the resolution slider re-runs
+  Louvain only, never the projection or the graph.
 
 None of these functions draws anything: progress is shown by the page around each call
 (Streamlit replays elements drawn inside a cached function, which would break for a
@@ -25,7 +32,6 @@ import streamlit as st
 
 from scembed_app import state
 from scembed_app.uploads import LoadedDataset, load_path, load_uploads
-from scembed_core.cluster import n_clusters_of
 from scembed_core.errors import ReferenceBundleError
 
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
@@ -77,7 +83,7 @@ def reference_key(spec: str, reference: Any) -> str:
 
 
 def active_reference() -> tuple[str, Any]:
-    """The reference chosen in this tab as ``(cache key, Reference)``."""
+    """Return the reference chosen in this tab as ``(cache key, Reference)``."""
     spec = st.session_state.get(state.REFERENCE_SPEC, "default")
     if spec.startswith("session:"):
         trained = st.session_state.get(state.TRAINED, {}).get(spec.removeprefix("session:"))
@@ -109,22 +115,23 @@ def start_kernel_warmup() -> threading.Thread:
 # --- per upload -------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=2)
 def cached_demo_dataset() -> LoadedDataset:
-    """The bundled demo query (a copy per caller)."""
+    """Load the bundled demo query (a copy per caller)."""
     from scembed_core.reference import DEMO_QUERY_PATH
 
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
 
 
-@st.cache_data(show_spinner=False, max_entries=4, ttl=UPLOAD_TTL)
-def cached_read_upload(
-    digest: str, reference_key: str, _files: tuple[tuple[str, bytes], ...], _reference: Any
-) -> LoadedDataset:
-    """Parse an upload once per content digest (fragments are counted over the universe,
-    lifted onto the reference's build first when they are confidently on another)."""
-    return load_uploads(list(_files), universe=_reference.model.universe, reference=_reference)
+def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset:
+    """Parse an upload; not cached, so its data leave the server with the session.
+
+    Fragments are counted over the universe, lifted onto the reference's build first when
+    they are confidently on another. The page keeps the result in its session (a shared
+    ``st.cache_data`` kept four uploads for an hour after their tabs closed).
+    """
+    return load_uploads(files, universe=reference.model.universe, reference=reference)
 
 
-@st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
     """Peak -> universe mapping summary before projecting (the QC the Data page shows)."""
     from scembed_core.project import compute_coverage
@@ -134,7 +141,7 @@ def cached_coverage(digest: str, reference_key: str, _adata: Any, _reference: An
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_build_detection(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
-    """The query's likely genome build, against the reference universe (as uploaded)."""
+    """Detect the query's likely genome build, against the reference universe (as uploaded)."""
     from scembed_core.liftover import detect_build
     from scembed_core.project import regions_of
 
@@ -150,7 +157,7 @@ def cached_build_detection(digest: str, reference_key: str, _adata: Any, _refere
 def cached_lift_query(
     digest: str, reference_key: str, source_build: str, _adata: Any, _reference: Any
 ) -> Any:
-    """The query lifted from ``source_build`` onto the reference's build (a new AnnData).
+    """Lift the query from ``source_build`` onto the reference's build (a new AnnData).
 
     Keyed on the upload digest, the reference and the build lifted from: the target build
     is the reference's.
@@ -160,7 +167,7 @@ def cached_lift_query(
     return prepare_query(_adata, _reference, query_genome=source_build, liftover=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: Any) -> Any:
     """E-projection: pooled region vectors per cell, plus the nearest reference cells."""
     from scembed_core.project import project
@@ -170,7 +177,7 @@ def cached_e_project(digest: str, reference_key: str, _adata: Any, _reference: A
     return project(_adata, _reference, ev=False, coverage=coverage)
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_ev_project(
     run_key: str,
     n_frames: int,
@@ -200,6 +207,8 @@ def cached_transfer(
     _embedding: np.ndarray,
     _reference: Any,
     _neighbors: tuple[np.ndarray, np.ndarray] | None,
+    unknown_rate: float | None = None,
+    _n_regions: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Labels with class probabilities (the engine's one rule) under the thresholds.
 
@@ -221,29 +230,55 @@ def cached_transfer(
         max_mapping_distance=max_mapping_distance,
         neighbors=_neighbors,
         warn=False,
+        n_regions=_n_regions,
+        unknown_rate=unknown_rate,
     )
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
-def cached_knn_graph(run_key: str, n_neighbors: int, _embedding: np.ndarray) -> Any:
-    """kNN graph over the projected cells (rows with a finite embedding only)."""
-    from scembed_core.cluster import build_knn_graph
+def cached_fit(
+    digest: str, reference_key: str, lifted_from: str | None, _adata: Any, _reference: Any
+) -> dict:
+    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`)."""
+    from scembed_core.fit import assess_fit
 
-    return build_knn_graph(_embedding, n_neighbors=n_neighbors, seed=0)
+    return assess_fit(_adata, _reference, lifted_from=lifted_from)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_neighbors(run_key: str, n_neighbors: int, use_rep: str, _space: np.ndarray) -> Any:
+    """Compute the projected cells' kNN graph (``se.tl.neighbors``), shared and read-only.
+
+    An AnnData holding the analysis space (``obsm[use_rep]``, the key the annotated file
+    has it under) and the graph (``obsp``, ``uns["neighbors"]``); callers cluster a copy
+    of it (:func:`cached_louvain`), never the object itself.
+    """
+    import anndata as ad
+
+    from scembed_core import tl
+
+    space = np.asarray(_space)
+    holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(space)).astype(str)))
+    holder.obsm[use_rep] = space
+    tl.neighbors(holder, n_neighbors, use_rep=use_rep, random_state=0)
+    return holder
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=UPLOAD_TTL)
 def cached_louvain(run_key: str, n_neighbors: int, resolution: float, _graph: Any) -> np.ndarray:
-    """Louvain clusters at one resolution (the graph is cached separately)."""
-    from scembed_core.cluster import louvain
+    """Louvain clusters at one resolution (``se.tl.cluster`` on the cached graph)."""
+    from scembed_core import results, tl
 
     _computed("louvain")
-    return np.asarray(louvain(_graph, resolution=resolution, seed=0))
+    out = tl.cluster(_graph, resolution, random_state=0, copy=True)
+    return results.cluster_codes(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
 def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.DataFrame:
-    """Number of clusters over a grid of resolutions (the curve on the Clusters page)."""
+    """Count the clusters over a grid of resolutions (the curve on the Clusters page)."""
+    from scembed_core.cluster import n_clusters_of
+
     rows = [
         {
             "resolution": r,
@@ -256,10 +291,16 @@ def cached_resolution_sweep(run_key: str, n_neighbors: int, _graph: Any) -> pd.D
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
 def cached_find_resolution(run_key: str, n_neighbors: int, n_clusters: int, _graph: Any) -> Any:
-    """Resolution search for ``n_clusters`` clusters."""
-    from scembed_core.cluster import find_resolution
+    """Resolution search for ``n_clusters`` clusters (``se.tl.cluster(n_clusters=...)``)."""
+    from scembed_core import results, tl
+    from scembed_core.cluster import ResolutionSearch, n_clusters_of
 
-    return find_resolution(_graph, n_clusters, seed=0)
+    out = tl.cluster(_graph, n_clusters=n_clusters, random_state=0, copy=True)
+    entry = out.uns["scembed"][results.CLUSTER]
+    codes = results.cluster_codes(out)
+    resolution = float(entry["params"]["resolution"])
+    found = n_clusters_of(codes)
+    return ResolutionSearch(resolution, codes, found, n_clusters, entry["resolution_curve"])
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
@@ -271,3 +312,19 @@ def cached_embedding_umap(run_key: str, _embedding: np.ndarray) -> np.ndarray:
     from scembed_core.project import embedding_umap
 
     return embedding_umap(_embedding)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)
+def cached_embedding_layout(run_key: str, n_neighbors: int, _graph: Any) -> np.ndarray:
+    """Spectral layout of the query's own kNN graph (the clusters'; no fit, NaN rows NaN).
+
+    ``_graph`` is :func:`cached_neighbors`' AnnData. The Project page's "Embedding layout"
+    tab: a fraction of a second where a UMAP fit (:func:`cached_embedding_umap`) takes
+    seconds to minutes.
+    """
+    from scembed_core.layout import graph_layout
+
+    entry = _graph.uns["neighbors"]
+    space = np.asarray(_graph.obsm[entry["params"]["use_rep"]])
+    connectivities = _graph.obsp[entry.get("connectivities_key", "connectivities")]
+    return graph_layout(connectivities, np.isfinite(space).all(axis=1))

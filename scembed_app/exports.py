@@ -17,7 +17,14 @@ import plotly.graph_objects as go
 from scembed_core import results
 
 PROBABILITY_CSV_PREFIX = "scembed_prob_"
-__all__ = ["annotated_adata", "per_cell_table", "annotated_h5ad_bytes", "csv_bytes", "figure_html"]
+__all__ = [
+    "annotated_adata",
+    "cluster_table",
+    "per_cell_table",
+    "annotated_h5ad_bytes",
+    "csv_bytes",
+    "figure_html",
+]
 
 
 def annotated_adata(
@@ -36,9 +43,15 @@ def annotated_adata(
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
     detection: Any = None,
+    graph: ad.AnnData | None = None,
     counts: bool = True,
 ) -> ad.AnnData:
-    """The query with this session's results under the engine's keys.
+    """Write the query with this session's results under the engine's keys.
+
+    The stages' results come from the app's cache (computed by the ``se.tl`` verbs or
+    the one label rule); they are written by the engine's writer
+    (:mod:`scembed_core.results`) with the parameters the verbs record, and the cluster
+    table is ``se.tl.annotate_clusters`` itself, so the file reads as the command line's.
 
     Parameters
     ----------
@@ -57,11 +70,15 @@ def annotated_adata(
     detection
         The build detection of the uploaded peaks
         (:func:`scembed_core.liftover.detect_build`), recorded as the command line does.
+    graph
+        The cached ``se.tl.neighbors`` result the clusters were computed on (its
+        ``obsp``/``uns["neighbors"]`` are copied); None: computed here.
     counts
         Keep the count matrix (the downloaded file); without it only ``obs``, ``var``,
         ``obsm`` and ``uns`` are built, which is all the tables need.
     """
-    from scembed_core.labels.assign import cluster_table
+    from scembed_core import tl
+    from scembed_core.labels.assign import resolve_label_method
 
     if counts:
         out = adata.copy()
@@ -72,7 +89,14 @@ def annotated_adata(
     query_genome = None
     if detection is not None:  # the command line's rule (liftover.query.decide_lift)
         query_genome = detection.build if detection.confident else "unknown"
-    results.write_projection(out, projection, reference, k_neighbors=k, query_genome=query_genome)
+    results.write_projection(out, projection, reference, n_neighbors=k, query_genome=query_genome)
+    if graph is None:
+        tl.neighbors(out, n_neighbors, random_state=seed)
+    else:
+        entry = graph.uns["neighbors"]
+        for name in (entry["distances_key"], entry["connectivities_key"]):
+            out.obsp[name] = graph.obsp[name]
+        out.uns["neighbors"] = {**entry, "params": dict(entry["params"])}
     params = results.cluster_params(
         method="louvain",
         resolution=resolution,
@@ -82,21 +106,41 @@ def annotated_adata(
     )
     results.write_clusters(out, np.asarray(clusters), params)
     if labels is not None:
+        label_key = label_key or reference.default_label_key
+        used, note = resolve_label_method(reference, label_method, label_key)
         params = results.label_params(
-            reference,
-            method=label_method,
+            method=used,
+            method_requested=label_method,
+            note=note,
             label_key=label_key,
-            k=k,
+            n_neighbors=k,
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
         )
-        labels = labels.set_axis(out.obs_names)
-        results.write_labels(out, labels, params)
-        names = out.obs[results.CLUSTER].astype(str).to_numpy()
-        results.write_cluster_table(out, cluster_table(names, labels, reference, k=k))
+        results.write_labels(out, labels.set_axis(out.obs_names), params)
+        tl.annotate_clusters(out, reference)
     summary = detection.summary() if detection is not None else None
-    results.write_run_facts(out, liftover=lift, build_detection=summary)
+    from scembed_core.fit import assess_fit, with_unknown
+
+    fit = assess_fit(
+        adata,
+        reference,
+        detection=detection,
+        detect=False,
+        lifted_from=(lift or {}).get("source_build"),
+    )
+    if labels is not None and "unknown" in labels:
+        mapped = labels["label"].to_numpy() != results.UNASSIGNED
+        fit = with_unknown(
+            fit, float(labels["unknown"].to_numpy()[mapped].mean()) if mapped.any() else 0.0
+        )
+    results.write_run_facts(out, liftover=lift, build_detection=summary, fit=fit)
     return out
+
+
+def cluster_table(annotated: ad.AnnData) -> pd.DataFrame | None:
+    """Return the cluster table ``se.tl.annotate_clusters`` stored (None without labels)."""
+    return results.cluster_table_of(annotated)
 
 
 def per_cell_table(annotated: ad.AnnData) -> pd.DataFrame:
@@ -109,7 +153,7 @@ def per_cell_table(annotated: ad.AnnData) -> pd.DataFrame:
 
 
 def annotated_h5ad_bytes(annotated: ad.AnnData) -> bytes:
-    """The annotated ``.h5ad`` as bytes (:func:`scembed_core.results.write_h5ad`)."""
+    """Return the annotated ``.h5ad`` as bytes (:func:`scembed_core.results.write_h5ad`)."""
     return results.h5ad_bytes(annotated)
 
 
@@ -119,5 +163,5 @@ def csv_bytes(frame: pd.DataFrame, *, index: bool = True) -> bytes:
 
 
 def figure_html(fig: go.Figure) -> bytes:
-    """A self-contained HTML file (plotly.js embedded: opens offline)."""
+    """Return a self-contained HTML file (plotly.js embedded: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")

@@ -14,15 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from plotly.colors import qualitative  # not plotly.express: it imports much more (start-up)
 
 __all__ = [
     "MAX_REFERENCE_POINTS",
     "MAX_QUERY_POINTS",
     "MAX_ANIMATED_POINTS",
     "UNASSIGNED_COLOR",
+    "UNKNOWN_COLOR",
     "category_colors",
     "downsample",
     "escape_text",
@@ -48,8 +48,12 @@ MAX_ANIMATED_POINTS = 2_000
 QUERY_COLOR = "#C0392B"
 REFERENCE_GREY = "#D5D8DC"
 UNASSIGNED_COLOR = "#7F8C8D"
-_UNASSIGNED_NAMES = frozenset({"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA"})
-_PALETTE = tuple(px.colors.qualitative.Dark24 + px.colors.qualitative.Alphabet)
+#: Cells the reference's calibrated rule calls Unknown: their own, lighter grey.
+UNKNOWN_COLOR = "#B3B6B7"
+_UNASSIGNED_NAMES = frozenset(
+    {"Unassigned", "unassigned", "Unmapped", "unmapped", "nan", "NA", "Unknown"}
+)
+_PALETTE = tuple(qualitative.Dark24 + qualitative.Alphabet)
 _LAYOUT = {
     "template": "plotly_white",
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -75,7 +79,9 @@ def category_colors(categories: Sequence) -> dict:
     colors = {}
     i = 0
     for cat in categories:
-        if str(cat) in _UNASSIGNED_NAMES:
+        if str(cat) == "Unknown":
+            colors[cat] = UNKNOWN_COLOR
+        elif str(cat) in _UNASSIGNED_NAMES:
             colors[cat] = UNASSIGNED_COLOR
         else:
             colors[cat] = _PALETTE[i % len(_PALETTE)]
@@ -278,6 +284,8 @@ def cluster_panels(
     n_rows = max(1, int(np.ceil(len(cats) / n_cols)))
     titles = [f"{html.escape(str(c))} ({int(((values == c) & placed).sum())})" for c in cats]
     keep = _shown(placed, max_points)
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,

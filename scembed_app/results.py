@@ -28,8 +28,11 @@ def mapped_mask(run: state.ProjectionRun) -> np.ndarray:
 
 
 def knn_graph(run: state.ProjectionRun) -> Any:
-    """kNN graph over the embedded cells (cached per upload digest + reference)."""
-    return cached.cached_knn_graph(run.cache_key, state.N_NEIGHBORS, run.projection.space)
+    """Return the projected cells' kNN graph, ``se.tl.neighbors`` (cached per upload)."""
+    from scembed_core.results import ANALYSIS, EMBEDDING
+
+    use_rep = EMBEDDING if run.projection.analysis is None else ANALYSIS
+    return cached.cached_neighbors(run.cache_key, state.N_NEIGHBORS, use_rep, run.projection.space)
 
 
 def clusters_key(run: state.ProjectionRun, resolution: float) -> dict:
@@ -56,11 +59,12 @@ def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict
         "k": int(k),
         "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
         "max_mapping_distance": None if max_distance is None else float(max_distance),
+        "unknown_rate": float(st.session_state.get(state.UNKNOWN_RATE, 0.05)),
     }
 
 
 def _stored(part: str, key: dict | None) -> Any:
-    """The restored ``part`` ("clusters" or "labels") if it was computed under ``key``."""
+    """Return the restored ``part`` ("clusters" or "labels") if computed under ``key``."""
     stored = st.session_state.get(state.STORED_RESULTS)
     if not stored or key is None or stored.get("key", {}).get(part) != key:
         return None
@@ -94,7 +98,7 @@ def current_clusters(run: state.ProjectionRun, dataset: LoadedDataset) -> pd.Ser
 
 
 def build_detection(dataset: LoadedDataset, reference_key: str, reference: Any) -> Any:
-    """The genome-build detection of the uploaded peaks (cached; None if it cannot run)."""
+    """Detect the genome build of the uploaded peaks (cached; None if it cannot run)."""
     from scembed_core.errors import ScEmbedError
 
     uploaded = dataset.original or dataset
@@ -107,7 +111,7 @@ def build_detection(dataset: LoadedDataset, reference_key: str, reference: Any) 
 
 
 def transfer_label_key(reference: Any) -> str | None:
-    """The reference obs column labels are transferred from (session choice or default)."""
+    """Return the reference obs column labels come from (session choice or default)."""
     keys = list(getattr(reference, "label_keys", []) or [])
     chosen = st.session_state.get(state.LABEL_KEY)
     if chosen in keys:
@@ -116,7 +120,7 @@ def transfer_label_key(reference: Any) -> str | None:
 
 
 def label_method(reference: Any) -> tuple[str, str | None]:
-    """The label method that runs for this tab's choice, and a note when it falls back."""
+    """Resolve the label method that runs for this tab's choice (a note if it falls back)."""
     from scembed_core.labels.assign import resolve_label_method
 
     chosen = st.session_state.get(state.LABEL_METHOD) or "classifier"
@@ -142,6 +146,8 @@ def labels(
             np.asarray(run.projection.embedding),
             reference,
             getattr(run.projection, "neighbors", None),
+            key["unknown_rate"],
+            getattr(getattr(run.projection, "coverage", None), "n_regions_per_cell", None),
         )
     frame = frame.copy()
     frame.index = obs_names
@@ -183,7 +189,7 @@ def color_columns(obs: pd.DataFrame) -> list[str]:
 
 # --- what the Export page writes -------------------------------------------------------------
 def export_settings(dataset: LoadedDataset, reference_key: str, reference: Any) -> dict:
-    """The settings the annotated file records, read from this tab's session state now.
+    """Read the settings the annotated file records from this tab's session state now.
 
     Deferred downloads run outside the script run, so the Export page reads them once here;
     ``tests/app/test_reproduce.py`` uses the same function.
@@ -211,13 +217,34 @@ def annotated(
     *,
     counts: bool = True,
 ) -> Any:
-    """The query with this tab's results under the engine's keys (the one writer)."""
+    """Build the query with this tab's results under the engine's keys (the one writer)."""
     from scembed_app import exports  # plotly and anndata: only when a file is built
 
     codes = cluster_codes(run, settings["resolution"])
     return exports.annotated_adata(
-        dataset.adata, reference, run.projection, codes, transferred, counts=counts, **settings
+        dataset.adata,
+        reference,
+        run.projection,
+        codes,
+        transferred,
+        graph=knn_graph(run),
+        counts=counts,
+        **settings,
     )
+
+
+def cluster_table(
+    run: state.ProjectionRun, cluster: pd.Series, transferred: pd.DataFrame, reference: Any
+) -> pd.DataFrame:
+    """One row per cluster: majority label, agreement and the absent-type check.
+
+    The engine's rule (:func:`scembed_core.labels.clusters.cluster_table`, what
+    ``se.tl.annotate_clusters`` runs), with the projection's own 99th-percentile bar.
+    """
+    from scembed_core.labels.clusters import cluster_table as table_of
+
+    threshold = getattr(run.projection, "mapping_distance_threshold", None)
+    return table_of(cluster.to_numpy(), transferred, reference, distance_threshold=threshold)
 
 
 def run_document(
@@ -233,10 +260,15 @@ def run_document(
         max_mapping_distance=settings["max_mapping_distance"],
         liftover=bool(st.session_state[state.LIFTOVER]),
     )
-    return reproduce.run_spec(
+    doc = reproduce.run_spec(
         spec=st.session_state[state.REFERENCE_SPEC],
         reference=reference,
         dataset=dataset,
         params=params,
         hosted=deployment.is_hosted(),
     )
+    lifted = (dataset.liftover or {}).get("source_build")
+    spec = str(st.session_state[state.REFERENCE_SPEC])
+    # the dataset verdict (scembed_core.fit), for the record
+    doc["fit"] = cached.cached_fit(dataset.digest, spec, lifted, dataset.adata, reference)
+    return doc

@@ -93,7 +93,10 @@ def run() -> None:
     _run.routing = True
     try:
         if problem is None:
-            page.run()
+            from scembed_app.stopping import stoppable
+
+            with stoppable():  # a rerun, a closed tab or the time budget ends engine work
+                page.run()
         else:
             workspaces.problem_page(problem)
     except state.PageStop:
@@ -106,6 +109,10 @@ def run() -> None:
         # the background so the first "Project cells" does not wait for them (before the
         # sidebar, which draws nothing once a page has called st.stop())
         cached.start_kernel_warmup()
+        if st.session_state.get(state.REFERENCE_SPEC) == "default":
+            from scembed_app import quickref
+
+            quickref.start_projection_warmup()  # pooling kernels, clustering libraries
         if problem is None:
             workspaces.save(path)  # what this run changed, before the sidebar shows the link
         widgets.sidebar_summary()  # after the page, so it shows what this run just loaded

@@ -51,6 +51,7 @@ LABEL_METHOD = "label_method"  # str: "classifier" (the reference's label model)
 MIN_CONFIDENCE = "min_confidence"  # float in [0, 1]
 LIMIT_DISTANCE = "limit_distance"  # bool: apply MAX_DISTANCE
 MAX_DISTANCE = "max_distance"  # float | None: cells mapped farther are Unassigned
+UNKNOWN_RATE = "unknown_rate"  # float: strictness of the Unknown rule (0: off)
 TRUTH_KEY = "truth_key"  # str | None: query obs column used as ground truth
 LABEL_MAP = "label_map"  # dict[str, str]: reference label -> user label (scoring only)
 NORMALIZE_CONFUSION = "normalize_confusion"  # bool
@@ -77,6 +78,7 @@ WORKSPACE_SETTINGS = (
     MIN_CONFIDENCE,
     LIMIT_DISTANCE,
     MAX_DISTANCE,
+    UNKNOWN_RATE,
     TRUTH_KEY,
     LABEL_MAP,
     NORMALIZE_CONFUSION,
@@ -127,6 +129,7 @@ def _defaults() -> dict[str, Any]:
         MIN_CONFIDENCE: 0.0,
         LIMIT_DISTANCE: False,
         MAX_DISTANCE: None,
+        UNKNOWN_RATE: 0.05,
         TRUTH_KEY: None,
         LABEL_MAP: {},
         NORMALIZE_CONFUSION: True,

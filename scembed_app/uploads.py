@@ -14,13 +14,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
-
-from anndata import AnnData
+from typing import TYPE_CHECKING, Any
 
 from scembed_core.errors import InputFormatError, UnsafeInputError
-from scembed_core.io import PICKLE_SUFFIXES
-from scembed_core.regions import GenomicRegions
+
+if TYPE_CHECKING:  # anndata, the readers and pandas load on first use, not at start-up
+    from anndata import AnnData
+
+    from scembed_core.regions import GenomicRegions
 
 __all__ = [
     "ACCEPTED_EXTENSIONS",
@@ -85,6 +86,8 @@ def _safe_name(name: str) -> str:
     base = PurePath(name.replace("\\", "/")).name
     if not base or base in {".", ".."}:
         raise InputFormatError(f"The uploaded file name {name!r} is empty or invalid.")
+    from scembed_core.io import PICKLE_SUFFIXES
+
     if base.lower().endswith(PICKLE_SUFFIXES):
         raise UnsafeInputError(
             f"{base} looks like a pickled Python object (.pkl/.joblib/...). Loading it "
@@ -138,6 +141,7 @@ def load_uploads(
     if total == 0:
         raise InputFormatError("The uploaded file is empty (0 bytes).")
     digest = upload_digest(files)
+    sha256 = hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None
     with tempfile.TemporaryDirectory(prefix="scembed-upload-") as tmp:
         folder = Path(tmp)
         for name, (_, data) in zip(names, files, strict=True):
@@ -157,7 +161,7 @@ def load_uploads(
         adata=adata,
         n_bytes=total,
         liftover=dict(lifted) if lifted else None,
-        sha256=hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None,
+        sha256=sha256,
     )
 
 

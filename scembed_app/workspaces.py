@@ -67,6 +67,7 @@ LIMIT_VARIABLES = {
     "max_age_seconds": ("SCEMBED_WORKSPACE_DAYS", 86400.0),
     "max_bytes": ("SCEMBED_WORKSPACE_MAX_MB", 2**20),
     "max_total_bytes": ("SCEMBED_WORKSPACES_TOTAL_MB", 2**20),
+    "max_visitor_bytes": ("SCEMBED_VISITOR_MB", 2**20),
 }
 
 
@@ -84,6 +85,20 @@ def limits() -> WorkspaceLimits:
         if value is not None and value > 0:
             chosen[field] = value if field == "max_age_seconds" else int(value)
     return WorkspaceLimits(**chosen)
+
+
+def visitor_key() -> str | None:
+    """A short hash of the visitor's address (for the per-visitor quota), None if unknown."""
+    import hashlib
+
+    try:
+        forwarded = st.context.headers.get("X-Forwarded-For") or ""
+        address = forwarded.split(",")[0].strip() or st.context.ip_address
+    except Exception:  # outside a script run, or an older Streamlit
+        return None
+    if not address:
+        return None
+    return hashlib.sha256(f"scembed-visitor:{address}".encode()).hexdigest()[:16]
 
 
 @st.cache_resource(show_spinner=False)
@@ -140,16 +155,26 @@ def open_from_url(page_path: str | None) -> str | None:
     except WorkspaceNotFound:
         s[state.WORKSPACE_PROBLEM] = ("unknown", url_id, "")
         return None
-    except (ScEmbedError, OSError, KeyError, ValueError) as exc:
-        s[state.WORKSPACE_PROBLEM] = ("damaged", url_id, deployment.public_text(str(exc)))
+    except Exception as exc:  # any damage (BadZipFile, TypeError, ...): the "damaged" page
+        s[state.WORKSPACE_PROBLEM] = ("damaged", url_id, _damage(exc))
         return None
     if workspace.owned_by(owner.token()) and not owned(url_id):
         s[state.OWNED] = [*s[state.OWNED], url_id]  # the browser that created it
-    _restore(url_id, analysis)
+    try:
+        _restore(url_id, analysis)
+    except Exception as exc:  # stored settings of the wrong types
+        s[state.WORKSPACE_PROBLEM] = ("damaged", url_id, _damage(exc))
+        return None
     stored_page = analysis.state.get("page")
     if page_path == state.PAGE_REFERENCE and stored_page in PAGE_PATHS and stored_page != page_path:
         return stored_page  # a link to the root opens on the page the analysis was on
     return None
+
+
+def _damage(exc: Exception) -> str:
+    """What the "damaged" page says about an error (an engine message, else its kind)."""
+    text = str(exc) if isinstance(exc, ScEmbedError | OSError | ValueError) else ""
+    return deployment.public_text(text or f"{type(exc).__name__}: the stored files are damaged.")
 
 
 def _restore(ws_id: str, analysis: wio.StoredAnalysis) -> None:
@@ -302,12 +327,12 @@ def _save(page_path: str | None) -> None:
         )
         st.toast("Saved as a new analysis (new link).", icon=":material/fork_right:")
     elif ws_id is None:
-        workspace = store().create(owner=owner.token())
+        workspace = store().create(visitor=visitor_key(), owner=owner.token())
     else:
         try:
             workspace = store().open(ws_id)
         except (WorkspaceNotFound, WorkspaceExpired):  # removed meanwhile: start it again
-            workspace, saved = store().create(owner=owner.token()), {}
+            workspace, saved = store().create(visitor=visitor_key(), owner=owner.token()), {}
     if workspace.id != ws_id:
         s[state.OWNED] = [*s[state.OWNED], workspace.id]
         s[state.WORKSPACE] = workspace.id

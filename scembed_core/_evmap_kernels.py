@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 __all__ = ["smooth_knn", "memberships", "optimize"]
 
 
+@intrinsic
+def _flag_set(typingctx, flag):  # noqa: ANN001, ANN202 - numba intrinsic
+    """Read ``flag[0]`` (int64 array) with an atomic load the compiler never hoists."""
+    sig = types.boolean(flag)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = builder.load_atomic(array.data, "monotonic", 8)
+        return builder.icmp_signed("!=", value, value.type(0))
+
+    return sig, codegen
+
+
 @njit(cache=True, parallel=True)
 def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no cover - numba
-    """umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances."""
+    """umap's ``smooth_knn_dist`` (sigmas, rhos) for rows of query-to-reference distances.
+
+    ``mean_distances`` holds one value per row (umap: the batch's mean distance everywhere;
+    the per-cell mode: each row's own mean, so a row's result never depends on the others).
+    """
     n, width = distances.shape
     target = np.log2(k)
     rho = np.zeros(n, dtype=np.float32)
@@ -71,8 +90,8 @@ def smooth_knn(distances, k, local_connectivity, mean_distances):  # pragma: no 
             mean_row = np.mean(row)
             if sigma[i] < 1e-3 * mean_row:
                 sigma[i] = 1e-3 * mean_row
-        elif sigma[i] < 1e-3 * mean_distances:
-            sigma[i] = 1e-3 * mean_distances
+        elif sigma[i] < 1e-3 * mean_distances[i]:
+            sigma[i] = 1e-3 * mean_distances[i]
     return sigma, rho
 
 
@@ -119,7 +138,7 @@ def _clip(value):  # pragma: no cover - numba
     return value
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def optimize(
     position,
     reference,
@@ -135,12 +154,15 @@ def optimize(
     snap_epochs,
     snap_slot,
     snaps,
+    stop,
 ):  # pragma: no cover - numba
     """umap's SGD against fixed reference points, one query cell at a time (in parallel).
 
     ``cols`` (n, k) are the reference neighbours (-1: no edge), ``epochs_per_sample`` the
     matching umap schedule. Positions of cells with ``snap_slot >= 0`` are copied into
-    ``snaps`` after each epoch listed in ``snap_epochs``.
+    ``snaps`` after each epoch listed in ``snap_epochs``. The kernel releases the GIL and
+    leaves every cell's loop at the next epoch once ``stop[0]`` is set (by
+    :func:`scembed_core.stopping.watch`).
     """
     n, width = cols.shape
     n_ref = reference.shape[0]
@@ -165,6 +187,8 @@ def optimize(
         alpha = initial_alpha
         snap = 0
         for epoch in range(n_epochs):
+            if _flag_set(stop):
+                break
             for e in range(width):
                 k = cols[j, e]
                 if k < 0 or next_sample[e] > epoch:

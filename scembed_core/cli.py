@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 from .errors import ScEmbedError
+from .fit import FitRejected
 
 __all__ = ["main"]
 
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse, instead of lifting, when the input is on another build",
     )
+    project.add_argument("--strict", action="store_true", help="fail when it does not fit")
     group = project.add_mutually_exclusive_group()
     group.add_argument("--resolution", type=float, default=None)
     group.add_argument("--n-clusters", type=int, default=None)
@@ -281,6 +284,10 @@ def _cmd_project(args: argparse.Namespace) -> int:
         raise ParameterError("project needs --out OUT.h5ad (or --params run.json).")
     if args.dask is not None or str(args.out).endswith(".zarr"):
         return _cmd_project_scale(args)
+    if Path(args.out).is_dir():
+        raise ParameterError(f"--out {args.out} is a folder; give a file name (OUT.h5ad).")
+    if args.resolution is not None and not math.isfinite(args.resolution):
+        raise ParameterError(f"--resolution must be a finite number, got {args.resolution}.")
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_results
@@ -313,13 +320,17 @@ def _cmd_project(args: argparse.Namespace) -> int:
             label_key=args.label_key,
             label_method=args.label_method,
             truth_key=args.truth_key,
-            seed=args.seed,
+            random_state=args.seed,
             progress=bar,
             query_genome=args.query_genome,
             liftover=not args.no_liftover,
         )
     finally:
         bar.close()
+    fit = result.fit or {}
+    print(f"fit: {fit.get('verdict')} (cause: {fit.get('cause')}). {fit.get('reason')}")
+    if args.strict and fit.get("verdict") == "does_not_fit":
+        raise FitRejected(f"--strict: the dataset does not fit the reference. {fit['reason']}")
     written = write_results(result, args.out, csv=args.csv)
     if result.liftover:
         lift = result.liftover
@@ -337,15 +348,12 @@ def _cmd_project(args: argparse.Namespace) -> int:
         )
     if result.params.get("label_note"):
         print(f"note: {result.params['label_note']}", file=sys.stderr)
-    if result.cluster_table is not None and "possibly_absent" in result.cluster_table:
-        flagged = result.cluster_table.loc[result.cluster_table["possibly_absent"], "cluster"]
-        if len(flagged):
-            print(
-                f"warning: cluster(s) {', '.join(map(str, flagged))}: possibly a cell type the "
-                "reference does not contain (median mapping distance above the reference's "
-                "own 99th percentile)",
-                file=sys.stderr,
-            )
+    table = result.cluster_table
+    if table is not None and "unknown" in table:
+        odd = table["possibly_absent"] | table["unknown"]
+        flagged = ", ".join(map(str, table.loc[odd, "cluster"]))
+        if flagged:
+            print(f"warning: cluster(s) {flagged}: a type the reference lacks?", file=sys.stderr)
     coverage = result.coverage
     print(
         f"projected {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; "
@@ -421,7 +429,7 @@ def _cmd_project_scale(args: argparse.Namespace) -> int:
             resolution=1.0 if args.resolution is None else args.resolution,
             n_clusters=args.n_clusters,
             method=args.method,
-            seed=args.seed,
+            random_state=args.seed,
         )
     finally:
         bar.close()

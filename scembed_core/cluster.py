@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 __all__ = [
     "KnnGraph",
     "ResolutionSearch",
+    "knn_matrices",
+    "graph_from_connectivities",
     "build_knn_graph",
     "louvain",
     "leiden",
@@ -70,29 +77,83 @@ def _knn(embedding: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return drop_self_neighbors(indices, distances)
 
 
-def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int = 0) -> KnnGraph:
-    """Build the cosine kNN graph of the cells with a finite embedding.
+def knn_matrices(
+    embedding: np.ndarray, n_neighbors: int = 15, *, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Compute the cosine kNN graph of the cells with an embedding, as two sparse matrices.
 
-    Edge weights are cosine similarities clipped to ``[0, 1]``; the graph is made
-    undirected by keeping the larger weight of reciprocal edges.
+    Parameters
+    ----------
+    embedding
+        ``(n_cells, dim)`` cell embeddings; rows with NaN are cells without an embedding
+        (no edges).
+    n_neighbors
+        Neighbours per cell (capped at the number of other embedded cells).
+    seed
+        Seed of the approximate index (hnswlib) used above
+        :data:`EXACT_KNN_MAX_CELLS` cells.
+
+    Returns
+    -------
+    distances
+        ``(n_cells, n_cells)`` CSR: each embedded cell's ``n_neighbors`` nearest other
+        cells and their cosine distances (directed, as scanpy's ``distances``).
+    connectivities
+        ``(n_cells, n_cells)`` symmetric CSR: edge weights, cosine similarities clipped to
+        ``[1e-6, 1]``, the larger of reciprocal edges.
     """
-    import igraph as ig
     import scipy.sparse as sp
 
     if n_neighbors < 1:
         raise ParameterError(f"n_neighbors must be >= 1, got {n_neighbors}.")
     embedding = np.asarray(embedding, dtype=np.float32)
+    n_cells = len(embedding)
     valid = np.isfinite(embedding).all(axis=1)
-    points = embedding[valid]
-    n = len(points)
+    where = np.flatnonzero(valid)
+    n = len(where)
     if n <= 1:
-        return KnnGraph(ig.Graph(n=n), valid)
+        empty = sp.csr_matrix((n_cells, n_cells), dtype=np.float64)
+        return empty, empty.copy()
     k = min(n_neighbors, n - 1)
-    indices, distances = _knn(points, k, seed)
-    weights = np.clip(1.0 - distances, 1e-6, 1.0).astype(np.float64)
-    rows = np.repeat(np.arange(n), k)
-    adjacency = sp.coo_matrix((weights.ravel(), (rows, indices.ravel())), shape=(n, n)).tocsr()
-    adjacency = adjacency.maximum(adjacency.T).tocoo()
+    indices, distances = _knn(embedding[valid], k, seed)
+    rows = np.repeat(where, k)
+    cols = where[indices.ravel()]
+    shape = (n_cells, n_cells)
+    directed = sp.csr_matrix((distances.ravel().astype(np.float64), (rows, cols)), shape=shape)
+    weights = np.clip(1.0 - distances, 1e-6, 1.0).astype(np.float64).ravel()
+    adjacency = sp.csr_matrix((weights, (rows, cols)), shape=shape)
+    connectivities = adjacency.maximum(adjacency.T).tocsr()
+    connectivities.sort_indices()
+    return directed, connectivities
+
+
+def graph_from_connectivities(connectivities: sp.spmatrix, valid: np.ndarray) -> KnnGraph:
+    """Build the igraph graph of a stored connectivities matrix, over the ``valid`` cells.
+
+    Parameters
+    ----------
+    connectivities
+        ``(n_cells, n_cells)`` symmetric edge weights (``obsp`` of :func:`scembed_core.tl.neighbors`).
+    valid
+        Cells that are vertices (those with an embedding); the others get cluster -1.
+
+    Returns
+    -------
+    KnnGraph
+        The undirected weighted graph.
+    """
+    import igraph as ig
+    import scipy.sparse as sp
+
+    valid = np.asarray(valid, dtype=bool)
+    matrix = sp.csr_matrix(connectivities)
+    if matrix.shape != (len(valid), len(valid)):
+        raise ParameterError(
+            f"The stored graph is {matrix.shape} but there are {len(valid)} cells; "
+            "recompute it (scembed_core.tl.neighbors)."
+        )
+    n = int(valid.sum())
+    adjacency = matrix[valid][:, valid].tocoo()
     upper = adjacency.row < adjacency.col
     edges = np.column_stack([adjacency.row[upper], adjacency.col[upper]])
     graph = ig.Graph(
@@ -101,12 +162,41 @@ def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int =
     return KnnGraph(graph, valid)
 
 
+def build_knn_graph(embedding: np.ndarray, n_neighbors: int = 15, *, seed: int = 0) -> KnnGraph:
+    """Build the cosine kNN graph of the cells with a finite embedding.
+
+    :func:`knn_matrices` then :func:`graph_from_connectivities` (what
+    :func:`scembed_core.tl.neighbors` and :func:`scembed_core.tl.cluster` do through
+    ``obsp``).
+
+    Parameters
+    ----------
+    embedding
+        ``(n_cells, dim)`` cell embeddings (NaN rows: no embedding).
+    n_neighbors
+        Neighbours per cell.
+    seed
+        Seed of the approximate index on large data.
+
+    Returns
+    -------
+    KnnGraph
+        Edge weights are cosine similarities clipped to ``[1e-6, 1]``; undirected, keeping
+        the larger weight of reciprocal edges.
+    """
+    embedding = np.asarray(embedding, dtype=np.float32)
+    _, connectivities = knn_matrices(embedding, n_neighbors, seed=seed)
+    return graph_from_connectivities(connectivities, np.isfinite(embedding).all(axis=1))
+
+
+T = TypeVar("T")
+
 #: igraph's random generator is process-wide: hold this lock while a seeded run uses it, so
 #: concurrent sessions of the app cannot swap each other's generator mid-run.
 _IGRAPH_RNG_LOCK = threading.Lock()
 
 
-def _with_seed(seed: int, run):
+def _with_seed(seed: int, run: Callable[[], T]) -> T:
     import igraph as ig
 
     with _IGRAPH_RNG_LOCK:
@@ -134,10 +224,17 @@ def _weights(knn: KnnGraph) -> str | None:
     return "weight" if "weight" in knn.graph.es.attributes() else None
 
 
-def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
-    """Louvain communities (igraph multilevel) at ``resolution``; -1 for cells without embedding."""
+def _check_resolution(resolution: float) -> None:
+    """Refuse a negative or non-finite resolution (NaN would put every cell alone)."""
+    if not isinstance(resolution, int | float | np.number) or not np.isfinite(resolution):
+        raise ParameterError(f"resolution must be a finite number >= 0, got {resolution}.")
     if resolution < 0:
         raise ParameterError(f"resolution must be >= 0, got {resolution}.")
+
+
+def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
+    """Louvain communities (igraph multilevel) at ``resolution``; -1 for cells without embedding."""
+    _check_resolution(resolution)
     if knn.graph.vcount() == 0:
         return _expand(knn, [])
     partition = _with_seed(
@@ -149,8 +246,7 @@ def louvain(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndar
 
 def leiden(knn: KnnGraph, resolution: float = 1.0, *, seed: int = 0) -> np.ndarray:
     """Leiden communities (igraph, modularity objective) at ``resolution``."""
-    if resolution < 0:
-        raise ParameterError(f"resolution must be >= 0, got {resolution}.")
+    _check_resolution(resolution)
     if knn.graph.vcount() == 0:
         return _expand(knn, [])
     partition = _with_seed(
@@ -176,7 +272,18 @@ def cluster_graph(
 
 
 def n_clusters_of(labels: np.ndarray) -> int:
-    """Number of clusters, not counting -1 (no embedding)."""
+    """Count the clusters, not counting -1 (no embedding).
+
+    Parameters
+    ----------
+    labels
+        Cluster numbers.
+
+    Returns
+    -------
+    int
+        The number of distinct clusters.
+    """
     return int(len(np.unique(labels[labels >= 0])))
 
 

@@ -113,3 +113,57 @@ class WorkspaceExpired(WorkspaceError, LookupError):
 
 class WorkspaceTooLarge(WorkspaceError):
     """A write would take a workspace over its size budget; nothing was written."""
+
+
+class ScEmbedDeprecationWarning(FutureWarning):
+    """A keyword or name of scEmbed's API is deprecated; the message names the new one.
+
+    A ``FutureWarning`` (shown by default, as pandas and scanpy do for user-facing
+    deprecations), so notebook users see it without changing their warning filters.
+    """
+
+
+def renamed_keyword(
+    old_name: str, old_value: object, new_name: str, new_value: object, default: object
+) -> object:
+    """The value of a renamed keyword, warning when the old name was used.
+
+    Parameters
+    ----------
+    old_name, old_value
+        The deprecated keyword and what the caller passed for it (None: not passed).
+    new_name, new_value
+        The new keyword and what the caller passed for it.
+    default
+        The new keyword's default (to tell whether the caller passed it).
+
+    Returns
+    -------
+    object
+        ``old_value`` when only the old keyword was passed (with a
+        :class:`ScEmbedDeprecationWarning` naming the new one), else ``new_value``.
+
+    Raises
+    ------
+    ParameterError
+        Both keywords were passed with different values.
+    """
+    import warnings
+
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise ParameterError(f"{old_name}= is the old name of {new_name}=; pass only {new_name}=.")
+    warnings.warn(
+        f"{old_name}= is deprecated; use {new_name}= instead.",
+        ScEmbedDeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
+
+
+class Cancelled(ScEmbedError):
+    """Work was stopped before it finished; nothing partial is returned.
+
+    The caller asked (a closed tab, a rerun) or the work's time budget ran out.
+    """

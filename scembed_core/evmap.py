@@ -49,6 +49,21 @@ _INT32_MAX = np.iinfo(np.int32).max - 1
 _DISCONNECTION = {"cosine": 2.0}
 
 
+#: Upper bounds of map.json values: far above any fitted map (umap's a, b for min_dist in
+#: [0, 1] and spread in [0.5, 5] stay below 50 and 2; its defaults are 1, 5, 1, 1), low
+#: enough that no value makes the projection endless or its coordinates infinite.
+MAP_LIMITS = {
+    "a": 1e3,
+    "b": 10.0,
+    "local_connectivity": 100.0,
+    "negative_sample_rate": 100.0,
+    "repulsion_strength": 100.0,
+    "learning_rate": 100.0,
+}
+MAX_MAP_EPOCHS = 10_000
+MAX_MAP_NEIGHBORS = 1_000
+
+
 @dataclass(frozen=True)
 class MapParams:
     """What umap-learn's transform needs besides the reference coordinates.
@@ -89,20 +104,36 @@ class MapParams:
         if not isinstance(self.fit, Mapping):
             raise ReferenceBundleError("map.json: fit must be an object.")
         object.__setattr__(self, "fit", MappingProxyType(dict(self.fit)))  # read-only
-        for name in ("a", "b", "local_connectivity", "negative_sample_rate", "learning_rate"):
+        for name, upper in MAP_LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            low_ok = value >= 0 if name == "repulsion_strength" else value > 0
+            if not isinstance(value, int | float) or not math.isfinite(value) or not low_ok:
                 raise ReferenceBundleError(
-                    f"map.json: {name} must be a positive number, got {value!r}."
+                    f"map.json: {name} must be a positive number, got {str(value)[:40]}."
                 )
-        if not isinstance(self.repulsion_strength, int | float) or self.repulsion_strength < 0:
+            if value > upper:
+                raise ReferenceBundleError(
+                    f"map.json: {name} is {value:.3g}, above {upper:g}; no fitted UMAP map uses "
+                    "such a value (it would place cells off the map)."
+                )
+        if (
+            isinstance(self.n_neighbors, bool)
+            or not isinstance(self.n_neighbors, int)
+            or not (2 <= self.n_neighbors <= MAX_MAP_NEIGHBORS)
+        ):
             raise ReferenceBundleError(
-                f"map.json: repulsion_strength must be >= 0, got {self.repulsion_strength!r}."
+                f"map.json: n_neighbors must be an integer from 2 to {MAX_MAP_NEIGHBORS}, got "
+                f"{str(self.n_neighbors)[:40]}."
             )
-        if not isinstance(self.n_neighbors, int) or self.n_neighbors < 2:
+        if self.n_epochs is not None and (
+            not isinstance(self.n_epochs, int) or not 3 <= self.n_epochs <= MAX_MAP_EPOCHS
+        ):
             raise ReferenceBundleError(
-                f"map.json: n_neighbors must be an integer >= 2, got {self.n_neighbors!r}."
+                f"map.json: n_epochs must be None or an integer from 3 to {MAX_MAP_EPOCHS:,}, "
+                f"got {str(self.n_epochs)[:40]}."
             )
+        if isinstance(self.transform_seed, bool) or not isinstance(self.transform_seed, int):
+            raise ReferenceBundleError("map.json: transform_seed must be an integer.")
         if self.metric not in _DISCONNECTION:
             raise ReferenceBundleError(
                 f"map.json: metric {self.metric!r} is not supported; expected one of "
@@ -219,9 +250,17 @@ class MapTransform:
 
 
 def _membership(
-    indices: np.ndarray, distances: np.ndarray, params: MapParams, n_ref: int
+    indices: np.ndarray,
+    distances: np.ndarray,
+    params: MapParams,
+    n_ref: int,
+    per_cell: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbour columns (-1: none) and umap's fuzzy membership weights, per query cell."""
+    """Neighbour columns (-1: none) and umap's fuzzy membership weights, per query cell.
+
+    umap floors ``sigma`` with the batch's mean distance; ``per_cell`` uses each cell's own
+    mean distance instead, so a cell's weights never depend on the other cells.
+    """
     cols = np.asarray(indices, dtype=np.int64).copy()
     dists = np.asarray(distances, dtype=np.float32)
     finite = np.isfinite(dists)
@@ -234,7 +273,13 @@ def _membership(
         )
     cols[dists >= _DISCONNECTION[params.metric]] = -1
     used = finite.any(axis=1)
-    mean = float(dists[finite].mean()) if finite.any() else 0.0
+    if per_cell:
+        counts = finite.sum(axis=1)
+        mean = np.divide(
+            dists.sum(axis=1, dtype=np.float64), counts, out=np.zeros(len(dists)), where=counts > 0
+        )
+    else:
+        mean = np.full(len(dists), float(dists[finite].mean()) if finite.any() else 0.0)
     local = max(0.0, params.local_connectivity - 1.0)
     from ._evmap_kernels import memberships, smooth_knn
 
@@ -284,8 +329,17 @@ def transform(
     n_epochs: int | None = None,
     n_frames: int = 0,
     max_sampled: int = 2000,
+    per_cell: bool = True,
 ) -> MapTransform:
     """Place query cells on a reference map from their reference neighbours (umap's transform).
+
+    By default (``per_cell``) every cell is placed independently of the others: umap-learn
+    scales the edge pruning and sampling schedule by the batch's largest membership weight,
+    floors ``sigma`` by the batch's mean distance and picks the epochs from the batch size;
+    here those are the largest possible weight (1), the cell's own mean distance and the
+    epochs umap runs for up to 10,000 cells. Each cell's random stream is umap's seed offset
+    by the bits of its own starting position. A cell therefore lands on the same spot
+    whether it is placed alone, in a subset, reordered or in Dask chunks.
 
     Parameters
     ----------
@@ -306,6 +360,9 @@ def transform(
         Record this many intermediate frames (evenly spaced epochs) for an animation.
     max_sampled
         Cells recorded in the frames at most (a seeded random sample when there are more).
+    per_cell
+        Place each cell independently of the batch (default); False follows umap-learn's
+        batch-relative rules exactly (for comparison with umap-learn).
 
     Returns
     -------
@@ -322,22 +379,26 @@ def transform(
     if ref.ndim != 2 or ref.shape[1] != 2 or not np.isfinite(ref).all():
         raise ParameterError("Reference map coordinates must be a finite (n_reference, 2) array.")
     n = len(indices)
-    epochs = int(n_epochs) if n_epochs is not None else params.transform_epochs(n)
+    if n_epochs is not None:
+        epochs = int(n_epochs)
+    else:
+        epochs = params.transform_epochs(0 if per_cell else n)
     if epochs < 1:
         raise ParameterError(f"n_epochs must be >= 1, got {epochs}.")
     seed = params.transform_seed if seed is None else int(seed)
 
-    cols, weights = _membership(indices, distances, params, len(ref))
+    cols, weights = _membership(indices, distances, params, len(ref), per_cell)
     initial = _initial_positions(cols, weights, ref)
     position = initial.copy()
 
     # umap: drop edges lighter than max / n_epochs; epochs_per_sample = max / weight
     if weights.size and weights.max() > 0:
-        weights = np.where(weights < weights.max() / float(epochs), 0.0, weights)
+        top = np.float32(1.0) if per_cell else weights.max()
+        weights = np.where(weights < top / float(epochs), 0.0, weights)
         cols = np.where(weights > 0, cols, -1)
         # umap's make_epochs_per_sample, with its float32 rounding (it decides which epochs
         # sample an edge)
-        n_samples = epochs * (weights / weights.max())
+        n_samples = epochs * (weights / top)
         with np.errstate(divide="ignore"):
             per_sample = np.where(n_samples > 0, float(epochs) / n_samples.astype(np.float64), -1.0)
     else:
@@ -365,8 +426,9 @@ def transform(
     if n:
         from ._evmap_kernels import optimize
         from ._kernels import LAUNCH_LOCK
+        from .stopping import watch
 
-        with LAUNCH_LOCK:
+        with LAUNCH_LOCK, watch("The projection onto the reference map") as stop:
             optimize(
                 position,
                 ref,
@@ -382,7 +444,14 @@ def transform(
                 snap_epochs,
                 snap_slot,
                 snaps,
+                stop,
             )
+    escaped = np.isfinite(initial[:, 0]) & ~np.isfinite(position).all(axis=1)
+    if escaped.any():
+        raise ReferenceBundleError(
+            f"The map's parameters sent {int(escaped.sum()):,} cells to infinite coordinates; "
+            "its map.json is not one a fitted UMAP map has."
+        )
     result = MapTransform(coords=position, initial=initial, n_epochs=epochs)
     if sample is not None:
         result.sample = sample

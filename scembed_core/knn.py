@@ -8,11 +8,14 @@ below every other engine module, so none of them needs another to search neighbo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ParameterError, ReferenceBundleError
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = [
     "HNSW_EF_QUERY",
@@ -28,7 +31,7 @@ HNSW_M = 16
 HNSW_EF_QUERY = 100
 
 
-def _hnswlib():
+def _hnswlib() -> ModuleType | None:
     try:
         import hnswlib
     except ImportError:  # exact search below stands in
@@ -52,12 +55,31 @@ class ExactCosineIndex:
         self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(_unit_rows(data))
 
     def knn_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Indices and cosine distances of the ``k`` nearest cells, hnswlib style."""
+        """Find the ``k`` nearest cells: indices and cosine distances, hnswlib style.
+
+        Parameters
+        ----------
+        queries
+            ``(n, dim)`` query rows.
+        k
+            Neighbours per row.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(n, k)`` indices and float32 cosine distances.
+        """
         distances, indices = self._nn.kneighbors(_unit_rows(queries), n_neighbors=k)
         return indices, distances.astype(np.float32)
 
     def get_current_count(self) -> int:
-        """Number of indexed cells."""
+        """Count the indexed cells.
+
+        Returns
+        -------
+        int
+            The number of cells in the index.
+        """
         return self.n
 
 

@@ -105,7 +105,12 @@ class Whitening:
         return cls(mean.astype(np.float32), matrix.astype(np.float32))
 
     def transform(self, embedding: np.ndarray) -> np.ndarray:
-        """Whitened coordinates; NaN rows stay NaN."""
-        return ((np.asarray(embedding, dtype=np.float32) - self.mean) @ self.matrix).astype(
-            np.float32
-        )
+        """Whitened coordinates; NaN rows stay NaN.
+
+        Computed row by row in float64 (``einsum``, no BLAS blocking) and cast to float32,
+        so a cell's coordinates are bit-identical whatever else is in the batch (a BLAS
+        matmul's summation order depends on the batch size).
+        """
+        x = np.asarray(embedding, dtype=np.float32).astype(np.float64) - self.mean
+        white = np.einsum("ij,jk->ik", x, np.asarray(self.matrix, dtype=np.float64))
+        return white.astype(np.float32)

@@ -1,10 +1,10 @@
 """The whole annotation run: project, cluster, transfer labels, vote per cluster, evaluate.
 
 What the ``project`` command runs: the verbs of :mod:`scembed_core.tl` in a row on a copy
-of the query (after lifting its peaks onto the reference's build when needed), so
-``python -m scembed_core project`` and ``se.tl.*`` are one code path. The app calls the
-same stages one by one so it can cache each of them, and writes them with the same
-writer (:mod:`scembed_core.results`).
+of the query (after lifting its peaks onto the reference's build when needed):
+``tl.project``, ``tl.neighbors``, ``tl.cluster``, ``tl.transfer_labels``,
+``tl.annotate_clusters``. So ``python -m scembed_core project`` and ``se.tl.*`` are one
+code path; the app calls the same verbs one by one through its cache layer.
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ class PipelineResult:
     @property
     def resolution(self) -> float:
         """The resolution used (found by the search when ``n_clusters`` was given)."""
-        return float(self._uns["cluster"]["params"]["resolution"])
+        return float(self._uns[results.CLUSTER]["params"]["resolution"])
 
     @property
     def resolution_curve(self) -> pd.DataFrame | None:
         """Clusters per resolution of the search (None without one)."""
-        return self._uns["cluster"].get("resolution_curve")
+        return self._uns[results.CLUSTER].get("resolution_curve")
 
     @property
     def labels(self) -> pd.DataFrame | None:
@@ -80,7 +80,7 @@ class PipelineResult:
     @property
     def cluster_table(self) -> pd.DataFrame | None:
         """One row per cluster: majority label, agreement, absent-type check."""
-        return self._uns.get("cluster_table")
+        return results.cluster_table_of(self.adata)
 
     @property
     def params(self) -> dict:
@@ -96,6 +96,11 @@ class PipelineResult:
     def evaluation(self) -> dict:
         """Scores against the truth column (empty without one)."""
         return self._uns.get("evaluation", {})
+
+    @property
+    def fit(self) -> dict | None:
+        """The dataset verdict, ``uns["scembed"]["fit"]`` (:mod:`scembed_core.fit`)."""
+        return self._uns.get("fit")
 
     @property
     def liftover(self) -> dict | None:
@@ -123,10 +128,11 @@ def run_pipeline(
     label_key: str | None = None,
     label_method: str = "classifier",
     truth_key: str | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     progress: ProgressCallback | None = None,
     query_genome: str = "auto",
     liftover: bool = True,
+    seed: int | None = None,
 ) -> PipelineResult:
     """Project ``adata`` onto ``reference``, cluster it and transfer labels.
 
@@ -143,12 +149,39 @@ def run_pipeline(
     a note in ``params["label_note"]`` when it has none) or ``"knn"``; see
     :func:`scembed_core.labels.assign.assign_labels`.
 
+    ``random_state`` seeds the graph and the community detection (``seed`` is its
+    deprecated name).
+
     The input is left unchanged; the results are in ``PipelineResult.adata``.
+
+    Parameters
+    ----------
+    adata
+        The query (cells x peaks).
+    reference
+        The reference.
+    ev, resolution, n_clusters, method, k_neighbors, n_neighbors, min_confidence
+        See above.
+    max_mapping_distance, label_key, label_method, truth_key, random_state
+        See above.
+    progress
+        ``progress(fraction, message)`` callback.
+    query_genome, liftover
+        See above.
+    seed
+        Deprecated name of ``random_state``.
+
+    Returns
+    -------
+    PipelineResult
+        The annotated copy of the query.
     """
-    from .errors import ParameterError
+    from .errors import ParameterError, renamed_keyword
     from .evaluate import classification_report, clustering_scores
+    from .fit import assess_fit, with_unknown
     from .liftover.query import prepare_query
 
+    random_state = int(renamed_keyword("seed", seed, "random_state", random_state, 0))
     report = progress or (lambda fraction, message: None)
     report(0.0, "Checking the genome build")
     prepared = prepare_query(adata, reference, query_genome=query_genome, liftover=liftover)
@@ -157,19 +190,26 @@ def run_pipeline(
             f"Truth column {truth_key!r} is not in the query's obs columns "
             f"{list(prepared.adata.obs.columns)}."
         )
+    report(0.02, "Checking how well the dataset fits the reference")
+    fit = assess_fit(
+        prepared.adata,
+        reference,
+        detection=prepared.detection,
+        detect=False,
+        lifted_from=(prepared.liftover or {}).get("source_build"),
+    )
     out = prepared.adata.copy()
     tl.project(
         out,
         reference,
         ev=ev,
-        k_neighbors=k_neighbors,
+        n_neighbors=k_neighbors,
         query_genome=prepared.query_build,
         progress=lambda f, m: report(0.7 * f, m),
     )
     report(0.75, "Clustering (kNN graph + Louvain)")
-    tl.cluster(
-        out, resolution, n_clusters, method=method, n_neighbors=n_neighbors, random_state=seed
-    )
+    tl.neighbors(out, n_neighbors, random_state=random_state)
+    tl.cluster(out, resolution, n_clusters, method=method, random_state=random_state)
     if reference.can_transfer_labels:
         report(0.9, "Transferring labels from the reference")
         tl.transfer_labels(
@@ -177,12 +217,16 @@ def run_pipeline(
             reference,
             method=label_method,
             label_key=label_key,
-            k=k_neighbors,
+            n_neighbors=k_neighbors,
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
             warn=False,
         )
         tl.annotate_clusters(out, reference)
+        if "scembed_unknown" in out.obs:
+            mapped = ~out.obs["scembed_unmapped"].to_numpy(dtype=bool)
+            share = float(out.obs["scembed_unknown"].to_numpy(dtype=bool)[mapped].mean())
+            fit = with_unknown(fit, share if mapped.any() else 0.0)
     evaluation = {}
     if truth_key is not None:
         truth = out.obs[truth_key]
@@ -192,14 +236,25 @@ def run_pipeline(
             evaluation["labels"] = classification_report(truth, predicted).summary()
     detection = prepared.detection.summary() if prepared.detection is not None else None
     results.write_run_facts(
-        out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation
+        out, liftover=prepared.liftover, build_detection=detection, evaluation=evaluation, fit=fit
     )
     report(1.0, "Done")
     return PipelineResult(out)
 
 
 def annotated_adata(result: PipelineResult) -> ad.AnnData:
-    """A copy of the annotated query (keys documented in :mod:`scembed_core.results`)."""
+    """Return a copy of the annotated query (keys in :mod:`scembed_core.results`).
+
+    Parameters
+    ----------
+    result
+        A pipeline run.
+
+    Returns
+    -------
+    anndata.AnnData
+        The copy.
+    """
     return result.adata.copy()
 
 

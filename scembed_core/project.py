@@ -55,7 +55,18 @@ LOW_COVERAGE_FRACTION = 0.2
 
 
 def regions_of(adata: ad.AnnData) -> GenomicRegions:
-    """The peaks of a dataset read by :func:`scembed_core.io.read_dataset`."""
+    """Return the peaks of a dataset read by :func:`scembed_core.io.read_dataset`.
+
+    Parameters
+    ----------
+    adata
+        Cells x peaks, coordinates in ``var`` (or in the peak names).
+
+    Returns
+    -------
+    GenomicRegions
+        One region per peak.
+    """
     if {"chr", "start", "end"} <= set(adata.var.columns):
         return GenomicRegions.from_frame(adata.var[["chr", "start", "end"]])
     return GenomicRegions.from_names(adata.var_names)
@@ -122,10 +133,9 @@ def mapping_warnings(
     lifted_from: str | None = None,
     n_unmapped_cells: int = 0,
 ) -> list[str]:
-    """Warnings about chromosome naming, low overlap (a likely genome-build mismatch) and
-    cells without an embedding; the in-memory and the Dask path both report these.
+    """Warn about chromosome naming, low overlap (a likely build mismatch), unmapped cells.
 
-    ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
+    The in-memory and the Dask path both report these. ``lifted_from`` names the build the peaks were lifted from, if they were: low overlap
     is then not blamed on the build. ``n_unmapped_cells`` cells cover no trained region.
     """
     warnings = []
@@ -147,9 +157,8 @@ def mapping_warnings(
     elif fraction < low_coverage:
         warnings.append(
             f"Only {fraction:.1%} of the query peaks overlap the reference universe "
-            f"(genome {genome}). Chromosome names agree, so the data may be on another genome "
-            "build (hg19 vs hg38): lift the peaks over to the reference's build or choose a "
-            "reference on the data's build."
+            f"(genome {genome}): the data were called on another peak set or are on another "
+            "genome build; the dataset verdict (scembed_core.fit) tells which."
         )
     if n_unmapped_cells:
         warnings.append(
@@ -271,6 +280,8 @@ class Projection:
         Mean cosine distance of each cell to its nearest reference cells (NaN if unmapped).
     mapping_outlier
         Cells farther from the reference than the reference's own 99th percentile.
+    neighbors
+        ``(indices, distances)`` of each cell's nearest reference cells, or None.
     timings
         Seconds spent in each stage.
     analysis
@@ -279,6 +290,9 @@ class Projection:
     map_transform
         The EV-projection in full: start and final positions and, when asked, frames of a
         sample of cells moving into place (:class:`scembed_core.evmap.MapTransform`).
+    mapping_distance_threshold
+        The reference's own 99th percentile of mapping distances over the same number
+        of neighbours (the bar of ``mapping_outlier``), or None without reference cells.
     """
 
     embedding: np.ndarray
@@ -290,6 +304,7 @@ class Projection:
     timings: dict[str, float] = field(default_factory=dict)
     analysis: np.ndarray | None = None
     map_transform: MapTransform | None = None
+    mapping_distance_threshold: float | None = None
 
     @property
     def space(self) -> np.ndarray:
@@ -458,7 +473,8 @@ def project(
         result.neighbors = (indices, distances)
         result.mapping_distance = row_mean_ignoring_nan(distances)
         threshold = mapping_distance_threshold(reference, indices.shape[1])
-        if threshold is not None and result.mapping_distance is not None:
+        if threshold is not None:
+            result.mapping_distance_threshold = float(threshold)
             result.mapping_outlier = result.mapping_distance > float(threshold)
         timings["neighbors"] = time.perf_counter() - started
 

@@ -38,6 +38,31 @@ NAME_PATTERN = re.compile(
 )
 
 
+#: Coordinates beyond this are beyond any genome (and near int64's limit): refused.
+MAX_COORDINATE = 2**62
+_MAX_DIGITS = 18
+
+
+def _coordinates(values: object, what: str) -> np.ndarray:
+    """``values`` as int64 coordinates; a typed error (not a wrap-around) when too large."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all() or (np.abs(array) > MAX_COORDINATE).any():
+            bad = array[~finite | (np.abs(np.where(finite, array, 0)) > MAX_COORDINATE)][0]
+            raise CoordinateError(
+                f"A region {what} of {bad:.3g} is beyond any genome (or not a number)."
+            )
+    elif array.dtype.kind == "u" and array.size and array.max() > MAX_COORDINATE:
+        raise CoordinateError(f"A region {what} of {int(array.max())} is beyond any genome.")
+    try:
+        return np.asarray(array, dtype=np.int64)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise CoordinateError(
+            f"Region {what} coordinates are not integers within any genome ({exc})."
+        ) from None
+
+
 @dataclass(frozen=True)
 class GenomicRegions:
     """An ordered list of half-open genomic intervals ``[start, end)``.
@@ -58,8 +83,8 @@ class GenomicRegions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chrom", np.asarray(self.chrom, dtype=object).astype(str))
-        object.__setattr__(self, "start", np.asarray(self.start, dtype=np.int64))
-        object.__setattr__(self, "end", np.asarray(self.end, dtype=np.int64))
+        object.__setattr__(self, "start", _coordinates(self.start, "start"))
+        object.__setattr__(self, "end", _coordinates(self.end, "end"))
         if not (len(self.chrom) == len(self.start) == len(self.end)):
             raise CoordinateError(
                 f"chrom, start and end differ in length "
@@ -165,6 +190,12 @@ def parse_region_names(names: list[str] | np.ndarray | pd.Index) -> GenomicRegio
     """
     series = pd.Series(np.asarray(names, dtype=object)).astype(str)
     parts = series.str.extract(NAME_PATTERN)
+    huge = (parts["start"].str.len() > _MAX_DIGITS) | (parts["end"].str.len() > _MAX_DIGITS)
+    if huge.any():
+        raise CoordinateError(
+            f"{int(huge.sum())} region names have a coordinate beyond any genome (more than "
+            f"{_MAX_DIGITS} digits, e.g. {str(series[huge].iloc[0])[:60]!r})."
+        )
     bad = parts["start"].isna()
     if bad.any():
         examples = ", ".join(repr(s) for s in series[bad].head(3))

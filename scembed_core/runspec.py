@@ -63,7 +63,11 @@ _CHOICES = {
     "label_method": ("classifier", "knn"),
     "query_genome": ("auto", "hg19", "hg38"),
 }
-_TOP_LEVEL = {"scembed_version", "created", "reference", "input", "params", "command", "qc"}
+#: ``fit`` (the dataset verdict when the run was made) is informational: read, not used;
+#: ``qc`` (cells filtered before projection) is applied: the command line drops them
+_TOP_LEVEL = {
+    "scembed_version", "created", "reference", "input", "params", "command", "fit", "qc",
+}  # fmt: skip
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -35,11 +35,11 @@ __all__ = [
 #: Stages of :func:`build_reference` and their shares of its progress bar, in order.
 BUILD_STAGES = {
     "embed": (0.05, "Embedding the reference cells"),
-    "map": (0.55, "Fitting the reference map (umap-learn)"),
+    "map": (0.5, "Fitting the reference map (umap-learn)"),
     "index": (0.05, "Building the kNN index"),
-    "classifier": (0.25, "Label classifier"),
-    "unknown": (0.05, "Calibrating unknown-type detection"),
+    "classifier": (0.2, "Label classifier"),
     "distances": (0.05, "Measuring mapping distances"),
+    "unknown": (0.15, "Calibrating the Unknown rule"),
 }
 # gensim's Cython loop silently truncates a document at 10,000 words (MAX_WORDS_IN_BATCH).
 GENSIM_MAX_DOCUMENT_WORDS = 10_000
@@ -452,8 +452,6 @@ def build_reference(
             progress=stages.stage("classifier"),
         )
         manifest["label_model"] = manifest_entry(classifier)
-    # Unknown-type calibration goes here: run it under stages.stage("unknown", ...) so the
-    # bar moves through it (BUILD_STAGES reserves its share; skipped, the bar jumps it).
     reference = Reference(
         model=model,
         cells=cells,
@@ -465,6 +463,12 @@ def build_reference(
     )
     stages.stage("distances", f"k = {k}")
     self_distance = self_mapping_distances(reference, k)
+    trust = None
+    if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
+        from .labels.loto import calibrate_trust
+
+        stages.stage("unknown", "leave-one-type-out, coverage curve")
+        trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
     stages.done("Reference ready")
     return dataclasses.replace(
         reference,
@@ -473,5 +477,6 @@ def build_reference(
             "mapping_distance_k": k,
             "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
             "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+            **({"trust": trust} if trust else {}),
         },
     )

@@ -83,6 +83,8 @@ def main() -> None:
     reference = dataclasses.replace(reference, manifest=manifest)
     if DEFAULT_REFERENCE_DIR.exists():
         shutil.rmtree(DEFAULT_REFERENCE_DIR)
+    # build_reference already stored the Unknown rule and coverage curve (manifest "trust",
+    # as scripts/add_trust_calibration.py adds them to an existing bundle)
     save_reference(reference, DEFAULT_REFERENCE_DIR)  # map.json + arrays, no pickle
     sizes = {p.name: p.stat().st_size for p in DEFAULT_REFERENCE_DIR.iterdir()}
     print(json.dumps({"seconds": reference.manifest["build_seconds"], "bytes": sizes}, indent=1))

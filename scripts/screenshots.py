@@ -66,15 +66,21 @@ def running_server(
     timeout: float = 120,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    app: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Like :func:`running_app`, also yielding the server process (for memory figures)."""
+    """Like :func:`running_app`, also yielding the server process (for memory figures).
+
+    ``app`` is the script to run (default: the dashboard's ``app.py``), ``cwd`` the folder
+    it runs in (default: this repository).
+    """
     port = port or free_port()
     command = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "app.py"),
+        str(app or ROOT / "app.py"),
         "--server.port",
         str(port),
         "--server.headless",
@@ -86,7 +92,11 @@ def running_server(
     ]
     log = open(log_path or os.devnull, "wb")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        command,
+        cwd=cwd or ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:

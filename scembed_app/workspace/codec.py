@@ -8,16 +8,15 @@ bytes, so a restored :class:`~scembed_core.project.Projection` equals the one wr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from scembed_core.errors import WorkspaceError
-from scembed_core.evmap import MapTransform
-from scembed_core.project import Coverage, Projection
-from scembed_core.regions import PeakMapping
+
+if TYPE_CHECKING:  # the engine's projection (numba, scipy) loads when a projection is read
+    from scembed_core.project import Projection
 
 __all__ = [
     "projection_arrays",
@@ -29,7 +28,7 @@ __all__ = [
 
 _OPTIONAL = ("umap", "mapping_distance", "mapping_outlier", "analysis")
 _MAP_OPTIONAL = ("frames", "frame_epochs", "sample")
-_SPARSE = {"csr_matrix": sp.csr_matrix, "csr_array": sp.csr_array}
+_SPARSE = ("csr_matrix", "csr_array")
 
 
 def json_plain(value: Any) -> Any:
@@ -56,9 +55,13 @@ def _put_sparse(arrays: dict, prefix: str, matrix: Any) -> dict:
 
 
 def _get_sparse(arrays: dict, prefix: str, info: dict) -> Any:
+    import scipy.sparse as sp
+
     data = arrays[f"{prefix}.data"]
     indices, indptr = arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]
-    matrix = _SPARSE[info["class"]](tuple(info["shape"]), dtype=data.dtype)
+    if info["class"] not in _SPARSE:
+        raise WorkspaceError(f"Cannot read a {info['class']!r} sparse matrix (expected CSR).")
+    matrix = getattr(sp, info["class"])(tuple(info["shape"]), dtype=data.dtype)
     # Assigned directly: the constructor may narrow the index dtype, which would change bytes.
     matrix.data, matrix.indices, matrix.indptr = data, indices, indptr
     return matrix
@@ -104,6 +107,10 @@ def projection_arrays(projection: Projection) -> tuple[dict[str, np.ndarray], di
 
 def projection_from_arrays(arrays: dict[str, np.ndarray], doc: dict) -> Projection:
     """Inverse of :func:`projection_arrays`."""
+    from scembed_core.evmap import MapTransform
+    from scembed_core.project import Coverage, Projection
+    from scembed_core.regions import PeakMapping
+
     cov = doc["coverage"]
     mapping = PeakMapping(
         _get_sparse(arrays, "coverage.mapping.matrix", cov["matrix"]),

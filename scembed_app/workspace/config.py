@@ -63,10 +63,15 @@ class WorkspaceLimits:
         Budget of one workspace; a write that would exceed it raises
         :class:`~scembed_core.errors.WorkspaceTooLarge` and changes nothing.
     max_total_bytes
-        Budget of all workspaces; :meth:`WorkspaceStore.cleanup` removes the least
-        recently written ones until the rest fit.
+        Budget of all workspaces, enforced on every write: the least recently used
+        analyses that are not open are removed to make room, else the write is refused
+        (see :mod:`.budget`); :meth:`WorkspaceStore.cleanup` also enforces it at start-up.
+    max_visitor_bytes
+        Budget of the analyses one visitor (``meta.json`` ``visitor``) keeps; a write over
+        it is refused.
     """
 
     max_age_seconds: float = 7 * 86400
     max_bytes: int = 512 * 2**20
     max_total_bytes: int = 4 * 2**30
+    max_visitor_bytes: int = 1 * 2**30

@@ -59,7 +59,8 @@ def locked(folder: Path) -> Iterator[None]:
 
 def write_temp(folder: Path, stem: str, writer: Callable[[Path], None]) -> Path:
     """Write through ``writer`` to a temporary file in ``folder`` and fsync it."""
-    temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}-{stem}"
+    # the writer's pid in the name: a sweep removes files of writers that died (kill -9)
+    temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}-{stem}"
     try:
         writer(temp)
         with open(temp, "rb+") as handle:

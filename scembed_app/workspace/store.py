@@ -33,6 +33,7 @@ from scembed_core.errors import (
     WorkspaceTooLarge,
 )
 
+from . import budget
 from .codec import (
     frame_arrays,
     frame_from_arrays,
@@ -141,6 +142,7 @@ class Workspace:
                         "allowed for one analysis; nothing was saved. Use a smaller dataset "
                         "or run the command line locally."
                     )
+                budget.make_room(self.store, self.id, kept + new, meta.get("visitor"))
                 for item, (_, _, item_meta) in files.items():
                     if item in items:
                         replaced.append(items[item]["file"])
@@ -154,6 +156,8 @@ class Workspace:
         self._meta = meta
         for name in replaced:
             (self.path / name).unlink(missing_ok=True)
+        budget.mark_open(self.store, self.id)
+        budget.maybe_cleanup(self.store)
 
     def _read(self, item: str, reader: Callable[[Path, Any], Any]) -> Any:
         """``reader(path, item_meta)`` of the item's current file, or None if absent.
@@ -302,6 +306,8 @@ class WorkspaceStore:
         self.root = Path(root)
         self.limits = limits
         self.clock = clock
+        self.opened: dict[str, float] = {}  # id -> monotonic time a session last used it
+        self.last_sweep = time.monotonic()
 
     def now(self) -> float:
         """Current time from the store's clock."""
@@ -314,7 +320,8 @@ class WorkspaceStore:
             meta = json.loads((self.root / ws_id / META).read_bytes())
         except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
             raise WorkspaceNotFound(NOT_FOUND) from None
-        if not isinstance(meta, dict) or meta.get("id") != ws_id or "items" not in meta:
+        if not isinstance(meta, dict) or meta.get("id") != ws_id or not budget.meta_ok(meta):
+            budget.log.warning("workspace %s: malformed meta.json, treated as absent", ws_id)
             raise WorkspaceNotFound(NOT_FOUND)
         return meta
 
@@ -325,11 +332,12 @@ class WorkspaceStore:
         fsync_dir(folder)
 
     # -- workspaces -------------------------------------------------------------------
-    def create(self, *, owner: str | None = None) -> Workspace:
+    def create(self, *, visitor: str | None = None, owner: str | None = None) -> Workspace:
         """A new, empty workspace under a fresh random id.
 
-        ``owner`` (a hash of the creating browser's secret) is kept in the manifest so that
-        browser keeps editing after a reload or a server restart.
+        ``visitor`` is for the quota; ``owner`` (a hash of the creating browser's secret) is
+        kept in the manifest so that browser keeps editing after a reload or a server
+        restart.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         while True:
@@ -342,9 +350,12 @@ class WorkspaceStore:
                 continue
         now = self.now()
         meta = {"format": FORMAT_VERSION, "id": ws_id, "created": now, "updated": now, "items": {}}
+        if visitor is not None:
+            meta["visitor"] = str(visitor)[:64]
         if owner:
             meta["owner"] = str(owner)
         self.write_meta(folder, meta)
+        budget.mark_open(self, ws_id)
         return Workspace(self, ws_id, meta)
 
     def open(self, ws_id: str, *, now: float | None = None) -> Workspace:
@@ -368,6 +379,7 @@ class WorkspaceStore:
                 f"This analysis has expired: analyses are kept for {days:g} days after their "
                 "last change. Start a new analysis (or re-run it from its run.json)."
             )
+        budget.mark_open(self, ws_id)
         return Workspace(self, ws_id, meta)
 
     def fork(self, ws_id: str, *, owner: str | None = None) -> Workspace:
@@ -428,26 +440,11 @@ class WorkspaceStore:
             return {"removed": removed, "bytes_freed": freed}
         alive: list[tuple[float, str, int]] = []
         for entry in list(os.scandir(self.root)):
-            stale = _age(entry.path, now) > STALE_SECONDS
-            if entry.name.startswith(TEMP_PREFIX) and stale:
-                freed += folder_bytes(Path(entry.path))
-                shutil.rmtree(entry.path, ignore_errors=True)
-                continue
-            if not is_valid_id(entry.name) or not entry.is_dir(follow_symlinks=False):
-                continue  # never touch what a store did not create
             try:
-                meta = self.read_meta(entry.name)
-            except WorkspaceNotFound:
-                if stale:  # a create that never finished
-                    freed += self.remove(entry.name)
-                    removed.append(entry.name)
-                continue
-            if now - float(meta["updated"]) > self.limits.max_age_seconds:
-                freed += self.remove(entry.name)
-                removed.append(entry.name)
-                continue
-            freed += self._sweep(Path(entry.path), meta, now)
-            alive.append((float(meta["updated"]), entry.name, folder_bytes(Path(entry.path))))
+                stale = _age(entry.path, now) > STALE_SECONDS or budget.writer_gone(entry.name)
+                freed += self._clean_one(entry, stale, now, removed, alive)
+            except Exception:  # one damaged workspace never breaks the sweep for all
+                budget.log.exception("workspace cleanup skipped %s", entry.name)
         total = sum(size for _, _, size in alive)
         for _, ws_id, size in sorted(alive):
             if total <= self.limits.max_total_bytes:
@@ -457,12 +454,36 @@ class WorkspaceStore:
             total -= size
         return {"removed": removed, "bytes_freed": freed}
 
+    def _clean_one(
+        self, entry: os.DirEntry, stale: bool, now: float, removed: list, alive: list
+    ) -> int:
+        """Clean one entry of the root (see :meth:`cleanup`); returns the bytes freed."""
+        if entry.name.startswith(TEMP_PREFIX) and stale:
+            freed = folder_bytes(Path(entry.path))
+            shutil.rmtree(entry.path, ignore_errors=True)
+            return freed
+        if not is_valid_id(entry.name) or not entry.is_dir(follow_symlinks=False):
+            return 0  # never touch what a store did not create
+        try:
+            meta = self.read_meta(entry.name)
+        except WorkspaceNotFound:
+            if stale and not os.path.lexists(os.path.join(entry.path, META)):
+                removed.append(entry.name)  # a create that never finished
+                return self.remove(entry.name)
+            return 0  # a damaged manifest: skipped (and logged), never removed blindly
+        if now - float(meta["updated"]) > self.limits.max_age_seconds:
+            removed.append(entry.name)
+            return self.remove(entry.name)
+        alive.append((float(meta["updated"]), entry.name, folder_bytes(Path(entry.path))))
+        return self._sweep(Path(entry.path), meta, now)
+
     def _sweep(self, folder: Path, meta: dict, now: float) -> int:
         """Delete stale temp files and item files the manifest no longer points at."""
         keep = {META, LOCK} | {entry["file"] for entry in meta["items"].values()}
         freed = 0
         for entry in list(os.scandir(folder)):
-            if entry.name in keep or _age(entry.path, now) <= STALE_SECONDS:
+            gone = entry.name.startswith(TEMP_PREFIX) and budget.writer_gone(entry.name)
+            if entry.name in keep or (_age(entry.path, now) <= STALE_SECONDS and not gone):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 freed += entry.stat(follow_symlinks=False).st_size

@@ -106,6 +106,8 @@ def create_store(
             array(group, "codes", (n,), "int32", -1)
         for name in ("scembed_label_confidence", "scembed_label_similarity"):
             array(root["obs"], name, (n,), "float32", np.nan)
+        array(root["obs"], "scembed_unknown", (n,), "bool", False)
+        array(root["obs"], "scembed_unknown_score", (n,), "float32", np.nan)
         shape = (n, len(plan.label_classes))
         array(root["obsm"], "scembed_label_probabilities", shape, "float32", np.nan)
         added += [
@@ -113,6 +115,8 @@ def create_store(
             "scembed_label_predicted",
             "scembed_label_confidence",
             "scembed_label_similarity",
+            "scembed_unknown",
+            "scembed_unknown_score",
         ]
     order = list(root["obs"].attrs.get("column-order", []))
     root["obs"].attrs["column-order"] = order + added

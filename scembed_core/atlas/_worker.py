@@ -45,14 +45,15 @@ def remember_reference(path: str, trust: bool, reference: Reference) -> None:
 
 
 def umap_epochs(reference: Reference, n_cells: int) -> int | None:
-    """Epochs UMAP would use to transform all ``n_cells`` at once (None: model fixes them).
+    """Epochs of the per-cell EV-projection, as in memory (None: the reference has no map).
 
-    umap-learn picks 100 epochs for batches of <= 10,000 cells and 30 above; taking the
-    count from the whole dataset keeps it independent of the chunk size.
+    The in-memory path places every cell independently of the batch with umap-learn's
+    count for up to 10,000 cells (:func:`scembed_core.evmap.transform`, ``per_cell``);
+    ``n_cells`` no longer changes it, so a chunked run equals the in-memory one.
     """
     if reference.map_params is None:
         return None
-    return reference.map_params.transform_epochs(n_cells)
+    return reference.map_params.transform_epochs(0)
 
 
 def analysis_dim(reference: Reference) -> int | None:
@@ -132,6 +133,7 @@ def project_chunk(
                 max_mapping_distance=plan.max_mapping_distance,
                 neighbors=neighbors,
                 warn=False,
+                n_regions=n_regions,
             )
             results["obsm/scembed_label_probabilities"] = probabilities_of(labels)
             for column, key in (
@@ -142,6 +144,8 @@ def project_chunk(
                 results[f"obs/{key}/codes"] = codes.astype(np.int32)
             results["obs/scembed_label_confidence"] = labels["confidence"].to_numpy(np.float32)
             results["obs/scembed_label_similarity"] = labels["mean_similarity"].to_numpy(np.float32)
+            results["obs/scembed_unknown"] = labels["unknown"].to_numpy(bool)
+            results["obs/scembed_unknown_score"] = labels["unknown_score"].to_numpy(np.float32)
     if plan.ev:
         results["obsm/X_scembed_umap"] = ev_project(
             embedding, reference, neighbors=neighbors, n_epochs=plan.umap_epochs

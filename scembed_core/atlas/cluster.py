@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from .._types import ProgressCallback
-from ..errors import ParameterError
-from ..labels.vote import UNASSIGNED, cluster_vote
-from ..results import CLUSTER, LABEL, cluster_params, record_into
+from ..errors import ParameterError, renamed_keyword
+from ..labels.clusters import cluster_vote
+from ..labels.unknown import CLUSTER_SHARE, UNKNOWN
+from ..labels.vote import UNASSIGNED
+from ..results import CLUSTER, CLUSTER_LABEL, LABEL, cluster_params, record_into
 from ._store import (
     ARRAY_ATTRS,
     CATEGORICAL_ATTRS,
@@ -48,15 +50,17 @@ def cluster_large(
     n_clusters: int | None = None,
     method: str = "louvain",
     n_neighbors: int = 15,
-    seed: int = 0,
+    random_state: int = 0,
     chunk_size: int = 100_000,
     progress: ProgressCallback | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Cluster millions of cells: Louvain on a uniform subsample, nearest centroid for the rest.
 
-    A uniform random subsample of ``n_sample`` cells is clustered exactly as
-    :mod:`~scembed_core.cluster` clusters a small dataset (cosine kNN graph, Louvain or
-    Leiden at ``resolution``, or the resolution search for ``n_clusters``). Each cluster's
+    A uniform random subsample of ``n_sample`` cells is clustered by the verbs that
+    cluster a small dataset, :func:`scembed_core.tl.neighbors` then
+    :func:`scembed_core.tl.cluster` (cosine kNN graph, Louvain or Leiden at
+    ``resolution``, or the resolution search for ``n_clusters``). Each cluster's
     centroid is the normalised mean of its cells' unit embeddings; every cell outside the
     sample joins the cluster whose centroid is most cosine-similar, read and assigned chunk
     by chunk. Sampled cells keep their graph label, so a dataset of at most ``n_sample``
@@ -90,12 +94,14 @@ def cluster_large(
         ``"louvain"`` or ``"leiden"``.
     n_neighbors
         Neighbours in the subsample's kNN graph.
-    seed
-        Seeds the subsample and the community detection.
+    random_state
+        Seeds the subsample, its graph and the community detection.
     chunk_size
         Cells read per step of the assignment pass.
     progress
         ``progress(fraction, message)`` callback.
+    seed
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -103,8 +109,8 @@ def cluster_large(
         ``(n_cells,)`` int64 cluster labels, 0 the largest cluster of the subsample; -1 for
         cells without an embedding.
     """
-    from ..cluster import build_knn_graph, cluster_graph, find_resolution
-
+    random_state = int(renamed_keyword("seed", seed, "random_state", random_state, 0))
+    seed = random_state
     if n_sample < 2:
         raise ParameterError(f"n_sample must be >= 2, got {n_sample}.")
     if chunk_size < 1:
@@ -125,12 +131,9 @@ def cluster_large(
     report(0.0, f"Reading a subsample of {len(sample):,} cells")
     points = _rows_at(array, sample, chunk_size)
     report(0.2, "Clustering the subsample (kNN graph + community detection)")
-    graph = build_knn_graph(points, n_neighbors, seed=seed)
-    if n_clusters is not None:
-        search = find_resolution(graph, n_clusters, method=method, seed=seed)
-        sample_labels, resolution = search.labels, search.resolution
-    else:
-        sample_labels = cluster_graph(graph, resolution, method=method, seed=seed)
+    sample_labels, resolution = _cluster_sample(
+        points, resolution, n_clusters, method=method, n_neighbors=n_neighbors, seed=seed
+    )
     k = int(sample_labels.max()) + 1 if (sample_labels >= 0).any() else 0
     unit = _unit(points[sample_labels >= 0])
     centroids = np.zeros((k, array.shape[1]), dtype=np.float32)
@@ -163,12 +166,35 @@ def cluster_large(
         params.update(n_clusters=k, n_sample=int(len(sample)))
         record_into(uns, "cluster", params)
         if table is not None:
-            uns["cluster_table"] = table
-            record_into(uns, "annotate_clusters", {"cluster_key": CLUSTER, "label_key": LABEL})
+            params = {"key_added": CLUSTER_LABEL, "cluster_key": CLUSTER, "label_key": LABEL}
+            record_into(uns, "annotate_clusters", params)["cluster_table"] = table
         replace_elem(root["uns"], "scembed", uns)
         consolidate(Path(str(embedding)))
     report(1.0, "Clustering done")
     return labels
+
+
+def _cluster_sample(
+    points: np.ndarray,
+    resolution: float,
+    n_clusters: int | None,
+    *,
+    method: str,
+    n_neighbors: int,
+    seed: int,
+) -> tuple[np.ndarray, float]:
+    """Cluster the subsample with the in-memory verbs; its codes and the resolution used."""
+    import anndata as ad
+
+    from .. import tl
+    from ..results import ANALYSIS, cluster_codes
+
+    sample = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(points)).astype(str)))
+    sample.obsm[ANALYSIS] = points
+    tl.neighbors(sample, n_neighbors, use_rep=ANALYSIS, random_state=seed)
+    tl.cluster(sample, resolution, n_clusters, method=method, random_state=seed)
+    used = float(sample.uns["scembed"][CLUSTER]["params"]["resolution"])
+    return cluster_codes(sample), used
 
 
 def _write_clusters(
@@ -177,9 +203,9 @@ def _write_clusters(
     """Store the cluster columns of ``obs``; with labels, return the cluster table.
 
     ``obs["scembed_cluster"]`` always; with transferred labels also
-    ``obs["scembed_cluster_label"]`` (the one vote, :func:`~scembed_core.labels.vote.cluster_vote`)
+    ``obs["scembed_cluster_label"]`` (the one vote, :func:`~scembed_core.labels.clusters.cluster_vote`)
     and ``obs["scembed_cluster_possibly_absent"]``, with the table of
-    :func:`~scembed_core.labels.assign.cluster_table` (its medians from the stored columns).
+    :func:`~scembed_core.labels.clusters.cluster_table` (its medians from the stored columns).
     """
     from anndata.io import write_elem
 
@@ -217,6 +243,11 @@ def _write_clusters(
         sizes = np.bincount(codes, minlength=k + 1)
         counts[k] = 0  # cells without an embedding form no cluster
         cluster_label, agreement = cluster_vote(counts, label_names, sizes)
+        is_unknown = label_names.astype(str) == UNKNOWN
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = counts[:, is_unknown].sum(axis=1) / np.maximum(sizes, 1)
+        flagged = share >= CLUSTER_SHARE
+        cluster_label = np.where(flagged, UNKNOWN, cluster_label.astype(str))
         medians = pd.DataFrame(
             {
                 "code": codes,
@@ -236,6 +267,8 @@ def _write_clusters(
                 "median_mapping_distance": medians["distance"].to_numpy(),
             }
         )
+        table["unknown_share"] = share
+        table["unknown"] = flagged
         distance = table["median_mapping_distance"].to_numpy()
         absent = np.zeros(k + 1, dtype=bool) if threshold is None else distance > threshold
         table["possibly_absent"] = absent

@@ -15,12 +15,13 @@ import pandas as pd
 
 from .._types import ProgressCallback
 from ..errors import MissingDependencyError, ParameterError
+from ..labels.unknown import UNKNOWN
 from ..labels.vote import (
     UNASSIGNED,
 )
 from ..project import mapping_warnings
 from ..regions import PeakMapping
-from ..results import label_params, project_params, record_into
+from ..results import h5_plain, label_params, project_params, record_into
 from ._input import describe_input, peak_mapping
 from ._plan import Plan, SharedMapping
 from ._store import (
@@ -221,7 +222,10 @@ def project_out_of_core(
                 f"{reference.label_keys}."
             )
         names = pd.Categorical(reference.cells.obs[label_key].astype(str)).categories
-        categories = tuple(str(c) for c in names if c != UNASSIGNED) + (UNASSIGNED,)
+        categories = tuple(str(c) for c in names if c not in (UNASSIGNED, UNKNOWN)) + (
+            UNKNOWN,
+            UNASSIGNED,
+        )
     from ..labels.assign import resolve_label_method
 
     used_method, label_note = "knn", None
@@ -320,15 +324,21 @@ def project_out_of_core(
         "coverage": coverage,
     }
     scembed: dict = {}
-    projected = project_params(reference, ev=plan.ev, k_neighbors=plan.k_neighbors)
+    projected = project_params(
+        reference,
+        ev=plan.ev,
+        n_neighbors=plan.k_neighbors,
+        mapping_distance_threshold=plan.outlier_threshold,
+    )
     projected.update(chunk_size=plan.chunk_size, input=plan.source.path)
     record_into(scembed, "project", projected)
     if plan.categories:
         labelled = label_params(
-            reference,
-            method=label_method,
+            method=plan.label_method,
+            method_requested=label_method,
+            note=label_note,
             label_key=plan.label_key,
-            k=plan.k_neighbors,
+            n_neighbors=plan.k_neighbors,
             min_confidence=plan.min_confidence,
             max_mapping_distance=plan.max_mapping_distance,
         )
@@ -345,7 +355,27 @@ def project_out_of_core(
         uns["label_counts"] = pd.DataFrame(
             {"label": list(counts), "n_cells": list(counts.values())}
         )
+    uns["fit"] = h5_plain(_fit(reference, mapping, coverage))
     replace_elem(root["uns"], "scembed", uns)
     consolidate(out)
     report(1.0, "Projection done")
     return summary
+
+
+def _fit(reference: Reference, mapping: PeakMapping, coverage: dict) -> dict:
+    """The dataset verdict (:mod:`scembed_core.fit`) from the stored columns' statistics."""
+    from ..fit import judge_fit, with_unknown
+
+    fit = judge_fit(
+        reference,
+        peak_overlap=mapping.fraction_mapped,
+        n_peaks=mapping.n_peaks,
+        median_regions=coverage["median_regions_per_cell"],
+        n_cells=coverage["n_cells"],
+        n_unmapped_cells=coverage["n_unmapped_cells"],
+    )
+    counts = coverage.get("label_counts")
+    if counts is not None:
+        mapped = max(coverage["n_cells"] - coverage["n_unmapped_cells"], 1)
+        fit = with_unknown(fit, counts.get(UNKNOWN, 0) / mapped)
+    return fit

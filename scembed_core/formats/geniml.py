@@ -25,6 +25,7 @@ The restricted checkpoint reader is :mod:`scembed_core.formats.torch_zip`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "SAFETENSORS_FILE",
     "UNIVERSE_FILES",
     "is_geniml_folder",
+    "load_yaml_data",
     "read_geniml_model",
 ]
 
@@ -146,6 +148,7 @@ def read_geniml_model(folder: str | Path, *, trust_pickle: bool = False) -> Regi
             f"or {GENSIM_FILE} next to {CONFIG_FILE} and universe.bed; found {found}."
         )
 
+    _check_closed(folder)
     config = _read_config(folder)
     universe = _read_universe(folder)
     path = folder / weights_file
@@ -166,6 +169,16 @@ def read_geniml_model(folder: str | Path, *, trust_pickle: bool = False) -> Regi
     if config["genome"]:
         metadata["genome"] = config["genome"]
     return _make_model(universe, vectors, metadata)
+
+
+def _check_closed(folder: Path) -> None:
+    """Refuse a model folder whose files are links to files outside it (before any read)."""
+    from ..reference.files import bundle_file
+
+    names = (CONFIG_FILE, *UNIVERSE_FILES, SAFETENSORS_FILE, CHECKPOINT_FILE, GENSIM_FILE)
+    for name in names:
+        if os.path.lexists(folder / name):
+            bundle_file(folder, name, what="The model folder")
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -197,16 +210,58 @@ def _select_weight(tensors: dict[str, np.ndarray], weights_file: str) -> np.ndar
     )
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ModelFormatError(f"{CONFIG_FILE}: {key} must be a positive integer, found {value!r}.")
+#: Upper bounds of a geniml config (a model bigger than these is not one anyone publishes).
+MAX_VOCAB_SIZE = 50_000_000
+MAX_EMBEDDING_DIM = 4096
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def _positive_int(key: str, value: Any, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= upper:
+        shown = repr(value)[:40] if isinstance(value, (int, float, str)) else type(value).__name__
+        raise ModelFormatError(
+            f"{CONFIG_FILE}: {key} must be a positive integer (at most {upper:,}), found {shown}."
+        )
     return value
 
 
-def _read_config(folder: Path, *, required: bool = True) -> dict:
-    """``vocab_size``, ``embedding_dim`` and ``pooling`` from ``config.yaml``."""
+def load_yaml_data(text: str, what: str) -> Any:
+    """Parse YAML as plain data: safe constructors only, and no aliases at all.
+
+    Parameters
+    ----------
+    text
+        The YAML text.
+    what
+        How messages name the file.
+
+    Returns
+    -------
+    Any
+        What :func:`yaml.safe_load` returns for it.
+
+    Raises
+    ------
+    ModelFormatError
+        Invalid YAML, a tag outside the safe set, or an alias (``*name``): a config never
+        needs one, and nested aliases expand a few hundred bytes into gigabytes.
+    """
     import yaml
 
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ModelFormatError(
+                    f"{what} uses a YAML alias (*{str(event.anchor)[:40]}); a config is plain "
+                    "key: value data, so aliases are refused."
+                )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelFormatError(f"{what} is not valid YAML: {str(exc)[:300]}") from exc
+
+
+def _read_config(folder: Path, *, required: bool = True) -> dict:
+    """``vocab_size``, ``embedding_dim`` and ``pooling`` from ``config.yaml``, schema-checked."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         if not required:
@@ -215,30 +270,40 @@ def _read_config(folder: Path, *, required: bool = True) -> dict:
             f"{folder} has no {CONFIG_FILE}. A geniml model folder holds {CONFIG_FILE} "
             "(vocab_size, embedding_dim), universe.bed and checkpoint.pt or model.safetensors."
         )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelFormatError(
+            f"{CONFIG_FILE} is {path.stat().st_size:,} bytes; a model config is at most "
+            f"{MAX_CONFIG_BYTES:,}."
+        )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{CONFIG_FILE} in {folder} is not valid YAML: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{CONFIG_FILE} in {folder} is not UTF-8 text.") from exc
+    raw = load_yaml_data(text, f"{CONFIG_FILE} in {folder.name}")
     if not isinstance(raw, dict):
         raise ModelFormatError(f"{CONFIG_FILE} in {folder} is not a key: value mapping.")
     dim_key = "embedding_dim" if "embedding_dim" in raw else "embedding_size"
     for key in ("vocab_size", dim_key):
         if key not in raw:
-            found = ", ".join(sorted(map(str, raw))) or "no keys"
+            found = ", ".join(sorted(str(k)[:40] for k in raw)[:20]) or "no keys"
             raise ModelFormatError(
                 f"{CONFIG_FILE} in {folder} has no {key} (found {found}); expected vocab_size "
                 "and embedding_dim."
             )
-    pooling = str(raw.get("pooling_method") or "mean").lower()
-    if pooling not in POOLING_METHODS:
+    pooling = raw.get("pooling_method") or "mean"
+    if not isinstance(pooling, str) or pooling.lower() not in POOLING_METHODS:
+        shown = repr(pooling[:40]) if isinstance(pooling, str) else type(pooling).__name__
         raise ModelFormatError(
-            f"{CONFIG_FILE}: pooling_method {pooling!r} is not supported; expected mean or max."
+            f"{CONFIG_FILE}: pooling_method {shown} is not supported; expected mean or max."
         )
+    genome = raw.get("genome")
+    if genome is not None and not (isinstance(genome, str) and len(genome) <= 100):
+        raise ModelFormatError(f"{CONFIG_FILE}: genome must be a short text, e.g. hg38.")
     return {
-        "vocab_size": _positive_int("vocab_size", raw["vocab_size"]),
-        "embedding_dim": _positive_int(dim_key, raw[dim_key]),
-        "pooling": pooling,
-        "genome": str(raw["genome"]) if raw.get("genome") else None,
+        "vocab_size": _positive_int("vocab_size", raw["vocab_size"], MAX_VOCAB_SIZE),
+        "embedding_dim": _positive_int(dim_key, raw[dim_key], MAX_EMBEDDING_DIM),
+        "pooling": pooling.lower(),
+        "genome": genome or None,
     }
 
 
@@ -305,6 +370,7 @@ def _make_model(universe: GenomicRegions, vectors: np.ndarray, metadata: dict) -
 
 def _read_gensim_model(folder: Path, *, trust_pickle: bool) -> RegionModel:
     """Paper-era format: gensim ``model.bin`` (+ ``.npy`` side files), keys ``chr_start_end``."""
+    _check_closed(folder)
     if not trust_pickle:
         raise UntrustedSourceError(
             f"{folder / GENSIM_FILE} is a gensim model saved with Python pickle, which can run "

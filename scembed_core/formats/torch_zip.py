@@ -140,11 +140,24 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
         )
     if 0 in size:
         return np.zeros(size, dtype=storage.dtype.newbyteorder("="))
+    if any(s == 0 and n > 1 for n, s in zip(size, stride, strict=True)):
+        raise ModelFormatError(
+            f"A tensor in the checkpoint repeats one element along a dimension (stride 0, size "
+            f"{size!r}); a saved weight matrix never does. Refused before allocating it."
+        )
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= storage.size:
         raise ModelFormatError(
             f"A tensor in the checkpoint reaches element {last} of a storage with only "
             f"{storage.size} elements; the file is corrupt."
+        )
+    count = 1
+    for n in size:
+        count *= n
+    if count > storage.size - storage_offset:
+        raise ModelFormatError(
+            f"A tensor in the checkpoint declares {count:,} elements but its storage holds "
+            f"{storage.size - storage_offset:,} from its offset; the file is corrupt."
         )
     view = np.lib.stride_tricks.as_strided(
         storage[storage_offset:],
@@ -185,6 +198,7 @@ class _StateDictUnpickler(pickle.Unpickler):
         self._order = "<" if byteorder == "little" else ">"
         self._label = label
         self._storages: dict[str, np.ndarray] = {}
+        self._total = 0
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = self._ALLOWED.get((module, name))
@@ -231,6 +245,15 @@ class _StateDictUnpickler(pickle.Unpickler):
                     f"{self._label}: storage {member} has {info.file_size} bytes but "
                     f"{numel} x {storage_type!r} needs {needed}; the file is truncated."
                 )
+            self._total += needed
+            if info.file_size > 64 * max(info.compress_size, 1 << 14) or self._total > (
+                _storage_budget()
+            ):
+                raise ModelFormatError(
+                    f"{self._label}: its storages expand to {self._total:,} bytes (compressed "
+                    "far beyond what a saved model is, or more than the memory budget); "
+                    "refused before reading them."
+                )
             raw = self._archive.read(member)
             self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
         storage = self._storages[key]
@@ -239,13 +262,28 @@ class _StateDictUnpickler(pickle.Unpickler):
         return storage
 
 
-def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
+#: How deep a state dict may nest dicts (a model's is 1-3 levels).
+_MAX_DEPTH = 32
+
+
+def _storage_budget() -> int:
+    from ..io._budget import default_memory_budget
+
+    return default_memory_budget()
+
+
+def _flatten_tensors(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, np.ndarray]:
     """Tensors of a (possibly nested) dict as ``{dotted.name: array}``; other values skipped."""
     if isinstance(obj, np.ndarray):
         return {prefix or "tensor": obj}
+    if depth > _MAX_DEPTH:
+        raise ModelFormatError(
+            f"The checkpoint nests dicts more than {_MAX_DEPTH} levels deep; a state dict "
+            "never does."
+        )
     out: dict[str, np.ndarray] = {}
     if isinstance(obj, dict):
         for key, value in obj.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            out.update(_flatten_tensors(value, name))
+            name = f"{prefix}.{key}" if prefix else str(key)[:200]
+            out.update(_flatten_tensors(value, name[:1000], depth + 1))
     return out

@@ -197,11 +197,11 @@ def card_for_folder(folder: Path, fmt: str, repo_id: str) -> str:
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"{MANIFEST_FILE} in {folder} is not valid JSON: {exc}") from exc
         return render_model_card(manifest, repo_id=repo_id)
-    import yaml
+    from ..formats.geniml import load_yaml_data
 
     try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):
+        config = load_yaml_data((folder / CONFIG_FILE).read_text(encoding="utf-8"), CONFIG_FILE)
+    except (OSError, ValueError, ModelFormatError):
         config = {}
     manifest = {"format": "geniml (config.yaml, universe.bed, weights)"}
     if isinstance(config, dict):

@@ -24,7 +24,14 @@ extraction) and :mod:`.read` (the entry point).
 
 from __future__ import annotations
 
-from ._budget import check_memory_budget, default_memory_budget, estimate_dataset_bytes
+from ._budget import (
+    check_h5_budget,
+    check_memory_budget,
+    container_memory_available,
+    declared_bytes,
+    default_memory_budget,
+    estimate_dataset_bytes,
+)
 from ._detect import PICKLE_SUFFIXES, SUPPORTED_FORMATS, detect_format
 from .archives import DEFAULT_MAX_UNCOMPRESSED_BYTES, MAX_COMPRESSION_RATIO, extract_archive
 from .fragments import read_fragment_sample, read_fragments
@@ -37,7 +44,10 @@ __all__ = [
     "MAX_COMPRESSION_RATIO",
     "PICKLE_SUFFIXES",
     "SUPPORTED_FORMATS",
+    "check_h5_budget",
     "check_memory_budget",
+    "container_memory_available",
+    "declared_bytes",
     "default_memory_budget",
     "detect_format",
     "estimate_dataset_bytes",

@@ -65,6 +65,38 @@ def _cell_and_col(x: sp.csr_matrix, pos: int) -> tuple[int, int]:
     return row, int(x.indices[pos])
 
 
+def check_count_values(x: Any, what: str) -> None:
+    """Refuse what the readers refuse: non-numeric, NaN/inf or negative counts.
+
+    Parameters
+    ----------
+    x
+        A dense or sparse cells x peaks matrix (e.g. ``adata.X`` handed to ``tl.project``).
+    what
+        How messages name it.
+
+    Raises
+    ------
+    CountValueError
+        ``x`` is missing, not numeric, or holds non-finite or negative values.
+    """
+    if x is None:
+        raise CountValueError(f"{what} is empty: cells x peaks counts are needed.")
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if values.dtype.kind not in "biuf":
+        raise CountValueError(f"{what} has type {values.dtype}; expected counts (numbers).")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise CountValueError(
+            f"{what} holds NaN or infinite values; expected non-negative counts (replace "
+            "missing values by 0)."
+        )
+    if values.dtype.kind in "if" and (values < 0).any():
+        raise CountValueError(
+            f"{what} holds negative values; expected raw, non-negative counts, not normalised "
+            "or scaled values."
+        )
+
+
 def _binarise_counts(
     matrix: Any, source: str, obs_names: pd.Index, peak_names: np.ndarray
 ) -> sp.csr_matrix:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -60,6 +62,36 @@ def _lift_fragments(
     return result.regions, local[result.kept], codes[result.kept]
 
 
+class _NulGuard(io.RawIOBase):
+    r"""The bytes of a (gzip) text file, refusing NUL bytes as they stream past.
+
+    pandas' parser ends a field at NUL, so ``B\0X`` and ``B\0Y`` would both become cell
+    ``B``: two cells silently merged. A text file never holds NUL; checking each block
+    (``memchr``) costs nothing next to parsing it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._name = path.name
+        self._handle = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        if b"\0" in data:
+            raise InputFormatError(
+                f"{self._name} holds a NUL byte (e.g. inside a cell barcode); a fragments file "
+                "is plain text. The file is corrupt or not a fragments file."
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
 def read_fragment_sample(path: str | Path, n: int = 200_000) -> GenomicRegions:
     """The first ``n`` fragments of a fragments file, as regions (for build detection)."""
     path = Path(path)
@@ -104,12 +136,12 @@ def parse_fragments(
     unknown: set[str] = set()
     stored = 0
     lifted: dict[str, int] = {}
+    guard = _NulGuard(path)
     try:
         reader = pd.read_csv(
-            path, sep="\t", header=None, comment="#", usecols=[0, 1, 2, 3],
+            guard, sep="\t", header=None, comment="#", usecols=[0, 1, 2, 3],
             names=["chr", "start", "end", "barcode"], dtype={"chr": str, "barcode": str},
-            chunksize=chunksize, compression="gzip" if is_gzip(path) else None,
-            keep_default_na=False, na_filter=False,
+            chunksize=chunksize, keep_default_na=False, na_filter=False,
         )  # fmt: skip
         for chunk in reader:
             start = pd.to_numeric(chunk["start"], errors="coerce")
@@ -165,6 +197,8 @@ def parse_fragments(
             f"{source} could not be read as a fragments file ({exc}). Expected 5 tab-separated "
             "columns chr, start, end, barcode, count; the file may be truncated."
         ) from exc
+    finally:
+        guard.close()
     if stats["n_fragments"] == 0:
         raise EmptyDataError(f"{source} holds no fragments.")
     if stats["n_fragments_known_chrom"] == 0:

@@ -8,11 +8,12 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata.io import read_elem
 
 from ..errors import CoordinateError, InputFormatError, ScEmbedError
 from ..regions import GenomicRegions, parse_region_names
-from ._budget import check_memory_budget
+from ._budget import check_memory_budget, declared_bytes
 from ._normalize import Parsed, as_str, regions_from_frame
 
 
@@ -26,6 +27,8 @@ def regions_from_var(var: pd.DataFrame, source: str) -> GenomicRegions:
     try:
         return parse_region_names(var.index)
     except CoordinateError as exc:
+        if "beyond any genome" in str(exc):
+            raise
         raise CoordinateError(
             f"{source} has no peak coordinates: var has no chr/start/end columns (found "
             f"{list(var.columns)[:8]}) and the var_names are not region names "
@@ -70,9 +73,83 @@ def _choose_matrix(handle: h5py.File, layer: str | None, source: str) -> str:
     )
 
 
+#: An ``obsm`` entry is kept when it is a per-cell table of at most this many columns
+#: (embeddings such as X_umap or X_pca); wider ones are not read.
+MAX_OBSM_COLUMNS = 256
+
+#: ``uns`` entries are kept when each declares at most this many bytes, all together at most
+#: :data:`MAX_UNS_TOTAL`; the analysis reads only small values there (e.g. ``genome``).
+MAX_UNS_ENTRY = 1 << 20
+MAX_UNS_TOTAL = 16 << 20
+
+
+def _rows(elem: h5py.Group | h5py.Dataset) -> int | None:
+    """Return the declared number of rows of an AnnData element (None if it has none)."""
+    if isinstance(elem, h5py.Dataset):
+        return int(elem.shape[0]) if elem.shape else None
+    shape = elem.attrs.get("shape")
+    if shape is not None and len(shape):
+        return int(shape[0])
+    index = elem.attrs.get("_index")
+    if isinstance(index, str) and index in elem and elem[index].shape:
+        return int(elem[index].shape[0])
+    return None
+
+
+def _columns(elem: h5py.Group | h5py.Dataset) -> int:
+    if isinstance(elem, h5py.Dataset):
+        return int(np.prod(elem.shape[1:])) if len(elem.shape) > 1 else 1
+    shape = elem.attrs.get("shape")
+    if shape is not None and len(shape) > 1:
+        return int(shape[1])
+    return len(elem.keys())
+
+
+def _select_side_elements(
+    handle: h5py.File, n_obs: int
+) -> tuple[list[str], list[str], list[str], int]:
+    """Pick the obsm and uns entries worth reading; list those left out; sum their bytes."""
+    keep_obsm: list[str] = []
+    keep_uns: list[str] = []
+    dropped: list[str] = []
+    total = 0
+    if isinstance(handle.get("obsm"), h5py.Group):
+        for name, elem in handle["obsm"].items():
+            size = declared_bytes(elem)
+            if _rows(elem) == n_obs and _columns(elem) <= MAX_OBSM_COLUMNS:
+                keep_obsm.append(name)
+                total += size
+            else:
+                dropped.append(f"obsm/{name}")
+    if isinstance(handle.get("uns"), h5py.Group):
+        used = 0
+        for name, elem in handle["uns"].items():
+            size = declared_bytes(elem)
+            if size <= MAX_UNS_ENTRY and used + size <= MAX_UNS_TOTAL:
+                keep_uns.append(name)
+                used += size
+            else:
+                dropped.append(f"uns/{name}")
+        total += used
+    for group in ("layers", "obsp", "varm", "varp"):
+        if isinstance(handle.get(group), h5py.Group):
+            dropped += [f"{group}/{name}" for name in handle[group]]
+    return keep_obsm, keep_uns, dropped, total
+
+
+def _read_entries(group: h5py.Group, names: list[str]) -> dict:
+    out = {}
+    for name in names:
+        try:
+            out[name] = read_elem(group[name])
+        except Exception:  # an unreadable side element is metadata we can drop
+            continue
+    return out
+
+
 def _read_h5ad_parts(
     path: Path, max_bytes: int | None, layer: str | None
-) -> tuple[ad.AnnData, str]:
+) -> tuple[ad.AnnData, str, list[str]]:
     source = path.name
     try:
         handle = h5py.File(path, "r")
@@ -81,6 +158,7 @@ def _read_h5ad_parts(
             f"{source} is not a readable .h5ad file (truncated or corrupt HDF5: {exc}). "
             "Re-export it with adata.write_h5ad(...) and upload it again."
         ) from exc
+    dropped: list[str] = []
     try:
         with handle:
             if "obs" not in handle or "var" not in handle:
@@ -90,22 +168,32 @@ def _read_h5ad_parts(
                 )
             key = _choose_matrix(handle, layer, source)
             n_obs, n_vars, nnz, dense = _element_extent(handle[key])
-            check_memory_budget(n_obs, n_vars, nnz, max_bytes, what=source, dense_bytes=dense)
             legacy = "encoding-type" not in handle.attrs  # written by anndata < 0.7
+            if legacy:  # read whole by anndata: every element counts
+                side = declared_bytes(handle)
+                keep_obsm, keep_uns = [], []
+            else:
+                keep_obsm, keep_uns, dropped, side = _select_side_elements(handle, n_obs)
+                side += declared_bytes(handle["obs"]) + declared_bytes(handle["var"])
+            check_memory_budget(
+                n_obs, n_vars, nnz, max_bytes, what=source, dense_bytes=dense + side
+            )
             if not legacy:
                 obs, var = read_elem(handle["obs"]), read_elem(handle["var"])
                 x = read_elem(handle[key])
-                obsm = read_elem(handle["obsm"]) if "obsm" in handle else {}
-                try:
-                    uns = read_elem(handle["uns"]) if "uns" in handle else {}
-                except Exception:  # unreadable uns is metadata we can drop
-                    uns = {}
+                obsm = _read_entries(handle["obsm"], keep_obsm) if keep_obsm else {}
+                uns = _read_entries(handle["uns"], keep_uns) if keep_uns else {}
         if legacy:
             old = ad.read_h5ad(path)
             obs, var, obsm, uns = old.obs, old.var, dict(old.obsm), dict(old.uns)
             x = old.X if key == "X" else old.layers[key.split("/", 1)[1]]
     except (ScEmbedError, MemoryError):
         raise
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(
+            f"{source}: a cell or peak name is not valid UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}). Re-export the names as UTF-8 strings."
+        ) from exc
     except Exception as exc:
         raise InputFormatError(
             f"{source} could not be read as AnnData ({type(exc).__name__}: {exc}). The file may "
@@ -116,6 +204,13 @@ def _read_h5ad_parts(
             f"{source}: {key} is {x.shape[0]} x {x.shape[1]} but obs has {len(obs)} rows and "
             f"var {len(var)} rows."
         )
+    if sp.issparse(x):
+        try:
+            x.check_format(full_check=True)
+        except ValueError as exc:
+            raise InputFormatError(
+                f"{source}: {key} is a damaged sparse matrix ({exc}); re-export the file."
+            ) from exc
     obs.index = pd.Index(as_str(obs.index), dtype=object)
     var.index = pd.Index(as_str(var.index), dtype=object)
     out = ad.AnnData(X=x, obs=obs, var=var)
@@ -123,7 +218,7 @@ def _read_h5ad_parts(
         if len(value) == len(obs):
             out.obsm[name] = value
     out.uns = dict(uns)
-    return out, key
+    return out, key, dropped
 
 
 def read_h5ad_checked(
@@ -131,9 +226,12 @@ def read_h5ad_checked(
 ) -> ad.AnnData:
     """Read an ``.h5ad`` file, turning every failure into a typed engine error.
 
-    Only what the app needs is loaded: ``obs``, ``var``, ``obsm``, ``uns`` and one matrix as
-    ``X`` (the given ``layer``; else ``X``; else, when ``X`` is absent or empty, the
-    ``counts`` layer). The matrix's declared size is checked against ``max_bytes`` first.
+    Only what the app needs is loaded: ``obs``, ``var``, one matrix as ``X`` (the given
+    ``layer``; else ``X``; else, when ``X`` is absent or empty, the ``counts`` layer), the
+    per-cell ``obsm`` tables of at most :data:`MAX_OBSM_COLUMNS` columns and the small
+    ``uns`` entries. Other layers, ``obsp``, ``varm``, ``varp`` and larger side elements are
+    never read. Every element's declared size (shape x item size, whatever the compression)
+    is checked against ``max_bytes`` before anything is read.
     Values are returned as stored (not binarised); see :func:`read_dataset` for that.
 
     Raises
@@ -148,7 +246,7 @@ def read_h5ad_checked(
 
 def parse_h5ad(path: Path, layer: str | None, max_bytes: int | None) -> Parsed:
     """An ``.h5ad`` file as a :class:`Parsed` dataset (one matrix, its metadata)."""
-    adata, key = _read_h5ad_parts(path, max_bytes, layer)
+    adata, key, dropped = _read_h5ad_parts(path, max_bytes, layer)
     return Parsed(
         matrix=adata.X,
         regions=regions_from_var(adata.var, path.name),
@@ -157,5 +255,5 @@ def parse_h5ad(path: Path, layer: str | None, max_bytes: int | None) -> Parsed:
         var=adata.var,
         obsm=dict(adata.obsm),
         uns=dict(adata.uns),
-        info={"matrix": key},
+        info={"matrix": key, **({"not_read": dropped[:50]} if dropped else {})},
     )

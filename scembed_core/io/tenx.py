@@ -22,6 +22,8 @@ def _regions_from_feature_names(names: np.ndarray, source: str) -> GenomicRegion
     try:
         return parse_region_names(names)
     except CoordinateError as exc:
+        if "beyond any genome" in str(exc):
+            raise
         raise CoordinateError(
             f"{source}: the features are not peaks named like chr1:100-600 "
             f"(e.g. {str(names[0])!r}). Upload a peak-barcode matrix, not a gene matrix."

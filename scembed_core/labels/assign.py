@@ -2,33 +2,32 @@
 
 :func:`assign_labels` gives each query cell a probability for every reference class,
 either from the reference's label classifier (:mod:`scembed_core.labels.classifier`, the
-default) or from the kNN vote fractions of its nearest reference cells (``"knn"``, the
-earlier default). The top class is the prediction; a cell whose top probability is below
-``min_confidence``, or that maps farther than ``max_mapping_distance``, is "Unassigned".
-
-:func:`cluster_table` adds, per query cluster, the median mapping distance and top
-probability and flags clusters that sit far from every reference cell (median mapping
-distance above the reference's own 99th percentile): possibly a cell type the reference
-does not contain (the per-cluster check Azimuth and Symphony report).
+default, blended with the kNN vote) or from the kNN vote fractions of its nearest
+reference cells alone (``"knn"``, :func:`~scembed_core.labels.vote.knn_labels`). The top
+class is the prediction; :func:`threshold_labels`, applied here and nowhere else, makes a
+cell whose top probability is below ``min_confidence``, or that maps farther than
+``max_mapping_distance``, "Unassigned".
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError, ScEmbedWarning
-from .classifier import blend, features_of, knn_probabilities
+from .classifier import blend, features_of
+from .clusters import ABSENT_WARNING, cluster_table
+from .unknown import UNKNOWN
 from .vote import (
     LEGACY_MAPPING_DISTANCE_K,
+    PROBABILITY_PREFIX,
     UNASSIGNED,
-    annotate_clusters,
+    check_k,
+    knn_labels,
     mapping_distance_threshold,
-    query_reference_neighbors,
-    transfer_labels,
 )
 
 if TYPE_CHECKING:
@@ -36,11 +35,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_METHODS",
+    "UNKNOWN",
     "PROBABILITY_PREFIX",
     "ABSENT_WARNING",
     "LabelModelMissingWarning",
     "resolve_label_method",
     "assign_labels",
+    "threshold_labels",
     "probability_columns",
     "probabilities_of",
     "label_classes",
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 LABEL_METHODS = ("classifier", "knn")
-PROBABILITY_PREFIX = "prob:"
-ABSENT_WARNING = "possibly a cell type the reference does not contain"
 
 
 class LabelModelMissingWarning(ScEmbedWarning):
@@ -60,10 +59,24 @@ class LabelModelMissingWarning(ScEmbedWarning):
 def resolve_label_method(
     reference: Reference, method: str = "classifier", label_key: str | None = None
 ) -> tuple[str, str | None]:
-    """The method that will actually run, and a note when it differs from the request.
+    """Resolve the method that will actually run, with a note when it is not the one asked.
 
     ``"classifier"`` needs a label model fitted on ``label_key`` (older bundles have
     none, and a model covers one label column); otherwise the kNN vote runs instead.
+
+    Parameters
+    ----------
+    reference
+        The reference labels come from.
+    method
+        ``"classifier"`` or ``"knn"``.
+    label_key
+        Reference obs column (default: the reference's first label key).
+
+    Returns
+    -------
+    tuple
+        The method that runs and a note (None when it is the one asked for).
     """
     if method not in LABEL_METHODS:
         raise ParameterError(f"label method must be one of {LABEL_METHODS}, got {method!r}.")
@@ -85,13 +98,6 @@ def resolve_label_method(
     return "classifier", None
 
 
-def _reference_codes(reference: Reference, label_key: str, classes: tuple[str, ...]) -> np.ndarray:
-    """Class code of every reference cell in the order of ``classes`` (-1: not a class)."""
-    names = reference.cells.obs[label_key].astype(str).to_numpy()
-    lookup = pd.Index(classes)
-    return lookup.get_indexer(names)
-
-
 def assign_labels(
     embedding: np.ndarray,
     reference: Reference,
@@ -103,6 +109,8 @@ def assign_labels(
     max_mapping_distance: float | None = None,
     neighbors: tuple[np.ndarray, np.ndarray] | None = None,
     warn: bool = True,
+    n_regions: np.ndarray | None = None,
+    unknown_rate: float | None = None,
 ) -> pd.DataFrame:
     """Label query cells with class probabilities (classifier or kNN vote).
 
@@ -128,131 +136,177 @@ def assign_labels(
         Precomputed ``(indices, distances)`` with at least ``k`` columns.
     warn
         Emit the fallback warning (callers that show the note themselves pass False).
+    n_regions
+        Regions per cell (coverage): the Unknown rule judges a cell against reference
+        cells thinned to its coverage. None: full-coverage thresholds.
+    unknown_rate
+        Strictness of the Unknown rule (:mod:`scembed_core.labels.unknown`): the share of
+        known cells it may call Unknown. None: the reference's calibrated rate; 0: off.
 
     Returns
     -------
-    DataFrame
+    pandas.DataFrame
         One row per cell: ``predicted``, ``label``, ``confidence`` (top probability),
-        ``mean_similarity``, ``mapping_distance``, and one ``prob:<class>`` column per
-        reference class (see :func:`probabilities_of`). With ``method="knn"`` the first
-        five columns equal :func:`scembed_core.labels.vote.transfer_labels`.
+        ``mean_similarity``, ``mapping_distance``, ``unknown`` (bool), ``unknown_score``
+        and one ``prob:<class>`` column per reference class (see
+        :func:`probabilities_of`). ``label`` is ``"Unknown"`` for cells the rule flags
+        (their ``predicted`` keeps the closest class), ``"Unassigned"`` for cells without
+        an embedding or below the thresholds.
+
+    Examples
+    --------
+    >>> import scembed_core as se
+    >>> from scembed_core.labels.assign import assign_labels
+    >>> reference = se.load_reference("default")  # doctest: +SKIP
+    >>> labels = assign_labels(embedding, reference, min_confidence=0.5)  # doctest: +SKIP
+    >>> labels["label"].value_counts()  # doctest: +SKIP
     """
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ParameterError(f"min_confidence must be in [0, 1], got {min_confidence}.")
     label_key = label_key or reference.default_label_key
     used, note = resolve_label_method(reference, method, label_key)
     if note and warn:
         warnings.warn(note, LabelModelMissingWarning, stacklevel=2)
-    k = min(int(k), max(reference.n_cells, 1))
-    if neighbors is None or neighbors[0].shape[1] < k:
-        if not reference.can_transfer_labels:
-            transfer_labels(embedding, reference, label_key=label_key, k=k)  # its error
-        neighbors = query_reference_neighbors(reference, embedding, k=k)
-    neighbors = (neighbors[0][:, :k], neighbors[1][:, :k])
-    frame = transfer_labels(
+    model = reference.label_model if used == "classifier" else None
+    k = check_k(reference, k)
+    votes = knn_labels(
         embedding,
         reference,
         label_key=label_key,
         k=k,
+        neighbors=neighbors,
+        classes=None if model is None else model.classes,
+    )
+    distance = votes.pop("mapping_distance").to_numpy()
+    classes = label_classes(votes)
+    proba = votes.to_numpy(dtype=np.float64)
+    if model is not None:
+        features = features_of(embedding, reference.whitening, model.params.space)
+        proba = blend(model.predict_proba(features), proba, model.params.knn_weight)
+    frame = threshold_labels(
+        proba,
+        classes,
+        distance,
         min_confidence=min_confidence,
         max_mapping_distance=max_mapping_distance,
-        neighbors=neighbors,
     )
-    if used == "classifier":
-        model = reference.label_model
-        classes = model.classes
-        codes = _reference_codes(reference, label_key, classes)
-        proba = model.predict_proba(features_of(embedding, reference.whitening, model.params.space))
-        if model.params.knn_weight > 0:
-            knn = knn_probabilities(neighbors[0], codes, len(classes))
-            proba = blend(proba, knn, model.params.knn_weight)
-    else:
-        classes = tuple(pd.Categorical(reference.cells.obs[label_key].astype(str)).categories)
-        codes = _reference_codes(reference, label_key, classes)
-        proba = knn_probabilities(neighbors[0], codes, len(classes))
-    if used == "classifier":
-        has = np.isfinite(proba).all(axis=1)
-        top = np.where(has, np.nanmax(np.where(has[:, None], proba, 0.0), axis=1), np.nan)
-        winner = np.where(has[:, None], proba, -1.0).argmax(axis=1)
-        names = np.asarray(classes, dtype=object)
-        predicted = np.where(has, names[winner], UNASSIGNED)
-        keep = has & (top >= min_confidence)
-        if max_mapping_distance is not None:
-            keep &= frame["mapping_distance"].to_numpy() <= max_mapping_distance
-        frame["predicted"] = predicted
-        frame["label"] = np.where(keep, predicted, UNASSIGNED)
-        frame["confidence"] = top
-    probabilities = pd.DataFrame(
+    from .loto import flag_unknown
+
+    unknown, score = flag_unknown(
+        reference, embedding, proba, neighbors, tuple(classes), label_key, n_regions, unknown_rate
+    )
+    label = frame["label"].to_numpy()
+    frame.insert(5, "unknown", unknown)
+    frame.insert(6, "unknown_score", score)
+    frame["label"] = np.where(unknown & (label != UNASSIGNED), UNKNOWN, label)
+    return frame
+
+
+def threshold_labels(
+    probabilities: np.ndarray,
+    classes: list[str] | tuple[str, ...],
+    mapping_distance: np.ndarray,
+    *,
+    min_confidence: float = 0.0,
+    max_mapping_distance: float | None = None,
+) -> pd.DataFrame:
+    """Turn class probabilities into labels, with ``"Unassigned"``: the one rule.
+
+    Parameters
+    ----------
+    probabilities
+        ``(n_cells, n_classes)``; NaN rows for cells without any (no embedding).
+    classes
+        Class names in column order.
+    mapping_distance
+        ``(n_cells,)`` mean cosine distance of each cell to its nearest reference cells.
+    min_confidence
+        Cells whose top probability is below this become ``"Unassigned"``.
+    max_mapping_distance
+        Cells farther than this become ``"Unassigned"`` (None: no limit).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``predicted`` (top class; a tie goes to the first class in column order, i.e.
+        alphabetical; ``"Unassigned"`` without probabilities), ``label`` (after the
+        thresholds), ``confidence`` (top probability), ``mean_similarity``
+        (1 - mapping distance), ``mapping_distance`` and the ``prob:<class>`` columns
+        (float32).
+    """
+    proba = np.asarray(probabilities, dtype=np.float64)
+    distance = np.asarray(mapping_distance, dtype=np.float64)
+    n_cells, n_classes = proba.shape
+    has = np.isfinite(proba).all(axis=1) & (n_classes > 0)
+    filled = np.where(has[:, None], proba, -1.0)
+    winner = filled.argmax(axis=1) if n_classes else np.zeros(n_cells, dtype=np.int64)
+    top = np.where(has, filled.max(axis=1, initial=-1.0), np.nan)
+    names = np.asarray(list(classes) or [UNASSIGNED], dtype=object)
+    predicted = np.where(has, names[winner], UNASSIGNED)
+    keep = has & (top >= min_confidence)
+    if max_mapping_distance is not None:
+        keep &= distance <= max_mapping_distance
+    frame = pd.DataFrame(
+        {
+            "predicted": predicted,
+            "label": np.where(keep, predicted, UNASSIGNED),
+            "confidence": top,
+            "mean_similarity": 1.0 - distance,
+            "mapping_distance": distance,
+        }
+    )
+    probabilities_frame = pd.DataFrame(
         proba.astype(np.float32), columns=[PROBABILITY_PREFIX + c for c in classes]
     )
-    return pd.concat([frame, probabilities], axis=1)
+    return pd.concat([frame, probabilities_frame], axis=1)
 
 
 def probability_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``prob:<class>`` columns of a frame from :func:`assign_labels`."""
+    """Return the ``prob:<class>`` columns of a frame from :func:`assign_labels`.
+
+    Parameters
+    ----------
+    frame
+        A label frame.
+
+    Returns
+    -------
+    list of str
+        Its probability columns, in order.
+    """
     return [c for c in frame.columns if str(c).startswith(PROBABILITY_PREFIX)]
 
 
 def label_classes(frame: pd.DataFrame) -> list[str]:
-    """Class names in the column order of :func:`probabilities_of`."""
+    """Class names in the column order of :func:`probabilities_of`.
+
+    Parameters
+    ----------
+    frame
+        A label frame (:func:`assign_labels`).
+
+    Returns
+    -------
+    list of str
+        The class of each probability column.
+    """
     return [c[len(PROBABILITY_PREFIX) :] for c in probability_columns(frame)]
 
 
 def probabilities_of(frame: pd.DataFrame) -> np.ndarray:
-    """``(n_cells, n_classes)`` float32 probability matrix of :func:`assign_labels`."""
-    return frame[probability_columns(frame)].to_numpy(dtype=np.float32)
-
-
-def cluster_table(
-    clusters: np.ndarray | pd.Series,
-    labels: pd.DataFrame,
-    reference: Reference | None = None,
-    *,
-    k: int = LEGACY_MAPPING_DISTANCE_K,
-    distance_threshold: float | None = None,
-) -> pd.DataFrame:
-    """Majority label per cluster plus the absent-from-reference check.
+    """Return the class probability matrix of a label frame.
 
     Parameters
     ----------
-    clusters
-        Cluster of each cell (text or numbers).
-    labels
-        :func:`assign_labels` output (``label``, ``confidence``, ``mapping_distance``).
-    reference
-        Supplies the 99th percentile of the reference cells' own mean distance to their
-        ``k`` nearest reference cells (:func:`~scembed_core.labels.vote.mapping_distance_threshold`).
-    k
-        Neighbours the ``mapping_distance`` column was taken over (the label call's ``k``),
-        so the threshold compares like with like.
-    distance_threshold
-        Overrides that percentile.
+    frame
+        A label frame (:func:`assign_labels`).
 
     Returns
     -------
-    DataFrame
-        ``cluster``, ``label``, ``agreement``, ``n_cells`` (as
-        :func:`~scembed_core.labels.vote.annotate_clusters`), ``median_confidence``,
-        ``median_mapping_distance`` and ``possibly_absent``: True when the cluster's
-        median mapping distance is above the threshold, i.e. most of its cells lie
-        farther from the reference than nearly all reference cells lie from each other.
+    numpy.ndarray
+        ``(n_cells, n_classes)`` float32, columns in the order of :func:`label_classes`.
     """
-    table = annotate_clusters(clusters, labels["label"].to_numpy())
-    frame = pd.DataFrame(
-        {
-            "cluster": np.asarray(clusters).astype(str),
-            "confidence": labels["confidence"].to_numpy(dtype=float),
-            "distance": labels["mapping_distance"].to_numpy(dtype=float),
-        }
-    )
-    medians = frame.groupby("cluster", sort=False)[["confidence", "distance"]].median()
-    table["median_confidence"] = table["cluster"].map(medians["confidence"]).to_numpy(float)
-    table["median_mapping_distance"] = table["cluster"].map(medians["distance"]).to_numpy(float)
-    if distance_threshold is None and reference is not None:
-        distance_threshold = mapping_distance_threshold(reference, int(min(k, reference.n_cells)))
-    if distance_threshold is None:
-        table["possibly_absent"] = False
-    else:
-        table["possibly_absent"] = table["median_mapping_distance"].to_numpy() > distance_threshold
-    return table
+    return frame[probability_columns(frame)].to_numpy(dtype=np.float32)
 
 
 def explain_label(
@@ -263,7 +317,8 @@ def explain_label(
     *,
     label_key: str | None = None,
     top: int = 3,
-) -> dict:
+    k: int | None = None,
+) -> dict[str, Any]:
     """Why one cell got its label: top classes, its nearest reference cells, its distance.
 
     Parameters
@@ -280,6 +335,9 @@ def explain_label(
         Reference obs column of the neighbours' labels (default: the reference's first).
     top
         Number of classes to list.
+    k
+        Neighbours the mapping distance was taken over (default: the columns of
+        ``neighbors``, else 15), for the reference's own quantiles.
 
     Returns
     -------
@@ -306,7 +364,8 @@ def explain_label(
             cell_labels = reference.cells.obs[label_key].astype(str).to_numpy()[found]
             counts = pd.Series(cell_labels).value_counts()
             near = pd.DataFrame({"label": counts.index, "n_neighbors": counts.to_numpy()})
-    manifest = getattr(reference, "manifest", None) or {}
+    if k is None:
+        k = neighbors[0].shape[1] if neighbors is not None else LEGACY_MAPPING_DISTANCE_K
     record = labels.iloc[row]
     return {
         "label": str(record["label"]),
@@ -315,6 +374,6 @@ def explain_label(
         "top": top_frame,
         "neighbors": near,
         "mapping_distance": float(record["mapping_distance"]),
-        "mapping_distance_q50": manifest.get("mapping_distance_q50"),
-        "mapping_distance_q99": manifest.get("mapping_distance_q99"),
+        "mapping_distance_q50": mapping_distance_threshold(reference, k, 0.5),
+        "mapping_distance_q99": mapping_distance_threshold(reference, k, 0.99),
     }

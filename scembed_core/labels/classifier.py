@@ -39,6 +39,7 @@ import numpy as np
 from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
+from .vote import vote_fractions
 
 __all__ = [
     "LabelModelParams",
@@ -48,7 +49,6 @@ __all__ = [
     "SPACES",
     "features_of",
     "fit_label_model",
-    "knn_probabilities",
     "calibration_summary",
     "save_label_model",
     "load_label_model",
@@ -210,25 +210,6 @@ def features_of(embedding: np.ndarray, whitening: Any, space: str) -> np.ndarray
     return white if space == "whitened" else np.hstack([embedding, white])
 
 
-def knn_probabilities(
-    neighbor_indices: np.ndarray, cell_codes: np.ndarray, n_classes: int
-) -> np.ndarray:
-    """Vote fractions per class from neighbour indices (-1: no neighbour); NaN rows if none.
-
-    ``cell_codes[i]`` is the class code of reference cell ``i``. Vectorized with one
-    bincount over (row, class) pairs.
-    """
-    indices = np.asarray(neighbor_indices)
-    valid = indices >= 0
-    codes = np.where(valid, np.asarray(cell_codes)[np.clip(indices, 0, None)], 0)
-    rows = np.broadcast_to(np.arange(len(indices))[:, None], indices.shape)
-    flat = rows[valid] * n_classes + codes[valid]
-    counts = np.bincount(flat, minlength=len(indices) * n_classes).reshape(-1, n_classes)
-    totals = valid.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, counts / totals, np.nan)
-
-
 def _fit_arrays(
     features: np.ndarray, codes: np.ndarray, n_classes: int, params: LabelModelParams, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -363,7 +344,7 @@ def fit_label_model(
                 index = build_cell_index(space[fit_idx], seed=seed)
                 found, _ = knn_query(index, space[held_idx], k)
                 found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
-                knn = knn_probabilities(found, codes, len(classes))
+                knn = vote_fractions(found, codes, len(classes))
             report(0.45, f"calibrating on {len(held_idx):,} held-out cells")
             temperature = fit_temperature(logits, knn, codes[held_idx], params.knn_weight)
             proba = blend(softmax(logits / temperature), knn, params.knn_weight)
@@ -395,9 +376,28 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def fit_temperature(
     logits: np.ndarray, knn: np.ndarray | None, truth: np.ndarray, knn_weight: float
 ) -> float:
-    """Temperature scaling (Guo et al. 2017): the ``T`` minimising the held-out negative
-    log-likelihood of ``blend(softmax(logits / T), knn)``; one parameter, so it moves the
-    probabilities toward the observed accuracy without changing the ranking of classes."""
+    """Fit the temperature (Guo et al. 2017) on held-out cells.
+
+    The ``T`` minimising the held-out negative log-likelihood of
+    ``blend(softmax(logits / T), knn)``; one parameter, so it moves the probabilities
+    toward the observed accuracy without changing the ranking of classes.
+
+    Parameters
+    ----------
+    logits
+        ``(n_cells, n_classes)`` held-out logits.
+    knn
+        Their kNN vote fractions (or None).
+    truth
+        Their true class codes.
+    knn_weight
+        The blend's weight of the vote.
+
+    Returns
+    -------
+    float
+        The temperature (1.0 if the search fails).
+    """
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(truth))
@@ -471,7 +471,7 @@ def load_label_model(folder: str | Path, files: dict) -> LabelModel | None:
 
 
 def manifest_entry(model: LabelModel) -> dict:
-    """A short summary of the model for the bundle manifest (details in its JSON file)."""
+    """Summarise the model for the bundle manifest (details in its JSON file)."""
     calibration = model.calibration or {}
     return {
         "label_key": model.label_key,

@@ -1,10 +1,12 @@
-"""kNN label transfer from labelled reference cells, and per-cluster majority vote.
+"""The kNN vote of the nearest reference cells, and how far a cell lies from the reference.
 
-Each query cell gets the majority label among its ``k`` nearest reference cells (cosine
-similarity, the reference's index from :mod:`scembed_core.knn`), a
-confidence (the winning vote fraction) and the mean similarity of its neighbours. Cells
-whose confidence is too low, that are too far from the reference, or that have no
-embedding are reported as ``"Unassigned"``.
+Each query cell's nearest reference cells (cosine, the reference's index from
+:mod:`scembed_core.knn`) vote: :func:`vote_fractions` is the one vote counter, used by
+the kNN label method (:func:`knn_labels`), by the classifier's kNN blend and by the
+label model's calibration. The mean cosine distance to those neighbours is the cell's
+mapping distance; :func:`mapping_distance_threshold` is the one place the reference's
+own quantiles of it (the 99th percentile) are read. Thresholds to ``"Unassigned"`` are
+not applied here but once, in :func:`scembed_core.labels.assign.assign_labels`.
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNASSIGNED",
+    "LEGACY_MAPPING_DISTANCE_K",
     "query_reference_neighbors",
     "self_mapping_distances",
     "mapping_distance_threshold",
-    "transfer_labels",
-    "cluster_vote",
-    "annotate_clusters",
+    "row_mean_ignoring_nan",
+    "vote_fractions",
+    "vote",
+    "reference_codes",
+    "knn_labels",
 ]
 
 UNASSIGNED = "Unassigned"
+
+#: Column prefix of the class probabilities in a label frame (``prob:<class>``).
+PROBABILITY_PREFIX = "prob:"
+
+#: Neighbours over which the mapping-distance quantiles of bundles that do not say were taken.
+LEGACY_MAPPING_DISTANCE_K = 15
 
 
 def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
@@ -38,6 +49,18 @@ def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
 
     The reference's own distribution of mapping distances: a query cell is far from the
     reference when its mapping distance (at the same ``k``) is above a high quantile.
+
+    Parameters
+    ----------
+    reference
+        A reference with cells.
+    k
+        Neighbours per cell (capped at the number of other cells).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_reference_cells,)`` mean cosine distances.
     """
     space = reference.cell_space
     k = int(min(k, len(space) - 1))
@@ -48,29 +71,48 @@ def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
     return row_mean_ignoring_nan(distances)
 
 
-#: Neighbours over which the mapping-distance quantiles of bundles that do not say were taken.
-LEGACY_MAPPING_DISTANCE_K = 15
-
-
 def mapping_distance_threshold(
     reference: Reference, k: int, quantile: float = 0.99
 ) -> float | None:
-    """The reference's own ``quantile`` of mapping distances over ``k`` neighbours.
+    """Return the reference's own ``quantile`` of mapping distances over ``k`` neighbours.
 
-    Read from the manifest when it was stored for this ``k``; otherwise computed from the
-    reference cells once per (reference, k, quantile) and memoized on the reference, so a
-    query mapped with ``k_neighbors=50`` is compared with distances over 50 neighbours.
+    The only reader of the manifest's ``mapping_distance_q<NN>`` entries. Read from the
+    manifest when it was stored for this ``k``; otherwise computed from the reference
+    cells once per (reference, k, quantile) and memoized on the reference, so a query
+    mapped with 50 neighbours is compared with distances over 50 neighbours.
+
+    Parameters
+    ----------
+    reference
+        The reference.
+    k
+        Neighbours the mapping distances are taken over (capped at its cell count).
+    quantile
+        The quantile (0.99: the bar of the outlier flag and the absent-type check).
+
+    Returns
+    -------
+    float or None
+        The distance, or None for a reference without cells.
+
+    Examples
+    --------
+    >>> import scembed_core as se
+    >>> from scembed_core.labels.vote import mapping_distance_threshold
+    >>> mapping_distance_threshold(se.load_reference("default"), 15)  # doctest: +SKIP
+    0.21...
     """
     if reference.cells is None or reference.index is None:
         return None
+    k = int(min(k, reference.n_cells))
     stored_k = int(reference.manifest.get("mapping_distance_k", LEGACY_MAPPING_DISTANCE_K))
     key = f"mapping_distance_q{round(quantile * 100):d}"
     if k == stored_k and key in reference.manifest:
         return float(reference.manifest[key])
-    return reference.memoized(
-        ("mapping_distance", int(k), float(quantile)),
-        lambda: float(np.quantile(self_mapping_distances(reference, k), quantile)),
+    distances = reference.memoized(
+        ("self_mapping_distances", k), lambda: self_mapping_distances(reference, k)
     )
+    return float(np.quantile(distances, quantile))
 
 
 def query_reference_neighbors(
@@ -80,6 +122,20 @@ def query_reference_neighbors(
 
     ``embedding`` holds E-projection embeddings; both sides are compared in the
     reference's analysis space (whitened when the reference has a whitening).
+
+    Parameters
+    ----------
+    reference
+        A reference with cells.
+    embedding
+        ``(n_cells, dim)`` query E-projection embeddings (NaN rows: no embedding).
+    k
+        Neighbours per cell.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(n_cells, k)`` indices (-1: none) and cosine distances (NaN: none).
     """
     if reference.cells is None or reference.index is None:
         raise ParameterError("This reference has no cells to search.")
@@ -87,73 +143,116 @@ def query_reference_neighbors(
 
 
 def row_mean_ignoring_nan(values: np.ndarray) -> np.ndarray:
-    """Mean of the finite entries of each row; NaN for rows without any (no warning)."""
+    """Mean of the finite entries of each row; NaN for rows without any (no warning).
+
+    Parameters
+    ----------
+    values
+        A 2-D array.
+
+    Returns
+    -------
+    numpy.ndarray
+        One mean per row.
+    """
     finite = np.isfinite(values)
     counts = finite.sum(axis=1)
     sums = np.where(finite, values, 0).sum(axis=1)
     return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
 
 
-def vote(neighbor_labels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Majority label per row of a (cells x k) label-code matrix, and its vote fraction.
-
-    Codes are integers >= 0; ``valid`` marks usable neighbours. Ties go to the smallest
-    code (deterministic). Vectorized with one bincount over (row, code) pairs.
-    """
-    n_rows, _ = neighbor_labels.shape
-    n_codes = int(neighbor_labels[valid].max()) + 1 if valid.any() else 1
-    rows = np.broadcast_to(np.arange(n_rows)[:, None], neighbor_labels.shape)
-    flat = rows[valid] * n_codes + neighbor_labels[valid]
-    counts = np.bincount(flat, minlength=n_rows * n_codes).reshape(n_rows, n_codes)
-    winner = counts.argmax(axis=1)
-    totals = valid.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = counts[np.arange(n_rows), winner] / totals
-    return winner, np.where(totals > 0, fraction, np.nan)
-
-
-def transfer_labels(
-    embedding: np.ndarray,
-    reference: Reference,
-    *,
-    label_key: str | None = None,
-    k: int = 15,
-    min_confidence: float = 0.0,
-    max_mapping_distance: float | None = None,
-    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Transfer labels from reference cells to query cells by kNN majority vote.
+def vote_fractions(neighbor_idx: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Count the votes: the fraction of each cell's neighbours in each class (the one counter).
 
     Parameters
     ----------
-    embedding
-        ``(n_cells, dim)`` query embeddings (NaN rows: no embedding).
-    reference
-        Reference with labelled cells.
-    label_key
-        Reference obs column to transfer (default: the reference's first label key).
-    k
-        Neighbours that vote; capped at the number of reference cells.
-    min_confidence
-        Cells whose winning vote fraction is below this become ``"Unassigned"``.
-    max_mapping_distance
-        Cells whose mean cosine distance to their neighbours exceeds this become
-        ``"Unassigned"`` (None: no limit).
-    neighbors
-        Precomputed ``(indices, distances)`` from :func:`query_reference_neighbors` with at
-        least ``k`` columns, to avoid a second search.
+    neighbor_idx
+        ``(n_cells, k)`` indices of each cell's neighbours (-1: no neighbour).
+    codes
+        Class code (``0 .. n_classes - 1``) of every indexed cell; a negative code is a
+        cell of no class, which does not vote.
+    n_classes
+        Number of classes (columns of the result).
 
     Returns
     -------
-    DataFrame with one row per query cell: ``predicted`` (majority label before
-    thresholds), ``label`` (after thresholds), ``confidence`` (vote fraction),
-    ``mean_similarity`` (mean cosine similarity of the neighbours) and
-    ``mapping_distance`` (mean cosine distance).
+    numpy.ndarray
+        ``(n_cells, n_classes)`` float64 vote fractions summing to 1 per row; NaN rows for
+        cells without a voting neighbour. Vectorized: one bincount over (row, class) pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vote_fractions(np.array([[0, 1, 2], [2, -1, -1]]), np.array([0, 0, 1]), 2)
+    array([[0.66666667, 0.33333333],
+           [0.        , 1.        ]])
     """
-    if not 0.0 <= min_confidence <= 1.0:
-        raise ParameterError(f"min_confidence must be in [0, 1], got {min_confidence}.")
-    if k < 1:
-        raise ParameterError(f"k must be >= 1, got {k}.")
+    indices = np.asarray(neighbor_idx)
+    codes = np.asarray(codes)
+    found = indices >= 0
+    cell_codes = np.where(found, codes[np.clip(indices, 0, None)], -1)
+    valid = found & (cell_codes >= 0)
+    rows = np.broadcast_to(np.arange(len(indices))[:, None], indices.shape)
+    flat = rows[valid] * n_classes + cell_codes[valid]
+    counts = np.bincount(flat, minlength=len(indices) * n_classes).reshape(-1, n_classes)
+    totals = valid.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / totals, np.nan)
+
+
+def vote(neighbor_labels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Majority code per row of a (cells x k) matrix of neighbour class codes.
+
+    The array form of :func:`vote_fractions` for callers that hold the neighbours' codes
+    rather than their indices; ties go to the smallest code.
+
+    Parameters
+    ----------
+    neighbor_labels
+        ``(n_cells, k)`` class codes >= 0.
+    valid
+        Same shape: which neighbours vote.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The winning code of each row (0 for rows without a vote) and its vote fraction
+        (NaN without a vote).
+    """
+    labels = np.asarray(neighbor_labels)
+    n_codes = int(labels[valid].max()) + 1 if np.any(valid) else 1
+    positions = np.arange(labels.size).reshape(labels.shape)
+    fractions = vote_fractions(np.where(valid, positions, -1), labels.ravel(), n_codes)
+    has = np.isfinite(fractions).all(axis=1)
+    winner = np.where(has[:, None], fractions, -1.0).argmax(axis=1)
+    return winner, np.where(has, fractions[np.arange(len(labels)), winner], np.nan)
+
+
+def reference_codes(
+    reference: Reference, label_key: str | None = None, classes: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Code every reference cell by its class in a reference label column.
+
+    Parameters
+    ----------
+    reference
+        A reference with labelled cells.
+    label_key
+        Reference obs column (default: the reference's first label key).
+    classes
+        The class order to code against (a label model's); default: the column's
+        distinct values, sorted.
+
+    Returns
+    -------
+    tuple
+        ``classes`` and ``(n_reference_cells,)`` int codes into it (-1: not a class).
+
+    Raises
+    ------
+    ParameterError
+        The reference has no labelled cells, or no column ``label_key``.
+    """
     if not reference.can_transfer_labels:
         raise ParameterError(
             "This reference has no labelled cells, so labels cannot be transferred. "
@@ -165,107 +264,82 @@ def transfer_labels(
             f"Label column {label_key!r} is not in the reference; choose one of "
             f"{reference.label_keys}."
         )
-    k = min(k, reference.n_cells)
-    if neighbors is not None and neighbors[0].shape[1] >= k:
-        indices, distances = neighbors[0][:, :k], neighbors[1][:, :k]
-    else:
-        indices, distances = query_reference_neighbors(reference, embedding, k=k)
-    categories = pd.Categorical(reference.cells.obs[label_key].astype(str))
-    codes = np.asarray(categories.codes)
-    valid = indices >= 0
-    neighbor_codes = np.where(valid, codes[np.clip(indices, 0, None)], 0)
-    winner, confidence = vote(neighbor_codes, valid)
-    has_vote = valid.any(axis=1)
-    names = np.asarray(categories.categories, dtype=object)
-    predicted = np.where(has_vote, names[winner], UNASSIGNED)
-    mapping_distance = row_mean_ignoring_nan(np.where(valid, distances, np.nan))
-    keep = has_vote & (confidence >= min_confidence)
-    if max_mapping_distance is not None:
-        keep &= mapping_distance <= max_mapping_distance
-    return pd.DataFrame(
-        {
-            "predicted": predicted,
-            "label": np.where(keep, predicted, UNASSIGNED),
-            "confidence": confidence,
-            "mean_similarity": 1.0 - mapping_distance,
-            "mapping_distance": mapping_distance,
-        }
-    )
+    names = reference.cells.obs[label_key].astype(str).to_numpy()
+    if classes is None:
+        classes = tuple(str(c) for c in pd.Categorical(names).categories)
+    return tuple(classes), pd.Index(classes).get_indexer(names)
 
 
-def cluster_vote(
-    counts: np.ndarray, names: np.ndarray | list[str], sizes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The one per-cluster majority rule (in memory and on the Dask path).
+def knn_labels(
+    embedding: np.ndarray,
+    reference: Reference,
+    *,
+    label_key: str | None = None,
+    k: int = 15,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """Class probabilities of query cells from the kNN vote of their reference neighbours.
+
+    No threshold is applied here: :func:`scembed_core.labels.assign.assign_labels`
+    turns probabilities into labels, with the thresholds, once.
 
     Parameters
     ----------
-    counts
-        ``(n_clusters, n_labels)`` number of cells of each cluster with each label.
-    names
-        The label of each column; ``"Unassigned"`` columns do not vote.
-    sizes
-        ``(n_clusters,)`` cells per cluster, all of them (unassigned cells included).
+    embedding
+        ``(n_cells, dim)`` query embeddings (NaN rows: no embedding).
+    reference
+        Reference with labelled cells.
+    label_key
+        Reference obs column that votes (default: the reference's first label key).
+    k
+        Neighbours that vote; capped at the number of reference cells.
+    neighbors
+        Precomputed ``(indices, distances)`` from :func:`query_reference_neighbors` with at
+        least ``k`` columns, to avoid a second search.
+    classes
+        Class order of the columns (a label model's); default: the column's sorted values.
 
     Returns
     -------
-    labels
-        ``(n_clusters,)`` object array: the label with the most votes. A tie goes to the
-        label that sorts first (alphabetical order, as in the per-cell :func:`vote`), so
-        the answer does not depend on the order of the cells or on how they were chunked.
-        ``"Unassigned"`` when no cell of the cluster votes.
-    agreement
-        Votes for the winner divided by the cluster's size (0 without votes).
+    pandas.DataFrame
+        One ``prob:<class>`` column per class (the vote fractions; NaN rows for cells
+        without a neighbour) and ``mapping_distance``, the mean cosine distance to the
+        ``k`` neighbours.
+
+    Examples
+    --------
+    >>> import scembed_core as se
+    >>> from scembed_core.labels.vote import knn_labels
+    >>> reference = se.load_reference("default")  # doctest: +SKIP
+    >>> votes = knn_labels(embedding, reference, k=15)  # doctest: +SKIP
     """
-    names = np.asarray(names, dtype=object).astype(str)
-    counts = np.asarray(counts, dtype=np.int64)
-    order = np.argsort(names, kind="stable")
-    ordered = counts[:, order] * (names[order] != UNASSIGNED)[None, :]
-    if ordered.shape[1] == 0:
-        ordered = np.zeros((len(counts), 1), dtype=np.int64)
-        order = np.zeros(1, dtype=np.int64)
-        names = np.asarray([UNASSIGNED], dtype=object)
-    winner = ordered.argmax(axis=1)
-    votes = ordered[np.arange(len(ordered)), winner]
-    labels = np.where(votes > 0, names[order][winner], UNASSIGNED).astype(object)
-    sizes = np.asarray(sizes, dtype=np.float64)
-    agreement = np.where(votes > 0, votes / np.maximum(sizes, 1.0), 0.0)
-    return labels, agreement
+    classes, codes = reference_codes(reference, label_key, classes)
+    k = check_k(reference, k)
+    if neighbors is None or neighbors[0].shape[1] < k:
+        neighbors = query_reference_neighbors(reference, embedding, k=k)
+    indices, distances = neighbors[0][:, :k], neighbors[1][:, :k]
+    proba = vote_fractions(indices, codes, len(classes))
+    frame = pd.DataFrame(proba, columns=[PROBABILITY_PREFIX + c for c in classes])
+    frame["mapping_distance"] = row_mean_ignoring_nan(np.where(indices >= 0, distances, np.nan))
+    return frame
 
 
-def annotate_clusters(
-    clusters: np.ndarray | pd.Series, labels: np.ndarray | pd.Series
-) -> pd.DataFrame:
-    """Majority label of each cluster and the fraction of its cells that agree.
+def check_k(reference: Reference, k: int) -> int:
+    """``k`` capped at the reference's cell count (ParameterError below 1).
 
-    The vote is :func:`cluster_vote`: ``"Unassigned"`` cells do not vote, a tie goes to
-    the label that sorts first, and a cluster with only unassigned cells stays
-    ``"Unassigned"`` with agreement 0.
+    Parameters
+    ----------
+    reference
+        The reference searched.
+    k
+        Neighbours asked for.
 
     Returns
     -------
-    DataFrame
-        ``cluster``, ``label``, ``agreement``, ``n_cells``; one row per cluster, numbered
-        clusters in numeric order first.
+    int
+        ``min(k, n_reference_cells)``.
     """
-    cluster_codes, cluster_names = pd.factorize(np.asarray(clusters).astype(str))
-    label_codes, label_names = pd.factorize(np.asarray(labels).astype(str))
-    counts = np.zeros((len(cluster_names), len(label_names)), dtype=np.int64)
-    np.add.at(counts, (cluster_codes, label_codes), 1)
-    sizes = np.bincount(cluster_codes, minlength=len(cluster_names))
-    winners, agreement = cluster_vote(counts, np.asarray(label_names), sizes)
-    table = pd.DataFrame(
-        {
-            "cluster": np.asarray(cluster_names, dtype=object),
-            "label": winners,
-            "agreement": agreement,
-            "n_cells": sizes,
-        }
-    )
-    order = pd.to_numeric(table["cluster"], errors="coerce")
-    return (
-        table.assign(_o=order)
-        .sort_values(["_o", "cluster"])
-        .drop(columns="_o")
-        .reset_index(drop=True)
-    )
+    if k < 1:
+        raise ParameterError(f"The number of neighbours must be >= 1, got {k}.")
+    return int(min(k, max(reference.n_cells, 1)))

@@ -17,6 +17,9 @@ A bundle is a folder::
     map.json             the reference map's transform parameters (see scembed_core.evmap);
                          the map itself is obsm X_umap of cells.h5ad
     label_model*.npy     label classifier arrays + label_model.json (see label_model.py)
+    map_coords.npy, map_label_codes.npy, map_labels.json
+                         the map and label columns again, compact and memory-mappable
+                         (scembed_core.compact: the landing page reads them without anndata)
 
 No file is a pickle, so a bundle from anywhere opens without trust. Bundles of the previous
 format carried a pickled umap-learn model (``umap_model.joblib``): it is never unpickled; the
@@ -38,12 +41,13 @@ import numpy as np
 
 from .._kernels import POOLING_METHODS
 from .._version import __version__
-from ..errors import ReferenceBundleError
+from ..errors import InputFormatError, MemoryBudgetError, ReferenceBundleError
 from ..evmap import MapParams
 from ..knn import load_cell_index
 from ..model import RegionModel, Whitening
 from ..regions import GenomicRegions
 from .core import DEFAULT_REFERENCE_DIR, SCHEMA_VERSION, Reference
+from .files import bundle_file
 
 _FILES = {
     "universe": "universe.bed",
@@ -113,10 +117,14 @@ def save_reference(reference: Reference, folder: str | Path) -> Reference:
     for stale in _LEGACY_PICKLES:  # an older bundle rewritten in place loses its pickle
         (folder / stale).unlink(missing_ok=True)
     extra: list[str] = []
+    if reference.cells is not None and "X_umap" in reference.cells.obsm:
+        from ..compact import write_compact_map  # the landing page's map, without anndata
+
+        extra += write_compact_map(folder, reference.cells, reference.label_keys)
     if reference.label_model is not None:
         from ..labels.classifier import save_label_model
 
-        extra = save_label_model(reference.label_model, folder)
+        extra += save_label_model(reference.label_model, folder)
     manifest = dict(reference.manifest)
     manifest.update(
         {
@@ -145,37 +153,59 @@ def _read_manifest(folder: Path) -> dict:
             f"{folder} is not a reference bundle: manifest.json is missing. Expected a folder "
             "written by `python -m scembed_core train` or a geniml model folder."
         )
+    bundle_file(folder, "manifest.json", what="The bundle")
+    if path.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise ReferenceBundleError(
+            f"manifest.json in {folder.name} is {path.stat().st_size:,} bytes; a bundle's "
+            f"manifest is at most {_MAX_MANIFEST_BYTES:,}."
+        )
     try:
         manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise ReferenceBundleError(f"manifest.json in {folder} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ReferenceBundleError(
+            f"manifest.json must hold a JSON object, not {type(manifest).__name__}."
+        )
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ReferenceBundleError(
-            f"Bundle schema version {version!r} is not supported (this library reads "
+            f"Bundle schema version {str(version)[:20]!r} is not supported (this library reads "
             f"version {SCHEMA_VERSION}); rebuild the bundle with this version of scembed_core."
         )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, str) and len(v) == 64 for v in files.values()
+    ):
+        raise ReferenceBundleError(
+            "manifest.json: 'files' must map each file name to its sha256 (64 hex digits)."
+        )
+    for name in files:  # every name is checked before any file is opened
+        bundle_file(folder, name)
     return manifest
 
 
+#: A manifest lists a handful of names and parameters; anything larger is not one.
+_MAX_MANIFEST_BYTES = 1 << 20
+
+
 def _verify_checksums(folder: Path, manifest: dict) -> None:
-    files = manifest.get("files") or {}
+    files = manifest["files"]
     for required in (_FILES["universe"], _FILES["vectors"], _FILES["trained"]):
         if required not in files:
             raise ReferenceBundleError(f"manifest.json does not list the required file {required}.")
     for name, expected in files.items():
         if name in _LEGACY_PICKLES:
             continue  # never read, so not checked either
-        path = folder / name
+        path = bundle_file(folder, name)
         if not path.is_file():
             raise ReferenceBundleError(
                 f"Bundle file {name} is listed in manifest.json but missing."
             )
-        actual = _sha256(path)
-        if actual != expected:
+        if _sha256(path) != expected.lower():
             raise ReferenceBundleError(
-                f"Checksum mismatch for {name}: manifest says {expected[:12]}..., file is "
-                f"{actual[:12]}... The bundle is corrupt or was modified; download it again."
+                f"Checksum mismatch for {name}: the file does not have the sha256 manifest.json "
+                "lists. The bundle is corrupt or was modified; download it again."
             )
 
 
@@ -226,6 +256,50 @@ def _read_map(folder: Path, files: dict, cells: Any) -> tuple[MapParams | None, 
     return params, notes
 
 
+def _load_array(folder: Path, name: str) -> np.ndarray:
+    """Load a numeric ``.npy`` file of the bundle (never a pickle); typed error if unreadable."""
+    path = bundle_file(folder, name)
+    try:
+        with open(path, "rb") as handle:  # the header's shape must fit the file's bytes
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if dtype.hasobject or declared > path.stat().st_size - handle.tell():
+                raise ValueError(f"declares {declared:,} bytes, more than the file holds")
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ReferenceBundleError(
+            f"{name} of the bundle is not a readable numeric array ({type(exc).__name__}); "
+            "object arrays (pickles) are refused. Rebuild or download the bundle again."
+        ) from exc
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise ReferenceBundleError(f"{name} of the bundle holds {array.dtype}, not numbers.")
+    return array
+
+
+def _read_cells(path: Path) -> Any:
+    """``cells.h5ad``: its declared sizes checked against the memory budget, then read."""
+    import anndata as ad
+
+    from ..io import check_h5_budget
+
+    try:
+        check_h5_budget(path, what=f"the bundle's {path.name}")
+        return ad.read_h5ad(path)
+    except MemoryBudgetError:
+        raise
+    except Exception as exc:  # h5py and anndata fail in many ways on a damaged file
+        raise ReferenceBundleError(
+            f"{path.name} of the bundle could not be read ({type(exc).__name__}); it is "
+            "truncated or corrupt. Download the bundle again."
+        ) from exc
+
+
 def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
@@ -247,16 +321,27 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     ReferenceBundleError
         Missing files, bad checksums, unsupported schema version, invalid map.json.
     """
-    import anndata as ad
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ReferenceBundleError(f"Reference folder {folder} does not exist.")
     manifest = _read_manifest(folder)
     _verify_checksums(folder, manifest)
-    universe = GenomicRegions.read_bed(folder / _FILES["universe"])
-    vectors = np.load(folder / _FILES["vectors"], allow_pickle=False)
-    trained = np.load(folder / _FILES["trained"], allow_pickle=False)
+    try:
+        universe = GenomicRegions.read_bed(folder / _FILES["universe"]).validate("universe")
+    except InputFormatError as exc:
+        raise ReferenceBundleError(f"universe.bed of the bundle is invalid: {exc}") from exc
+    vectors = _load_array(folder, _FILES["vectors"])
+    trained = _load_array(folder, _FILES["trained"])
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
+        raise ReferenceBundleError(
+            f"region_vectors.npy must be a 2-D float matrix, not {vectors.ndim}-D {vectors.dtype}."
+        )
+    bad = int((~np.isfinite(vectors)).any(axis=1).sum())
+    if bad:
+        raise ReferenceBundleError(
+            f"region_vectors.npy: {bad:,} region vectors contain NaN or infinity; every cell "
+            "would be left unassigned. The bundle is damaged: rebuild or download it again."
+        )
     metadata = {"genome": manifest.get("genome"), "pooling": manifest.get("pooling", "mean")}
     if metadata["pooling"] not in POOLING_METHODS:
         raise ReferenceBundleError(
@@ -266,7 +351,7 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     files = manifest["files"]
     cells = None
     if _FILES["cells"] in files:
-        cells = ad.read_h5ad(folder / _FILES["cells"])
+        cells = _read_cells(folder / _FILES["cells"])
         if "X_scembed" not in cells.obsm:
             raise ReferenceBundleError(
                 "cells.h5ad has no obsm['X_scembed'] (reference embeddings)."
@@ -278,8 +363,8 @@ def load_reference(folder: str | Path, *, trust: bool = False) -> Reference:
     whitening = None
     if _FILES["whitening_matrix"] in files:
         whitening = Whitening(
-            np.load(folder / _FILES["whitening_mean"], allow_pickle=False),
-            np.load(folder / _FILES["whitening_matrix"], allow_pickle=False),
+            _load_array(folder, _FILES["whitening_mean"]),
+            _load_array(folder, _FILES["whitening_matrix"]),
         )
         shape = whitening.matrix.shape
         if whitening.mean.shape != (model.dim,) or shape[0] != model.dim:

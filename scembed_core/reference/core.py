@@ -13,20 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._paths import DEFAULT_REFERENCE_DIR, DEMO_QUERY_PATH, PACKAGE_DATA
 from ..evmap import MapParams
 from ..knn import build_cell_index
 from ..model import RegionModel, Whitening
 
+__all__ = ["Reference", "SCHEMA_VERSION", "DEFAULT_REFERENCE_DIR", "DEMO_QUERY_PATH", "PACKAGE_DATA"]
+
 SCHEMA_VERSION = 1
-
-
-PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-DEFAULT_REFERENCE_DIR = PACKAGE_DATA / "default_reference"
-
-
-DEMO_QUERY_PATH = PACKAGE_DATA / "demo_query.h5ad"
 
 
 @dataclass(frozen=True, eq=False)

@@ -312,7 +312,7 @@ def test_annotated_h5ad_round_trip(tmp_path, planted, planted_reference):
     classes = label_classes(labels)
     assert list(back.uns["scembed"]["label_classes"]) == classes
     np.testing.assert_allclose(back.obsm["scembed_label_probabilities"], probabilities_of(labels))
-    assert back.uns["scembed"]["transfer_labels"]["params"]["k"] == 5
+    assert back.uns["scembed"]["scembed_label"]["params"]["n_neighbors"] == 5
     assert [f"scembed_prob_{c}" for c in classes] == [
         c for c in table.columns if c.startswith("scembed_prob_")
     ], "one CSV column per class"
@@ -368,7 +368,12 @@ def test_app_export_and_command_line_write_the_same_keys(tmp_path, monkeypatch):
     adata = read_dataset(query)
     projection = project(adata, reference)
     clusters = louvain(build_knn_graph(projection.space, state.N_NEIGHBORS), 1.0, seed=0)
-    labels = assign_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    labels = assign_labels(
+        projection.embedding,
+        reference,
+        neighbors=projection.neighbors,
+        n_regions=projection.coverage.n_regions_per_cell,  # as the app's cached_transfer
+    )
     detection = detect_build(regions_of(adata), reference.model.universe, reference.genome)
     annotated = exports.annotated_adata(
         adata, reference, projection, clusters, labels, resolution=1.0, detection=detection

@@ -52,7 +52,7 @@ def test_demo_flow_in_a_real_browser(tmp_path):
             plot = page.locator(".js-plotly-plot").first
             plot.wait_for(state="visible", timeout=60_000)
             assert plot.is_visible()
-            for tab in ("Per-cluster panels", "Embedding UMAP"):  # lazy tabs
+            for tab in ("Per-cluster panels", "Embedding layout"):  # lazy tabs
                 page.get_by_role("tab", name=tab).click()
                 screenshots.wait_idle(page)
                 # the plot of the open tab (closed lazy tabs may still hold a hidden one)

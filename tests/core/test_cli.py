@@ -71,7 +71,7 @@ def test_project_demo_query_end_to_end(tmp_path):
 
 def test_label_method_knn_gives_the_old_labels(tmp_path):
     from scembed_core.io import read_dataset
-    from scembed_core.labels.vote import transfer_labels
+    from scembed_core.labels.assign import assign_labels
     from scembed_core.project import project
 
     out = tmp_path / "knn.h5ad"
@@ -82,7 +82,9 @@ def test_label_method_knn_gives_the_old_labels(tmp_path):
     assert result.uns["scembed"]["params"]["label_method"] == "knn"
     reference = load_default_reference()
     projection = project(read_dataset(DEMO_QUERY_PATH), reference, ev=False)
-    old = transfer_labels(projection.embedding, reference, neighbors=projection.neighbors)
+    old = assign_labels(
+        projection.embedding, reference, method="knn", neighbors=projection.neighbors
+    )
     assert list(result.obs["scembed_label"].astype(str)) == list(old["label"])
     np.testing.assert_allclose(result.obs["scembed_label_confidence"], old["confidence"])
 

@@ -28,10 +28,9 @@ from scembed_core.labels.classifier import (
     calibration_summary,
     features_of,
     fit_label_model,
-    knn_probabilities,
     softmax,
 )
-from scembed_core.labels.vote import transfer_labels
+from scembed_core.labels.vote import knn_labels
 from scembed_core.project import project
 from scembed_core.reference import (
     DEFAULT_REFERENCE_DIR,
@@ -120,15 +119,6 @@ def test_the_calibration_check_catches_overconfidence():
     assert summary["ece"] > 0.05
 
 
-def test_knn_probabilities_are_vote_fractions():
-    indices = np.array([[0, 1, 2], [2, 2, -1], [-1, -1, -1]])
-    codes = np.array([0, 1, 1])
-    proba = knn_probabilities(indices, codes, 3)
-    np.testing.assert_allclose(proba[0], [1 / 3, 2 / 3, 0])
-    np.testing.assert_allclose(proba[1], [0, 1, 0])
-    assert np.isnan(proba[2]).all()
-
-
 def test_bad_parameters_are_refused():
     x, y = gaussian_cells(20, seed=0)
     with pytest.raises(ParameterError, match="space"):
@@ -168,13 +158,25 @@ def test_reference_build_fits_a_calibrated_classifier(planted_reference, query, 
     np.testing.assert_allclose(labels["confidence"], proba.max(axis=1), rtol=1e-6)
 
 
-def test_knn_method_gives_the_old_labels(planted_reference, projection):
-    old = transfer_labels(projection.embedding, planted_reference, neighbors=projection.neighbors)
+def test_knn_method_labels_the_top_vote(planted_reference, projection):
+    votes = knn_labels(projection.embedding, planted_reference, neighbors=projection.neighbors)
     new = assign_labels(
         projection.embedding, planted_reference, method="knn", neighbors=projection.neighbors
     )
-    pd.testing.assert_frame_equal(new[old.columns], old)
-    np.testing.assert_allclose(probabilities_of(new).max(axis=1), old["confidence"], rtol=1e-6)
+    proba = votes.drop(columns="mapping_distance").to_numpy()
+    np.testing.assert_allclose(probabilities_of(new), proba, rtol=1e-6)
+    names = np.asarray(label_classes(new))
+    assert (new["predicted"].to_numpy() == names[proba.argmax(axis=1)]).all()
+    np.testing.assert_allclose(new["confidence"], proba.max(axis=1))
+    np.testing.assert_allclose(new["mapping_distance"], votes["mapping_distance"])
+    # the vote fractions are the blend's kNN part: with knn_weight 1 the classifier agrees
+    model = dataclasses.replace(
+        planted_reference.label_model,
+        params=dataclasses.replace(planted_reference.label_model.params, knn_weight=1.0),
+    )
+    knn_only = dataclasses.replace(planted_reference, label_model=model)
+    blended = assign_labels(projection.embedding, knn_only, neighbors=projection.neighbors)
+    np.testing.assert_allclose(probabilities_of(blended), probabilities_of(new), atol=1e-6)
 
 
 def test_probability_threshold_sets_unassigned(planted_reference, projection):
@@ -226,8 +228,8 @@ def test_old_bundle_without_classifier_falls_back_to_knn(planted_reference, proj
     assert method == "knn" and "no label classifier" in note
     with pytest.warns(LabelModelMissingWarning, match="nearest-neighbour vote"):
         labels = assign_labels(projection.embedding, loaded, neighbors=projection.neighbors)
-    knn = transfer_labels(projection.embedding, loaded, neighbors=projection.neighbors)
-    np.testing.assert_array_equal(labels["label"], knn["label"])
+    knn = assign_labels(projection.embedding, loaded, method="knn", neighbors=projection.neighbors)
+    pd.testing.assert_frame_equal(labels, knn)
 
 
 def test_absent_type_cluster_is_flagged(planted, planted_reference, query):

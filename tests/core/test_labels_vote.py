@@ -1,22 +1,23 @@
-"""The per-cluster majority vote: one rule, one tie-break (scembed_core.labels.vote)."""
+"""The vote counter and the per-cluster majority vote: one rule each, one tie-break."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scembed_core.labels.vote import UNASSIGNED, annotate_clusters, cluster_vote
+from scembed_core.labels.clusters import cluster_majority, cluster_vote
+from scembed_core.labels.vote import UNASSIGNED, vote, vote_fractions
 
 
 def test_a_tie_goes_to_the_label_that_sorts_first_whatever_the_cell_order():
     clusters = ["0"] * 4 + ["1"] * 3 + ["2"] * 2
     labels = ["B", "B", "A", "A"] + [UNASSIGNED, UNASSIGNED, "C"] + [UNASSIGNED] * 2
-    table = annotate_clusters(clusters, labels)
+    table = cluster_majority(clusters, labels)
     assert table["cluster"].tolist() == ["0", "1", "2"]
     assert table["label"].tolist() == ["A", "C", UNASSIGNED]  # B came first, A sorts first
     np.testing.assert_allclose(table["agreement"], [0.5, 1 / 3, 0.0])
     assert table["n_cells"].tolist() == [4, 3, 2]
-    reordered = annotate_clusters(clusters[::-1], labels[::-1])
+    reordered = cluster_majority(clusters[::-1], labels[::-1])
     assert reordered.equals(table)
 
 
@@ -30,7 +31,7 @@ def test_cluster_vote_on_counts_ignores_unassigned_votes():
 
 
 def test_cluster_majority_vote():
-    table = annotate_clusters(
+    table = cluster_majority(
         np.array(["0", "0", "0", "1", "1"]), np.array(["B", "B", "T", UNASSIGNED, UNASSIGNED])
     )
     assert table.to_dict("list") == {
@@ -39,3 +40,21 @@ def test_cluster_majority_vote():
         "agreement": [pytest.approx(2 / 3), 0.0],
         "n_cells": [3, 2],
     }
+
+
+def test_vote_fractions_count_each_class_and_skip_missing_neighbours():
+    indices = np.array([[0, 1, 2], [2, 2, -1], [-1, -1, -1], [3, 1, 3]])
+    codes = np.array([0, 1, 1, -1])  # cell 3 belongs to no class: it does not vote
+    proba = vote_fractions(indices, codes, 3)
+    np.testing.assert_allclose(proba[0], [1 / 3, 2 / 3, 0])
+    np.testing.assert_allclose(proba[1], [0, 1, 0])
+    assert np.isnan(proba[2]).all()
+    np.testing.assert_allclose(proba[3], [0, 1, 0])
+
+
+def test_vote_on_codes_breaks_ties_to_the_smallest_code():
+    codes = np.array([[2, 1, 1, 2], [0, 0, 0, 0]])
+    valid = np.array([[True] * 4, [False] * 4])
+    winner, fraction = vote(codes, valid)
+    assert winner[0] == 1 and fraction[0] == 0.5
+    assert np.isnan(fraction[1])

@@ -11,7 +11,8 @@ from scembed_core.cluster import (
     n_clusters_of,
 )
 from scembed_core.errors import ParameterError
-from scembed_core.labels.vote import UNASSIGNED, transfer_labels
+from scembed_core.labels.assign import assign_labels
+from scembed_core.labels.vote import UNASSIGNED
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import compute_coverage, pool_region_vectors, project
 
@@ -36,7 +37,7 @@ def test_projection_through_shifted_peaks_labels_planted_types(planted, planted_
     result = project(query, planted_reference)
     assert result.coverage.fraction_peaks_mapped == 1.0
     assert result.umap.shape == (query.n_obs, 2) and np.isfinite(result.umap).all()
-    labels = transfer_labels(result.embedding, planted_reference, k=10)
+    labels = assign_labels(result.embedding, planted_reference, method="knn", k=10)
     accuracy = (labels["label"].to_numpy() == query.obs["cell_type"].to_numpy()).mean()
     assert accuracy >= 0.9
     assert labels["confidence"].between(0, 1).all()
@@ -57,21 +58,25 @@ def test_query_without_overlap_is_unassigned_not_a_crash(planted, planted_refere
 
 def test_min_confidence_and_distance_thresholds(planted, planted_reference):
     result = project(shifted_query(planted), planted_reference)
-    everything = transfer_labels(result.embedding, planted_reference, min_confidence=0.0)
-    strict = transfer_labels(result.embedding, planted_reference, min_confidence=0.9)
+
+    def knn(embedding, **thresholds):
+        return assign_labels(embedding, planted_reference, method="knn", **thresholds)
+
+    everything = knn(result.embedding, min_confidence=0.0)
+    strict = knn(result.embedding, min_confidence=0.9)
     low = everything["confidence"].to_numpy() < 0.9
     assert ((strict["label"] == UNASSIGNED).to_numpy() == low).all()
     assert (everything["label"] != UNASSIGNED).all()
-    none = transfer_labels(result.embedding, planted_reference, max_mapping_distance=-1.0)
+    none = knn(result.embedding, max_mapping_distance=-1.0)
     assert (none["label"] == UNASSIGNED).all()
     assert (none["predicted"] == everything["predicted"]).all()
     with pytest.raises(ParameterError, match="min_confidence"):
-        transfer_labels(result.embedding, planted_reference, min_confidence=1.5)
+        knn(result.embedding, min_confidence=1.5)
 
 
 def test_k_larger_than_reference_and_single_cell(planted, planted_reference):
     result = project(shifted_query(planted)[:1], planted_reference)
-    labels = transfer_labels(result.embedding, planted_reference, k=10_000)
+    labels = assign_labels(result.embedding, planted_reference, method="knn", k=10_000)
     assert len(labels) == 1 and labels["label"].iloc[0] != UNASSIGNED
     graph = build_knn_graph(result.embedding)
     assert n_clusters_of(louvain(graph, 1.0)) == 1

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scembed_core.labels.vote import transfer_labels
+from scembed_core.labels.assign import assign_labels
 from scembed_core.pipeline import run_pipeline
 from scembed_core.project import compute_coverage, embed_cells, project
 from scembed_core.reference import resolve_reference
@@ -37,5 +37,5 @@ def test_full_reference_from_region_model(planted, planted_reference):
     assert rebuilt.can_ev_project and rebuilt.can_transfer_labels
     query = planted[240:]
     result = project(query, rebuilt)
-    labels = transfer_labels(result.embedding, rebuilt)
+    labels = assign_labels(result.embedding, rebuilt, method="knn")
     assert (labels["label"].to_numpy() == query.obs["cell_type"].to_numpy()).mean() >= 0.9

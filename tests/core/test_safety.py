@@ -18,10 +18,10 @@ from scembed_core import regions as regions_module
 from scembed_core.errors import ParameterError
 from scembed_core.formats.geniml import read_geniml_model
 from scembed_core.knn import build_cell_index, drop_self_neighbors
+from scembed_core.labels.assign import assign_labels
 from scembed_core.labels.vote import (
     mapping_distance_threshold,
     self_mapping_distances,
-    transfer_labels,
 )
 from scembed_core.pipeline import run_pipeline, write_results
 from scembed_core.project import pool_region_vectors, project
@@ -104,7 +104,7 @@ def test_eight_threads_projecting_at_once_match_a_serial_run(planted, planted_re
 
     def run(_):
         result = project(query, planted_reference)
-        labels = transfer_labels(result.embedding, planted_reference)
+        labels = assign_labels(result.embedding, planted_reference, method="knn")
         return result, labels
 
     expected, expected_labels = run(None)

@@ -6,6 +6,7 @@ imported across modules, and no engine module over 500 lines except those listed
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -87,3 +88,66 @@ def test_the_checker_finds_hidden_cycles_and_private_imports(tmp_path):
     assert graph["cycles"] == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     assert graph["edges"]["pkg.d"] == []  # TYPE_CHECKING only
     assert sorted(p["name"] for p in graph["private_imports"]) == ["pkg.c._hidden", "pkg.d._secret"]
+
+
+# --------------------------------------------------------------------------- rooms
+ENGINE = ROOT / "scembed_core"
+
+
+def test_one_labels_package_whose_docstring_names_every_file():
+    for old in ("annotate", "labeling", "label_model", "calibration"):
+        assert not (ENGINE / f"{old}.py").exists(), f"scembed_core/{old}.py: labels/ owns it"
+    package = ENGINE / "labels"
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+    rooms = sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    assert {"vote", "assign", "classifier", "calibration", "clusters"} <= set(rooms)
+    unnamed = [r for r in rooms if f":mod:`.{r}`" not in doc and f"``{r}.py``" not in doc]
+    assert unnamed == [], "say in labels/__init__.py which rule each file owns"
+
+
+def test_app_session_storage_is_not_in_the_engine():
+    assert not (ENGINE / "workspace").exists()
+    assert (ROOT / "scembed_app" / "workspace" / "__init__.py").is_file()
+
+
+#: Engine modules whose functions compute a stage (project, graph, clusters, labels) or
+#: write results: pages reach them through ``se.tl`` via the app's cache layer.
+STAGE_MODULES = {
+    "scembed_core.project",
+    "scembed_core.cluster",
+    "scembed_core.knn",
+    "scembed_core.pipeline",
+    "scembed_core.results",
+    "scembed_core.labels.assign",
+    "scembed_core.labels.classifier",
+    "scembed_core.labels.vote",
+    "scembed_core.labels.clusters",
+}
+
+
+def _imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every ``from module import name`` and ``import module`` in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+    return found
+
+
+def test_pages_reach_the_stages_through_tl_and_the_cache_layer():
+    offending = [
+        f"{page.name}: {module}.{name}"
+        for page in sorted((ROOT / "pages").glob("*.py"))
+        for module, name in _imports(page)
+        if module in STAGE_MODULES and not name.isupper()  # constants (UNASSIGNED) are fine
+    ]
+    assert offending == []
+
+
+def test_the_app_clusters_with_the_tl_verbs():
+    cached = ROOT / "scembed_app" / "cached.py"
+    from_cluster = {name for module, name in _imports(cached) if module == "scembed_core.cluster"}
+    assert from_cluster <= {"n_clusters_of", "ResolutionSearch"}, from_cluster
+    assert ("scembed_core", "tl") in _imports(cached)

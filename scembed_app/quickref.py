@@ -1,0 +1,73 @@
+"""The reference's map and labels before the reference itself: what the landing page draws first.
+
+A fresh server (every wake-up of a hosted app) would otherwise import anndata, h5py, scipy
+and numba and load the region vectors, cells and kNN index before the landing page draws
+anything. :func:`quick_summary` reads the bundle's compact map instead
+(:mod:`scembed_core.compact`: numpy memory maps, milliseconds), so the page draws its metrics
+and charts first and loads the full reference underneath. ``None`` (use the full reference)
+for anything but a bundle folder with a compact map: references trained in the tab, hub
+models, older bundles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from scembed_core._paths import DEFAULT_REFERENCE_DIR
+from scembed_core.errors import ScEmbedError
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def cached_summary(folder: str) -> Any:
+    """The compact view of the bundle in ``folder`` (shared, read-only), or ``None``."""
+    from scembed_core.compact import read_summary
+
+    return read_summary(Path(folder))
+
+
+def quick_summary(spec: str) -> Any:
+    """The compact view of reference ``spec`` when one can be read without loading it.
+
+    Only the built-in reference qualifies (a folder a visitor names is loaded and verified
+    in full before anything of it is drawn). A compact map that fails its checksum gives
+    ``None`` too: the full load then explains what is wrong.
+    """
+    if spec != "default":
+        return None
+    try:
+        return cached_summary(str(DEFAULT_REFERENCE_DIR))
+    except ScEmbedError:
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def start_projection_warmup() -> threading.Thread | None:
+    """Once per server process: run the first projection's path on a few demo cells.
+
+    Called by the router after the first page is drawn, beside the EV kernels' warm-up
+    (:func:`scembed_app.cached.start_kernel_warmup`): the pooling kernels come from numba's
+    disk cache and igraph / scikit-learn are imported before anyone clicks "Project cells"
+    (:func:`scembed_core.warm.warm_projection`). Best effort: a failure changes nothing but
+    the first click's time. Nothing waits for it.
+    """
+    from scembed_app import cached
+
+    try:
+        reference = cached.cached_reference("default", False)
+    except ScEmbedError:
+        return None
+
+    def warm() -> None:
+        from scembed_core.warm import warm_projection
+
+        with contextlib.suppress(Exception):  # a warm-up must never break the server
+            warm_projection(reference)
+
+    thread = threading.Thread(target=warm, name="scembed-warm-projection", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,70 @@
+"""Load what the first projection needs before anyone clicks: compiled kernels and libraries.
+
+A fresh process pays, on its first projection, for loading numba's compiled kernels (or
+compiling them when the on-disk cache is empty) and for importing the clustering's
+libraries (igraph, scikit-learn's neighbour search). :func:`warm_projection` does all of it
+on a few real cells of the bundled demo query, so the app's first "Project cells" (its
+server runs it in a background thread once the landing page is drawn) and the command
+line's first run do not. ``python -m scembed_core.warm`` fills numba's on-disk cache at
+install time (``make venv`` runs it), so not even the first server compiles anything.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .reference import Reference
+
+__all__ = ["warm_projection"]
+
+#: Demo cells projected by the warm-up (enough for a kNN graph, a few milliseconds of work).
+N_WARM_CELLS = 40
+
+
+def warm_projection(reference: Reference | None = None) -> dict[str, float]:
+    """Run the projection path once on a few demo cells; seconds per step.
+
+    Parameters
+    ----------
+    reference
+        The reference to warm with (default: the built-in one, loaded here).
+
+    Returns
+    -------
+    dict
+        Seconds taken by each step: ``ev_kernels``, ``reference``, ``project`` (map, pool,
+        neighbours) and ``cluster`` (kNN graph and Louvain).
+
+    """
+    from .project import warm_ev
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    warm_ev()
+    seconds["ev_kernels"] = time.perf_counter() - started
+
+    from .cluster import build_knn_graph, louvain
+    from .io import read_dataset
+    from .project import project
+    from .reference import DEMO_QUERY_PATH, resolve_reference
+
+    started = time.perf_counter()
+    if reference is None:
+        reference = resolve_reference("default")
+    seconds["reference"] = time.perf_counter() - started
+    started = time.perf_counter()
+    cells = read_dataset(DEMO_QUERY_PATH)[:N_WARM_CELLS].copy()
+    result = project(cells, reference, ev=False)
+    seconds["project"] = time.perf_counter() - started
+    started = time.perf_counter()
+    louvain(build_knn_graph(result.space, n_neighbors=15, seed=0), resolution=1.0, seed=0)
+    seconds["cluster"] = time.perf_counter() - started
+    return seconds
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps({k: round(v, 3) for k, v in warm_projection().items()}))
