@@ -97,7 +97,8 @@ class _Scorer:
         self, embedding: np.ndarray, hidden: np.ndarray | None
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Signals and predicted codes; ``hidden[i]``: the class hidden for row i (-1: none)."""
-        from .classifier import blend, features_of, knn_probabilities, softmax
+        from .classifier import blend, features_of, softmax
+        from .vote import vote_fractions
 
         n = len(embedding)
         hidden = np.full(n, -1) if hidden is None else np.asarray(hidden)
@@ -106,7 +107,7 @@ class _Scorer:
         sims[hidden[:, None] == self.fit_codes[None, :]] = -np.inf
         cols, dist = _top_k(sims, self.k)
         allowed = np.arange(self.n_classes)[None, :] != hidden[:, None]
-        knn = knn_probabilities(self.fit_idx[cols], self.codes, self.n_classes)
+        knn = vote_fractions(self.fit_idx[cols], self.codes, self.n_classes)
         if self.model is not None:
             feats = features_of(embedding, self.reference.whitening, self.model.params.space)
             logits = self.model.logits(feats) / self.temperature
