@@ -6,7 +6,7 @@ router.start_page()  # first: hands over to the router when run alone
 
 import streamlit as st
 
-from scembed_app import cached, catalog, deployment, state, widgets
+from scembed_app import cached, catalog, deployment, retention, state, widgets
 from scembed_core.errors import ScEmbedError
 
 st.title("About scEmbed")
@@ -67,10 +67,11 @@ st.markdown(
   epiCHAOS R package's data (MIT licence). Reference and demo cells are disjoint.
 - **Hub models** are published by the scEmbed authors (Databio lab) on the Hugging Face
   hub; each model card gives its training data.
-- **Your uploads** stay in this browser tab's session and are never written to disk,
-  apart from a temporary file deleted right after reading.
 """
 )
+
+st.subheader("Your data on this server")
+retention.section()
 
 st.subheader("Links")
 st.markdown(

@@ -7,7 +7,17 @@ router.start_page()  # first: hands over to the router when run alone
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
+from scembed_app import (
+    cached,
+    figures,
+    genome,
+    guards,
+    qc_views,
+    results,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_core.errors import ScEmbedError
 
 st.title("Data")
@@ -148,5 +158,7 @@ with right:
             "**No label columns found.** You can still project and cluster; scoring "
             "against known labels needs a column of cell types in `obs`."
         )
+
+qc_views.section(dataset, ref_key, reference, n_regions, files)  # thresholds, live count
 
 st.page_link(state.PAGE_PROJECT, label="Next: project the cells", icon=":material/arrow_forward:")

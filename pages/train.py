@@ -17,8 +17,6 @@ from scembed_core.io import guess_label_key
 from scembed_core.reference import bundle_to_zip_bytes, save_reference
 from scembed_core.train import TrainingParams, build_reference, train_reference
 
-WORDS_PER_SECOND = 2.5e5  # CBOW, 2 workers: the built-in reference's training_stats
-
 st.title("Train")
 st.caption(
     "Train your own reference: every cell is a document whose words are its accessible "
@@ -28,7 +26,10 @@ st.caption(
 )
 dataset = guards.require_dataset()
 adata = dataset.adata
+guessed = guess_label_key(adata)  # the cell-type column, never cluster ids
 label_cols = results.label_columns(adata.obs)
+if guessed is not None and guessed not in label_cols:
+    label_cols = [guessed, *label_cols]
 if not label_cols:
     st.info(
         "Training a reference needs cell-type labels: a column of `obs` with a few distinct "
@@ -62,11 +63,12 @@ with st.form("train_form"):
     left, right = st.columns(2)
     with left:
         name = st.text_input("Reference name", value="my-reference", max_chars=60)
-        guessed = guess_label_key(adata)
         label_key = st.selectbox(
             "Label column",
             label_cols,
-            index=label_cols.index(guessed) if guessed in label_cols else 0,
+            index=label_cols.index(guessed) if guessed is not None else 0,
+            help="The column of cell types the reference will transfer. Preselected: the "
+            "column that looks like cell types (cluster ids are never proposed).",
         )
         genome = st.text_input("Genome build", value=str(adata.uns.get("genome", "unknown")))
     with right:
@@ -96,10 +98,16 @@ with st.form("train_form"):
                 "gives the same reference every time."
             ),
         )
-    words = int(adata.X.nnz)
+    if guessed is None:
+        st.caption(
+            ":material/warning: No column looks like cell types (a name such as "
+            "`cell_type`, `annotation` or `label`): check the label column."
+        )
     st.caption(
-        f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {words:,} words per epoch: about "
-        f"{words / WORDS_PER_SECOND:.0f} s per epoch (twice that when reproducible)."
+        f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {int(adata.X.nnz):,} words per epoch. "
+        "The time per epoch depends on the server: it is measured on the first epoch and "
+        "the bar then shows the time left. Word2Vec is followed by the map (umap-learn "
+        "epochs), the kNN index and the label classifier with its calibration."
     )
     submitted = st.form_submit_button("Train reference", type="primary")
 
@@ -132,6 +140,7 @@ if submitted:
                     source=dataset.name,
                     progress=progress_bar(bar),
                 )
+            bar.progress(1.0, text="Packing the bundle (zip) for download")
             status.update(label="Packing the bundle...")
             with tempfile.TemporaryDirectory(prefix="scembed-train-") as tmp:
                 saved = save_reference(reference, Path(tmp) / safe_name)

@@ -85,6 +85,7 @@ def run_spec(
         input_sha256=dataset.sha256,
         n_cells=int(dataset.adata.n_obs),
         scoring=scoring,
+        qc=dataset.adata.uns.get("scembed_qc"),  # cells filtered before projection
     )
 
 

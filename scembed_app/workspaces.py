@@ -13,8 +13,10 @@ in the URL (``?ws=<32 hex digits>``). The router calls three functions on every 
   into the URL on every run, as page navigation drops query parameters.
 * :func:`sidebar`: "Copy link to this analysis" and notices.
 
-A tab owns the workspaces it created (``state.OWNED``). One it does not own (a link from
-someone else, or the same user after a reload) is shown read-only: the first change of a
+A tab owns the workspaces it created (``state.OWNED``), and so does every later tab of the
+same browser: the workspace's manifest keeps a hash of the browser's owner secret, a cookie
+(:mod:`scembed_app.owner`), so a reload or a server restart keeps editing rights. One it
+does not own (a link from someone else's browser) is shown read-only: the first change of a
 parameter forks it (:meth:`WorkspaceStore.fork`) into a new id, so nobody overwrites
 another's analysis.
 """
@@ -27,7 +29,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
-from scembed_app import cached, deployment, results, state
+from scembed_app import cached, deployment, owner, results, state
 from scembed_app import workspace_io as wio
 from scembed_app.workspace import WorkspaceLimits, WorkspaceStore, default_root, is_valid_id
 from scembed_core.errors import (
@@ -156,6 +158,8 @@ def open_from_url(page_path: str | None) -> str | None:
     except Exception as exc:  # any damage (BadZipFile, TypeError, ...): the "damaged" page
         s[state.WORKSPACE_PROBLEM] = ("damaged", url_id, _damage(exc))
         return None
+    if workspace.owned_by(owner.token()) and not owned(url_id):
+        s[state.OWNED] = [*s[state.OWNED], url_id]  # the browser that created it
     try:
         _restore(url_id, analysis)
     except Exception as exc:  # stored settings of the wrong types
@@ -316,19 +320,19 @@ def _save(page_path: str | None) -> None:
     if ws_id is not None and not owned(ws_id):
         if all(now.get(k) == saved.get(k) for k in PARAMETERS):
             return  # looking around a shared analysis changes nothing
-        workspace = store().fork(ws_id)
+        workspace = store().fork(ws_id, owner=owner.token())
         s[state.WORKSPACE_NOTICE] = (
             "You changed a shared analysis, so your version was saved as a new analysis with "
             "its own link. The shared one is unchanged."
         )
         st.toast("Saved as a new analysis (new link).", icon=":material/fork_right:")
     elif ws_id is None:
-        workspace = store().create(visitor=visitor_key())
+        workspace = store().create(visitor=visitor_key(), owner=owner.token())
     else:
         try:
             workspace = store().open(ws_id)
         except (WorkspaceNotFound, WorkspaceExpired):  # removed meanwhile: start it again
-            workspace, saved = store().create(visitor=visitor_key()), {}
+            workspace, saved = store().create(visitor=visitor_key(), owner=owner.token()), {}
     if workspace.id != ws_id:
         s[state.OWNED] = [*s[state.OWNED], workspace.id]
         s[state.WORKSPACE] = workspace.id
@@ -404,6 +408,8 @@ def sidebar(url_path: str = "") -> None:
     notice = st.session_state.get(state.WORKSPACE_NOTICE)
     if ws_id is None and notice is None:
         return
+    if ws_id is not None and owned(ws_id):
+        owner.remember()  # this browser keeps editing it after a reload
     with st.sidebar:
         if ws_id is not None:
             st.caption(":material/link: Copy link to this analysis")

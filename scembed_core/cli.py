@@ -160,6 +160,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from .io import read_dataset
     from .liftover.query import chain_for_fragments
     from .pipeline import run_pipeline, write_evidence, write_results
+    from .qc import drop_recorded_cells
     from .reference import resolve_reference
 
     started = time.perf_counter()
@@ -171,6 +172,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     adata = read_dataset(
         args.input, layer=args.layer, universe=reference.model.universe, liftover=chain
     )
+    adata = drop_recorded_cells(adata, getattr(getattr(args, "run_spec", None), "qc", None))
     bar = ProgressBar("project")
     try:
         result = run_pipeline(

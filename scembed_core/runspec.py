@@ -68,17 +68,12 @@ _CHOICES = {
     "label_method": ("classifier", "knn"),
     "query_genome": ("auto", "hg19", "hg38"),
 }
-#: ``fit`` (the dataset verdict when the run was made) is informational: read, not used
+#: ``fit`` (the dataset verdict when the run was made) is informational: read, not used;
+#: ``qc`` (cells filtered before projection) is applied: the command line drops them
 _TOP_LEVEL = {
-    "scembed_version",
-    "created",
-    "reference",
-    "input",
-    "params",
-    "command",
-    "fit",
-    "scoring",
-}
+    "scembed_version", "created", "reference", "input", "params", "command", "fit", "scoring",
+    "qc",
+}  # fmt: skip
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -99,6 +94,10 @@ class RunSpec:
     scoring
         ``{"truth_key": str | None, "label_map": {reference label: user label}}``, or
         empty when the run was not scored.
+    qc
+        The QC filter applied before projection (``uns["scembed_qc"]`` of
+        :func:`scembed_core.qc.filter_cells`: thresholds, counts, ``filtered_cells``), or
+        None; the command line drops the same cells.
     """
 
     params: dict
@@ -107,6 +106,7 @@ class RunSpec:
     scembed_version: str | None = None
     created: str | None = None
     scoring: dict = field(default_factory=dict)
+    qc: dict | None = None
 
     def to_dict(self) -> dict:
         """Return the JSON document (as :func:`build_run_spec` returns)."""
@@ -123,7 +123,7 @@ class RunSpec:
                 "truth_key": self.scoring.get("truth_key"),
                 "label_map": dict(self.scoring.get("label_map") or {}),
             }
-        return doc
+        return doc | ({"qc": dict(self.qc)} if self.qc is not None else {})
 
 
 def run_command(input_name: str = "INPUT", out: str = "OUT.h5ad") -> str:
@@ -151,6 +151,7 @@ def build_run_spec(
     revision: str | None = None,
     created: str | None = None,
     scoring: dict | None = None,
+    qc: dict | None = None,
 ) -> dict:
     """Return the ``run.json`` document of a run (validated, so it reads back as written).
 
@@ -169,6 +170,10 @@ def build_run_spec(
         Hub revision (taken from an ``hf:...@REV`` spec when not given).
     scoring
         ``{"truth_key", "label_map"}``: the truth column and label map the app scored with.
+    created
+        ISO time stamp (default: now).
+    qc
+        The QC record of the input (``uns["scembed_qc"]``), when cells were filtered.
     """
     from . import __version__
 
@@ -190,6 +195,8 @@ def build_run_spec(
     }
     if scoring:
         doc["scoring"] = dict(scoring)
+    if qc is not None:
+        doc["qc"] = _plain_qc(qc)
     return read_run_spec(doc).to_dict() | {"created": doc["created"]}
 
 
@@ -247,6 +254,7 @@ def read_run_spec(source: str | Path | dict) -> RunSpec:
     if n_cells is not None and (type(n_cells) is not int or n_cells < 0):
         raise ParameterError(f"run.json: input.n_cells must be a whole number, got {n_cells!r}.")
     return RunSpec(
+        qc=_check_qc(doc.get("qc")),
         params=checked,
         reference=ref,
         input={"name": _text(inputs, "name", "input.name"), "sha256": sha, "n_cells": n_cells},
@@ -344,3 +352,31 @@ def _check_param(key: str, value: Any) -> Any:
     if key == "max_mapping_distance" and value < 0:
         raise ParameterError(f"run.json: {name} must be >= 0, got {value!r}.")
     return value
+
+
+def _plain_qc(record: dict) -> dict:
+    """Return a QC record (arrays allowed) as plain JSON values."""
+    plain = {}
+    for key, value in record.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        elif isinstance(value, dict):
+            value = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in value.items()}
+        plain[str(key)] = value
+    return plain
+
+
+def _check_qc(qc: Any) -> dict | None:
+    """Validate ``run.json``'s ``qc`` section (None when absent)."""
+    if qc is None:
+        return None
+    cells = qc.get("filtered_cells") if isinstance(qc, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise ParameterError("run.json: qc.filtered_cells must be a list of cell names.")
+    thresholds = qc.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in thresholds.values()
+    ):
+        raise ParameterError("run.json: qc.thresholds must map rule names to numbers.")
+    return dict(qc)

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from ._progress import Stages
 from ._types import ProgressCallback
 from .errors import ParameterError, TrainingError
+from .mapfit import fit_reference_umap
 from .regions import GenomicRegions, binary_signal
 
 if TYPE_CHECKING:
     import anndata as ad
-    import umap
 
     from .model import RegionModel
     from .reference import Reference
@@ -38,6 +39,15 @@ __all__ = [
     "build_reference",
 ]
 
+#: Stages of :func:`build_reference` and their shares of its progress bar, in order.
+BUILD_STAGES = {
+    "embed": (0.05, "Embedding the reference cells"),
+    "map": (0.5, "Fitting the reference map (umap-learn)"),
+    "index": (0.05, "Building the kNN index"),
+    "classifier": (0.2, "Label classifier"),
+    "distances": (0.05, "Measuring mapping distances"),
+    "unknown": (0.15, "Calibrating the Unknown rule"),
+}
 # gensim's Cython loop silently truncates a document at 10,000 words (MAX_WORDS_IN_BATCH).
 GENSIM_MAX_DOCUMENT_WORDS = 10_000
 
@@ -174,7 +184,8 @@ def train_region_vectors(
     params
         Hyper-parameters; the paper's defaults when omitted.
     progress
-        Called as ``progress(fraction, message)`` after every epoch.
+        Called as ``progress(fraction, message)`` before the vocabulary pass and after
+        every epoch, with the seconds per epoch measured so far.
 
     Returns
     -------
@@ -212,6 +223,8 @@ def train_region_vectors(
         min_alpha=params.min_alpha,
         hashfxn=_stable_hash,
     )
+    report = progress or (lambda fraction, message: None)
+    report(0.0, f"building the vocabulary of {x.shape[1]:,} regions")
     model.build_vocab(corpus)
     if not model.wv.key_to_index:
         raise TrainingError(
@@ -228,8 +241,11 @@ def train_region_vectors(
             start_alpha=rate,
             end_alpha=rate,
         )
-        if progress is not None:
-            progress((epoch + 1) / params.epochs, f"epoch {epoch + 1}/{params.epochs}")
+        per_epoch = (time.perf_counter() - started) / (epoch + 1)  # measured, never assumed
+        report(
+            (epoch + 1) / params.epochs,
+            f"epoch {epoch + 1}/{params.epochs} ({per_epoch:.1f} s per epoch)",
+        )
     seconds = time.perf_counter() - started
 
     vectors = np.zeros((len(universe), params.vector_size), dtype=np.float32)
@@ -247,23 +263,6 @@ def train_region_vectors(
         "n_documents": int(model.corpus_count),
     }
     return vectors, trained, stats
-
-
-def fit_reference_umap(
-    embedding: np.ndarray, *, seed: int = 42, n_neighbors: int = 15
-) -> umap.UMAP:
-    """Fit the 2-D UMAP model of the reference map (paper: umap-learn, random_state=42).
-
-    The only place umap-learn is used: the fit's coordinates and curve parameters go into
-    the bundle as arrays (:class:`scembed_core.evmap.MapParams`) and new cells are placed by
-    :mod:`scembed_core.evmap`. The metric is cosine, the analysis space's, so the fit's
-    neighbourhoods are the ones the transform (and label transfer) search.
-    """
-    import umap
-
-    model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed)
-    model.fit(embedding)
-    return model
 
 
 def train_reference(
@@ -296,7 +295,8 @@ def train_reference(
     fit_umap
         Fit the UMAP map (needed for EV-projection).
     progress
-        ``progress(fraction, message)``; training takes the first 80%.
+        ``progress(fraction, message)``: Word2Vec epochs (with the time left measured on
+        the epochs done), then every stage of :func:`build_reference`.
 
     Returns
     -------
@@ -305,13 +305,15 @@ def train_reference(
     from .model import RegionModel
     from .project import regions_of
 
-    report = progress or (lambda fraction, message: None)
     params = params or TrainingParams()
     _label_keys(adata, label_key)
     universe = regions_of(adata).validate("peaks")
+    stages = Stages(progress, {"word2vec": (0.6, "Word2Vec"), "reference": (0.4, "")})
     vectors, trained, stats = train_region_vectors(
-        adata.X, universe, params, progress=lambda f, m: report(0.8 * f, f"Training: {m}")
+        adata.X, universe, params, progress=stages.stage("word2vec")
     )
+    start, span, _ = stages.spans["reference"]
+    report = stages.report
     model = RegionModel(
         universe, vectors, trained, {"genome": genome, "training": params.to_dict()}
     )
@@ -324,7 +326,7 @@ def train_reference(
         source=source,
         fit_umap=fit_umap,
         seed=params.seed,
-        progress=lambda f, m: report(0.8 + 0.2 * f, m),
+        progress=lambda f, m: report(start + span * f, m),
     )
     return dataclasses.replace(
         reference,
@@ -400,10 +402,10 @@ def build_reference(
     from .project import compute_coverage, embed_cells
     from .reference import Reference
 
-    report = progress or (lambda fraction, message: None)
     keys = _label_keys(adata, label_key)
     genome = genome or model.metadata.get("genome") or "unknown"
-    report(0.0, "Embedding reference cells")
+    stages = Stages(progress, BUILD_STAGES)
+    stages.stage("embed", f"{adata.n_obs:,} cells")
     coverage = compute_coverage(adata, model)
     embedding = embed_cells(coverage, model)
     keep = np.isfinite(embedding).all(axis=1)
@@ -426,12 +428,11 @@ def build_reference(
     if fit_umap and keep.sum() > 16:
         from .evmap import MapParams
 
-        report(0.25, "Fitting the reference UMAP map")
-        umap_model = fit_reference_umap(space)
+        umap_model = fit_reference_umap(space, progress=stages.stage("map"))
         cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
         map_params = MapParams.from_umap(umap_model)
         del umap_model
-    report(0.8, "Building the kNN index")
+    stages.stage("index", f"{int(keep.sum()):,} cells")
     # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
     # trained reference finds the same neighbours in memory as from its bundle.
     index = build_cell_index(space)
@@ -453,7 +454,6 @@ def build_reference(
     if label_model is not False and keys and cells.obs[keys[0]].astype(str).nunique() >= 2:
         from .labels.classifier import LabelModelParams, fit_label_model, manifest_entry
 
-        report(0.9, "Fitting and calibrating the label classifier")
         params = label_model if isinstance(label_model, LabelModelParams) else None
         classifier = fit_label_model(
             embedding[keep],
@@ -462,6 +462,7 @@ def build_reference(
             label_key=keys[0],
             params=params,
             seed=seed,
+            progress=stages.stage("classifier"),
         )
         manifest["label_model"] = manifest_entry(classifier)
     reference = Reference(
@@ -473,14 +474,15 @@ def build_reference(
         whitening=whitening,
         label_model=classifier,
     )
+    stages.stage("distances", f"k = {k}")
     self_distance = self_mapping_distances(reference, k)
     trust = None
     if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
         from .labels.loto import calibrate_trust
 
-        report(0.95, "Calibrating the Unknown rule and the coverage curve")
+        stages.stage("unknown", "leave-one-type-out, coverage curve")
         trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
-    report(1.0, "Reference ready")
+    stages.done("Reference ready")
     return dataclasses.replace(
         reference,
         manifest={

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from scembed_core.compact import COMPACT_FILES, read_summary, write_compact_map
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 
 def _sha256(path: Path) -> str:
@@ -30,7 +30,7 @@ def _sha256(path: Path) -> str:
 
 def add_compact_map(folder: Path) -> dict:
     """Write the compact map of the bundle in ``folder``; returns its files' sha256."""
-    reference = load_reference(folder)
+    reference = load_bundle(folder)
     if reference.cells is None or "X_umap" not in reference.cells.obsm:
         raise SystemExit(f"{folder} has no reference map (cells.h5ad obsm X_umap).")
     written = write_compact_map(folder, reference.cells, reference.label_keys)
@@ -41,7 +41,7 @@ def add_compact_map(folder: Path) -> dict:
     manifest["files"] = files
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     # the bundle still loads, and the compact view equals the full one
-    reference = load_reference(folder)
+    reference = load_bundle(folder)
     summary = read_summary(folder)
     assert summary is not None
     assert np.array_equal(summary.coords, reference.map_coords)

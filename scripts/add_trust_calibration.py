@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from scembed_core.labels.loto import calibrate_trust
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
@@ -32,7 +32,7 @@ def add_trust_calibration(folder: Path, source: Path | None, *, seed: int = 0) -
     from scembed_core.io import read_dataset
     from scembed_core.project import compute_coverage
 
-    reference = load_reference(folder)
+    reference = load_bundle(folder)
     regions = None
     if source is not None:
         data = read_dataset(source)
@@ -46,7 +46,7 @@ def add_trust_calibration(folder: Path, source: Path | None, *, seed: int = 0) -
     manifest = json.loads(manifest_path.read_text())  # re-read: keep every other entry
     manifest["trust"] = trust
     manifest_path.write_text(json.dumps(manifest, indent=2, default=float))
-    load_reference(folder)  # the bundle still loads and validates
+    load_bundle(folder)  # the bundle still loads and validates
     return trust
 
 

@@ -27,7 +27,7 @@ from scembed_core.labels.second_opinion import (
     compute_type_profiles,
     save_type_profiles,
 )
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
@@ -62,7 +62,7 @@ def add_type_profiles(folder: Path, source: Path, *, builtin: bool) -> dict:
     from scembed_core.project import regions_of
     from scembed_core.regions import cells_by_universe, map_peaks_to_universe
 
-    reference = load_reference(folder)
+    reference = load_bundle(folder)
     key = reference.default_label_key
     if key is None:
         raise SystemExit(f"{folder} has no labelled reference cells.")
@@ -84,7 +84,7 @@ def add_type_profiles(folder: Path, source: Path, *, builtin: bool) -> dict:
         manifest["lineages"] = LINEAGES
         manifest["marker_genes"] = MARKER_GENES
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
-    load_reference(folder)  # the bundle still loads and validates
+    load_bundle(folder)  # the bundle still loads and validates
     return manifest["type_profiles"]
 
 

@@ -13,6 +13,7 @@ version, never a mix, and files are never changed in place, so a fork may hard-l
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import secrets
@@ -97,6 +98,17 @@ class Workspace:
     def updated(self) -> float:
         """Time of the last write (seconds since the epoch)."""
         return float(self._meta["updated"])
+
+    def owned_by(self, token: str | None) -> bool:
+        """Whether ``token`` (the sha256 of a browser's owner secret) created this workspace.
+
+        Only the hash is stored (``meta["owner"]``); the secret stays in the browser that
+        created the workspace (see :mod:`scembed_app.owner`), never in a link.
+        """
+        stored = self._meta.get("owner")
+        if not isinstance(stored, str) or not isinstance(token, str) or not token:
+            return False
+        return hmac.compare_digest(stored.encode(), token.encode())
 
     # -- committing -------------------------------------------------------------------
     def _commit(self, files: dict[str, tuple[str, Callable[[Path], None], Any]], drop=()) -> None:
@@ -320,8 +332,13 @@ class WorkspaceStore:
         fsync_dir(folder)
 
     # -- workspaces -------------------------------------------------------------------
-    def create(self, *, visitor: str | None = None) -> Workspace:
-        """A new, empty workspace under a fresh random id (``visitor``: for the quota)."""
+    def create(self, *, visitor: str | None = None, owner: str | None = None) -> Workspace:
+        """A new, empty workspace under a fresh random id.
+
+        ``visitor`` is for the quota; ``owner`` (a hash of the creating browser's secret) is
+        kept in the manifest so that browser keeps editing after a reload or a server
+        restart.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         while True:
             ws_id = new_id()
@@ -335,6 +352,8 @@ class WorkspaceStore:
         meta = {"format": FORMAT_VERSION, "id": ws_id, "created": now, "updated": now, "items": {}}
         if visitor is not None:
             meta["visitor"] = str(visitor)[:64]
+        if owner:
+            meta["owner"] = str(owner)
         self.write_meta(folder, meta)
         budget.mark_open(self, ws_id)
         return Workspace(self, ws_id, meta)
@@ -363,10 +382,13 @@ class WorkspaceStore:
         budget.mark_open(self, ws_id)
         return Workspace(self, ws_id, meta)
 
-    def fork(self, ws_id: str) -> Workspace:
-        """A copy of workspace ``ws_id`` under a new id (files hard-linked when possible)."""
+    def fork(self, ws_id: str, *, owner: str | None = None) -> Workspace:
+        """A copy of workspace ``ws_id`` under a new id (files hard-linked when possible).
+
+        The copy belongs to ``owner`` (the forking browser), not to the source's owner.
+        """
         source = self.open(ws_id)
-        target = self.create()
+        target = self.create(owner=owner)
         items = {}
         for item, entry in source._meta["items"].items():
             src, dst = source.path / entry["file"], target.path / entry["file"]

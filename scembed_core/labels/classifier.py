@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
 from .vote import vote_fractions
@@ -272,6 +273,7 @@ def fit_label_model(
     holdout_fraction: float = 0.2,
     k: int = 15,
     seed: int = 0,
+    progress: ProgressCallback | None = None,
 ) -> LabelModel:
     """Fit the label classifier on reference cells, with a held-out calibration first.
 
@@ -297,6 +299,8 @@ def fit_label_model(
         caller's neighbours are used).
     seed
         Seed of the hold-out split and of the solver.
+    progress
+        ``progress(fraction, message)`` before each fit and the calibration.
 
     Raises
     ------
@@ -318,12 +322,17 @@ def fit_label_model(
             f"A label classifier needs at least two classes; {label_key or 'the labels'} "
             f"hold {len(classes)}."
         )
+    report = progress or (lambda fraction, message: None)
     features = features_of(embedding, whitening, params.space)
     calibration: dict = {}
     temperature = 1.0
     if calibrate:
         fit_idx, held_idx = _holdout_split(codes, holdout_fraction, seed)
         if len(held_idx):
+            report(
+                0.0,
+                f"fitting on {len(fit_idx):,} cells to calibrate on the other {len(held_idx):,}",
+            )
             arrays = _fit_arrays(features[fit_idx], codes[fit_idx], len(classes), params, seed)
             part = LabelModel(label_key, tuple(classes), params, *arrays)
             logits = part.logits(features[held_idx])
@@ -336,6 +345,7 @@ def fit_label_model(
                 found, _ = knn_query(index, space[held_idx], k)
                 found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
                 knn = vote_fractions(found, codes, len(classes))
+            report(0.45, f"calibrating on {len(held_idx):,} held-out cells")
             temperature = fit_temperature(logits, knn, codes[held_idx], params.knn_weight)
             proba = blend(softmax(logits / temperature), knn, params.knn_weight)
             calibration = calibration_summary(proba, codes[held_idx])
@@ -347,7 +357,9 @@ def fit_label_model(
                     "temperature": temperature,
                 }
             )
+    report(0.55, f"final fit on all {len(labels):,} cells")
     arrays = _fit_arrays(features, codes, len(classes), params, seed)
+    report(1.0, "fitted")
     info = {"n_cells": int(len(labels)), "class_counts": np.bincount(codes).tolist()}
     return LabelModel(label_key, tuple(classes), params, *arrays, calibration, info, temperature)
 

@@ -508,3 +508,33 @@ def test_sparse_index_dtypes_are_kept(tmp_path, demo):
     ws.write_projection(dataclasses.replace(projection, coverage=coverage), meta={})
     back = ws.read_projection()[0].coverage.signal
     same_sparse(wide, back)
+
+
+def test_the_owner_hash_is_kept_and_a_fork_belongs_to_the_forker(tmp_path):
+    store = WorkspaceStore(tmp_path)
+    mine, theirs = "a" * 64, "b" * 64
+    workspace = store.create(owner=mine)
+    workspace.write_state({"page": "pages/data.py"})
+    reopened = store.open(workspace.id)  # a new session after a reload or a restart
+    assert reopened.owned_by(mine)
+    assert (
+        not reopened.owned_by(theirs) and not reopened.owned_by("") and not reopened.owned_by(None)
+    )
+    meta = json.loads((workspace.path / "meta.json").read_text())
+    assert meta["owner"] == mine
+    fork = store.fork(workspace.id, owner=theirs)
+    assert fork.owned_by(theirs) and not fork.owned_by(mine)
+    assert not store.create().owned_by(mine), "a workspace made without an owner has none"
+
+
+def test_remove_deletes_every_file_of_the_workspace_at_once(tmp_path):
+    store = WorkspaceStore(tmp_path)
+    workspace = store.create(owner="c" * 64)
+    workspace.write_state({"page": "pages/data.py"})
+    workspace.write_bytes("reference.zip", b"PK\x05\x06" + bytes(18))
+    other = store.create()
+    assert store.remove(workspace.id) > 0
+    assert not workspace.path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.id]
+    with pytest.raises(WorkspaceNotFound):
+        store.open(workspace.id)

@@ -13,7 +13,7 @@ import pytest
 
 from scembed_core.compact import COMPACT_FILES, read_summary
 from scembed_core.errors import ReferenceBundleError
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference, save_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle, save_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,13 +76,13 @@ def test_the_built_in_bundle_has_a_compact_map_equal_to_its_cells():
     summary = read_summary(DEFAULT_REFERENCE_DIR)
     assert summary is not None
     assert isinstance(summary.coords, np.memmap)  # memory-mapped, not read
-    _same_view(summary, load_reference(DEFAULT_REFERENCE_DIR))
+    _same_view(summary, load_bundle(DEFAULT_REFERENCE_DIR))
 
 
 def test_save_reference_writes_it_and_an_older_bundle_has_none(tmp_path, small_reference):
     folder = save_reference(small_reference, tmp_path / "bundle").path
     assert set(COMPACT_FILES) <= set(json.loads((folder / "manifest.json").read_text())["files"])
-    _same_view(read_summary(folder), load_reference(folder))
+    _same_view(read_summary(folder), load_bundle(folder))
 
     old = tmp_path / "old"  # a bundle written before the compact map existed
     shutil.copytree(folder, old)
@@ -92,7 +92,7 @@ def test_save_reference_writes_it_and_an_older_bundle_has_none(tmp_path, small_r
         (old / name).unlink()
     (old / "manifest.json").write_text(json.dumps(manifest))
     assert read_summary(old) is None
-    assert load_reference(old).n_cells == small_reference.n_cells  # still loads
+    assert load_bundle(old).n_cells == small_reference.n_cells  # still loads
 
 
 def test_a_modified_compact_file_is_refused(tmp_path, small_reference):
@@ -102,7 +102,7 @@ def test_a_modified_compact_file_is_refused(tmp_path, small_reference):
     with pytest.raises(ReferenceBundleError, match="map_label_codes.npy"):
         read_summary(folder)
     with pytest.raises(ReferenceBundleError, match="Checksum mismatch"):
-        load_reference(folder)
+        load_bundle(folder)
 
 
 def test_reading_the_summary_imports_no_heavy_library():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scembed_core.errors import ReferenceBundleError
-from scembed_core.reference import load_reference
+from scembed_core.reference import load_bundle
 from scembed_core.reference.core import DEFAULT_REFERENCE_DIR
 
 
@@ -54,7 +54,7 @@ def test_a_manifest_naming_a_file_outside_is_refused_before_opening_it(bundle, n
     target = Path("/etc/hostname")
     _edit_manifest(bundle, lambda m: m["files"].__setitem__(name, "0" * 64))
     with pytest.raises(ReferenceBundleError, match="not a plain file name inside") as info:
-        load_reference(bundle)
+        load_bundle(bundle)
     text = str(info.value)
     assert "missing" not in text and "mismatch" not in text
     if target.is_file():  # no hash of the outside file, at any length
@@ -67,7 +67,7 @@ def test_a_correctly_signed_outside_file_is_refused_too(bundle):
         pytest.skip("no /etc/hostname here")
     _edit_manifest(bundle, lambda m: m["files"].__setitem__(str(target), _sha(target)))
     with pytest.raises(ReferenceBundleError, match="not a plain file name"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_a_link_out_of_the_bundle_gives_one_refusal_whether_the_target_exists_or_not(bundle):
@@ -78,7 +78,7 @@ def test_a_link_out_of_the_bundle_gives_one_refusal_whether_the_target_exists_or
         link.symlink_to(target)
         _edit_manifest(bundle, lambda m: m["files"].__setitem__("extra.txt", "0" * 64))
         with pytest.raises(ReferenceBundleError, match="link to a file outside") as info:
-            load_reference(bundle)
+            load_bundle(bundle)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
 
@@ -108,21 +108,21 @@ def test_a_manifest_of_the_wrong_type_is_a_typed_error(bundle, content, match):
         content = {**manifest, **content}
     (bundle / "manifest.json").write_text(json.dumps(content))
     with pytest.raises(ReferenceBundleError, match=match):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 @pytest.mark.parametrize("files", [["universe.bed"], {"universe.bed": None}, {"x": 5}])
 def test_manifest_files_of_the_wrong_type_are_a_typed_error(bundle, files):
     _edit_manifest(bundle, lambda m: m.__setitem__("files", files))
     with pytest.raises(ReferenceBundleError, match="sha256"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_a_checksum_mismatch_names_the_file_but_prints_no_hash(bundle):
     with open(bundle / "universe.bed", "a") as handle:
         handle.write("chr1\t1\t2\n")
     with pytest.raises(ReferenceBundleError, match="Checksum mismatch for universe.bed") as info:
-        load_reference(bundle)
+        load_bundle(bundle)
     assert _sha(bundle / "universe.bed")[:12] not in str(info.value)
 
 
@@ -132,14 +132,14 @@ def test_nan_region_vectors_are_refused(bundle):
     np.save(bundle / "region_vectors.npy", vectors)
     _resign(bundle, "region_vectors.npy")
     with pytest.raises(ReferenceBundleError, match="NaN or infinity"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_an_object_array_in_a_bundle_is_a_typed_error_and_never_unpickled(bundle):
     np.save(bundle / "regions_trained.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     _resign(bundle, "regions_trained.npy")
     with pytest.raises(ReferenceBundleError, match="object arrays"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_a_truncated_cells_file_is_a_typed_error(bundle):
@@ -147,7 +147,7 @@ def test_a_truncated_cells_file_is_a_typed_error(bundle):
     cells.write_bytes(cells.read_bytes()[: cells.stat().st_size // 2])
     _resign(bundle, "cells.h5ad")
     with pytest.raises(ReferenceBundleError, match="truncated or corrupt"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_a_bundle_universe_with_end_before_start_is_refused(bundle):
@@ -156,7 +156,7 @@ def test_a_bundle_universe_with_end_before_start_is_refused(bundle):
     (bundle / "universe.bed").write_text("\n".join(lines) + "\n")
     _resign(bundle, "universe.bed")
     with pytest.raises(ReferenceBundleError, match="universe"):
-        load_reference(bundle)
+        load_bundle(bundle)
 
 
 def test_an_npy_header_declaring_more_than_the_file_holds_is_refused(bundle):
@@ -168,4 +168,4 @@ def test_an_npy_header_declaring_more_than_the_file_holds_is_refused(bundle):
         handle.write(b"\0" * 3)
     _resign(bundle, "regions_trained.npy")
     with pytest.raises(ReferenceBundleError, match="not a readable numeric array"):
-        load_reference(bundle)
+        load_bundle(bundle)

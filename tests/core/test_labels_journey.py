@@ -23,7 +23,7 @@ from scembed_core.lineage import (
     reference_label_colors,
 )
 from scembed_core.palette import GREY, LINEAGE_COLORS, assign_colors, label_colors
-from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_reference
+from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_chart_colours_agree_with_the_reference_map_up_to_case_and_aliases():
 
 
 def test_builtin_bundle_carries_its_colours_and_old_bundles_compute_the_same(tmp_path):
-    reference = load_reference(DEFAULT_REFERENCE_DIR)
+    reference = load_bundle(DEFAULT_REFERENCE_DIR)
     stored = reference.manifest["label_colors"]["cell_type"]
     assert set(stored) == set(reference.label_counts().index)
     assert reference.manifest["label_hierarchy"]["cell_type"] == BUILTIN_HIERARCHY

@@ -1,0 +1,73 @@
+"""Training reports progress through every stage, with a time left measured, never assumed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scembed_core._progress import Stages, time_left
+from scembed_core.train import BUILD_STAGES, TrainingParams, train_reference
+
+
+@pytest.fixture(scope="module")
+def trained_with_progress(planted):
+    calls: list[tuple[float, str]] = []
+    params = TrainingParams(epochs=4, window=20, vector_size=16, min_count=2, workers=1)
+    reference = train_reference(
+        planted[:240].copy(),
+        label_key="cell_type",
+        params=params,
+        genome="test",
+        progress=lambda fraction, message: calls.append((fraction, message)),
+    )
+    return reference, calls
+
+
+def test_progress_moves_forward_through_every_stage(trained_with_progress):
+    reference, calls = trained_with_progress
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions), "the bar never goes back"
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    messages = [m for _, m in calls]
+    for title in ("Word2Vec", *(t for k, (_, t) in BUILD_STAGES.items() if k != "unknown")):
+        assert any(m.startswith(title) for m in messages), (title, messages)
+    epochs = [m for m in messages if re.match(r"Word2Vec: epoch \d/4 \(\d+\.\d s per epoch", m)]
+    assert len(epochs) == 4, messages
+    assert reference.map_params is not None
+
+
+def test_map_fitting_reports_its_layout_epochs(trained_with_progress):
+    _, calls = trained_with_progress
+    layout = [(f, m) for f, m in calls if "layout epoch" in m]
+    assert len({f for f, _ in layout}) >= 2, "the bar moves during the map's epochs"
+    last = re.search(r"layout epoch (\d+)/(\d+)", layout[-1][1])
+    assert last.group(1) == last.group(2), "the last epoch is reported"
+    start, span, _ = Stages(None, BUILD_STAGES).spans["map"]
+    assert all(0.6 + 0.4 * start <= f <= 0.6 + 0.4 * (start + span) + 1e-9 for f, _ in layout)
+
+
+def test_classifier_calibration_reports_its_steps(trained_with_progress):
+    _, calls = trained_with_progress
+    steps = [m for _, m in calls if m.startswith("Label classifier")]
+    assert any("held-out" in m for m in steps) and any("final fit" in m for m in steps), steps
+
+
+def test_time_left_is_measured_on_the_stage():
+    seen = []
+    now = [100.0]
+    stages = Stages(
+        lambda f, m: seen.append((f, m)), {"a": (1, "A"), "b": (3, "B")}, clock=lambda: now[0]
+    )
+    stages.stage("a")
+    update = stages.stage("b", "starting")  # b begins at t = 100
+    now[0] = 110.0
+    update(0.25, "epoch 1/4")  # 10 s for a quarter: 30 s left
+    now[0] = 130.0
+    update(0.5, "epoch 2/4")  # 30 s for half: 30 s left
+    assert seen[0] == (0.0, "A")
+    assert seen[1] == (0.25, "B: starting")
+    assert seen[2] == (0.25 + 0.75 * 0.25, "B: epoch 1/4, about 30 s left")
+    assert seen[3] == (0.25 + 0.75 * 0.5, "B: epoch 2/4, about 30 s left")
+    assert time_left(0.5, 0.5) == "" and time_left(5, 0.0) == "" and time_left(5, 1.0) == ""
+    assert time_left(600, 0.5) == "about 10 min left"
