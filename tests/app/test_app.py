@@ -95,7 +95,9 @@ def test_demo_flow_end_to_end():
     n_cells = int(metric(at, "Cells").replace(",", ""))
     assert n_cells > 100
     assert metric(at, "Peaks in universe").endswith("%")
-    assert chart_types(at) == [{"histogram"}], "per-cell mapped-regions histogram"
+    # the per-cell mapped-regions histogram, then the QC panel's three (peaks, regions in the
+    # universe, promoter fraction)
+    assert chart_types(at) == [{"histogram"}] * 4, "mapped regions + three QC histograms"
 
     goto(at, state.PAGE_PROJECT)
     button(at, "Project cells").click().run()
