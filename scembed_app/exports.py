@@ -44,6 +44,7 @@ def annotated_adata(
     k: int = 15,
     min_confidence: float = 0.0,
     max_mapping_distance: float | None = None,
+    unknown_rate: float | None = None,
     detection: Any = None,
     graph: ad.AnnData | None = None,
     counts: bool = True,
@@ -67,8 +68,9 @@ def annotated_adata(
         :func:`~scembed_core.labels.assign.assign_labels` output, or None without labels.
     resolution, n_neighbors, seed
         The clustering's settings.
-    label_key, label_method, k, min_confidence, max_mapping_distance
-        The label transfer's settings (``label_method`` as asked for).
+    label_key, label_method, k, min_confidence, max_mapping_distance, unknown_rate
+        The label transfer's settings (``label_method`` as asked for; ``unknown_rate``
+        the Unknown rule's strictness, None for the reference's calibrated rule).
     detection
         The build detection of the uploaded peaks
         (:func:`scembed_core.liftover.detect_build`), recorded as the command line does.
@@ -119,8 +121,14 @@ def annotated_adata(
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
         )
+        params["unknown_rate"] = None if unknown_rate is None else float(unknown_rate)
         results.write_labels(out, labels.set_axis(out.obs_names), params)
         tl.annotate_clusters(out, reference)
+        # the second opinion, as `scembed project` adds it (pipeline.write_evidence); it reads
+        # the peaks, which a table-only build leaves out
+        full = out if counts else ad.AnnData(X=adata.X, obs=out.obs, var=adata.var, uns=out.uns)
+        tl.second_opinion(full, reference)
+        out.uns["scembed"] = full.uns["scembed"]
     summary = detection.summary() if detection is not None else None
     from scembed_core.fit import assess_fit, with_unknown
 

@@ -268,6 +268,7 @@ def export_settings(dataset: LoadedDataset, reference_key: str, reference: Any) 
         "label_key": transfer_label_key(reference),
         "label_method": st.session_state.get(state.LABEL_METHOD) or "classifier",
         "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
+        "unknown_rate": st.session_state.get(state.UNKNOWN_RATE),
         "max_mapping_distance": max_distance
         if st.session_state.get(state.LIMIT_DISTANCE)
         else None,
