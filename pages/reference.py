@@ -143,7 +143,7 @@ with st.expander("Choose a reference", expanded=False, icon=":material/swap_hori
 # --- the current reference --------------------------------------------------------------------
 # The built-in reference's map and labels come from its compact form first (no anndata, no
 # vectors, no index): the metrics and charts are drawn before the full reference is loaded.
-summary = quickref.quick_summary(spec_now)
+summary = quickref.quick_summary(st.session_state[state.REFERENCE_SPEC])  # after the form
 reference = None
 if summary is None:
     ref_key, reference = guards.require_reference()

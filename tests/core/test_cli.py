@@ -82,8 +82,12 @@ def test_label_method_knn_gives_the_old_labels(tmp_path):
     assert result.uns["scembed"]["params"]["label_method"] == "knn"
     reference = load_default_reference()
     projection = project(read_dataset(DEMO_QUERY_PATH), reference, ev=False)
-    old = assign_labels(
-        projection.embedding, reference, method="knn", neighbors=projection.neighbors
+    old = assign_labels(  # with the cells' coverage, as the command line (the Unknown rule)
+        projection.embedding,
+        reference,
+        method="knn",
+        neighbors=projection.neighbors,
+        n_regions=projection.coverage.n_regions_per_cell,
     )
     assert list(result.obs["scembed_label"].astype(str)) == list(old["label"])
     np.testing.assert_allclose(result.obs["scembed_label_confidence"], old["confidence"])
