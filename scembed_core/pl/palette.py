@@ -95,7 +95,9 @@ def label_colors(labels: Iterable, reference: Reference | Mapping | None = None)
     else:
         from ..lineage import reference_label_colors
 
-        base = reference_label_colors(reference)
+        stored = (getattr(reference, "manifest", None) or {}).get("label_colors") or {}
+        own = {k: v for k, v in stored.items() if isinstance(v, str)}  # a flat map wins
+        base = {**reference_label_colors(reference), **own}
     colors = palette_colors(labels, base)
     for label in colors:
         if str(label) == "Unknown":

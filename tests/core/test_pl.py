@@ -80,7 +80,7 @@ def test_reference_map_and_counts_agree_on_cells_and_colours(reference):
     fig = se.pl.reference(reference)
     counts = reference.label_counts("cell_type")
     assert {t.name for t in fig.data} == {f"{label} ({n})" for label, n in counts.items()}
-    bar = se.pl.counts(reference.cells, "cell_type")
+    bar = se.pl.counts(reference.cells, "cell_type", reference=reference)
     assert sorted(bar.data[0].x) == sorted(counts.to_numpy())
     map_color = {t.name.rsplit(" (", 1)[0]: t.marker.color for t in fig.data}
     bar_color = dict(zip(bar.data[0].y, bar.data[0].marker.color, strict=True))
@@ -122,16 +122,22 @@ def test_label_colors_is_the_one_place_and_honours_a_reference_colour_map(refere
     import plotly.express as px
 
     assert tuple(px.colors.qualitative.Dark24 + px.colors.qualitative.Alphabet) == PALETTE
-    plain = label_colors(["B", "T", "Unassigned"])
-    assert plain == {"B": PALETTE[0], "T": PALETTE[1], "Unassigned": UNASSIGNED_COLOR}
+    from scembed_core import palette as core_palette
+
+    plain = label_colors(["B", "T", "Unassigned"])  # the engine's one colour rule
+    expected = core_palette.label_colors(["B", "T"])
+    assert plain == {**expected, "Unassigned": UNASSIGNED_COLOR}
+    assert plain["B"] != plain["T"]
     chosen = str(reference.cells.obs["cell_type"].iloc[0])
     own = dataclasses.replace(
         reference, manifest={**reference.manifest, "label_colors": {chosen: "#000000"}}
     )
-    assert label_colors(["B", chosen], own) == {"B": PALETTE[0], chosen: "#000000"}
+    mine = label_colors(["B", chosen], own)
+    assert mine[chosen] == "#000000" and mine["B"] not in ("#000000", UNASSIGNED_COLOR)
     colors = {t.name.rsplit(" (", 1)[0]: t.marker.color for t in se.pl.reference(own).data}
     assert colors[chosen] == "#000000"
-    assert [c for label, c in colors.items() if label != chosen] == list(PALETTE[: len(colors) - 1])
+    others = [c for label, c in colors.items() if label != chosen]
+    assert len(set(others)) == len(others) and "#000000" not in others  # one colour each
 
 
 def test_default_keys_are_the_writers_and_importing_pl_does_not_import_plotly():

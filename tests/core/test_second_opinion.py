@@ -15,8 +15,8 @@ from scembed_core.labels.second_opinion import PROFILE_FILE, lineage_of, type_pr
 from scembed_core.reference import (
     DEFAULT_REFERENCE_DIR,
     DEMO_QUERY_PATH,
+    load_bundle,
     load_default_reference,
-    load_reference,
     save_reference,
 )
 
@@ -67,7 +67,7 @@ def test_built_reference_stores_profiles_and_old_bundles(planted, planted_refere
     assert block.mean() > 0.4 and profiles.fractions[1, :40].mean() < 0.1
     saved = save_reference(planted_reference, tmp_path / "bundle")
     assert (tmp_path / "bundle" / PROFILE_FILE).is_file()
-    loaded = type_profiles(load_reference(tmp_path / "bundle"))
+    loaded = type_profiles(load_bundle(tmp_path / "bundle"))
     np.testing.assert_allclose(loaded.fractions, profiles.fractions, atol=1e-3)
     # an older bundle: no profiles stored and no accessibility in its cells
     old = tmp_path / "old"
@@ -81,7 +81,7 @@ def test_built_reference_stores_profiles_and_old_bundles(planted, planted_refere
     query.obs["scembed_cluster"] = query.obs["cell_type"].astype(str)
     table = pd.DataFrame({"cluster": ["type0"], "label": ["type0"]})
     query.uns["scembed"] = {"scembed_cluster_label": {"cluster_table": table}}
-    assert se.tl.second_opinion(query, load_reference(old)) is None
+    assert se.tl.second_opinion(query, load_bundle(old)) is None
     assert query.uns["scembed"]["second_opinion"]["status"].startswith("unavailable")
     assert "second_opinion" not in query.uns["scembed"]["scembed_cluster_label"]["cluster_table"]
     se.tl.second_opinion(query, saved)
