@@ -101,11 +101,14 @@ def test_concurrent_sessions_do_not_see_each_other(tmp_path):
                 others = [f"session{j}.h5ad" for j in range(len(files)) if j != i]
                 assert not any(name in text for name in others), text
                 assert page.locator('[data-testid="stException"]').count() == 0
-            # each session's labels are those of its own cells: the counts add up to its size
+            # each session's labels are those of its own cells: labelled, Unknown and
+            # Unassigned add up to its size
             for page, size in zip(pages, SESSION_SIZES, strict=True):
                 screenshots.go_to(page, "Annotation")
                 screenshots.wait_idle(page)
-                labelled = _metric(page, "Cells labelled") + _metric(page, "Unassigned")
+                labelled = sum(
+                    _metric(page, m) for m in ("Cells labelled", "Unknown", "Unassigned")
+                )
                 assert labelled == size, (labelled, size)
                 assert page.locator('[data-testid="stException"]').count() == 0
                 peak = max(peak, _rss(server))
