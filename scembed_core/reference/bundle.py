@@ -268,7 +268,7 @@ def _read_map(folder: Path, files: dict, cells: Any) -> tuple[MapParams | None, 
     return params, notes
 
 
-def _load_array(folder: Path, name: str) -> np.ndarray:
+def load_array(folder: Path, name: str) -> np.ndarray:
     """Load a numeric ``.npy`` file of the bundle (never a pickle); typed error if unreadable."""
     path = bundle_file(folder, name)
     try:
@@ -350,8 +350,8 @@ def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
         universe = GenomicRegions.read_bed(folder / _FILES["universe"]).validate("universe")
     except InputFormatError as exc:
         raise ReferenceBundleError(f"universe.bed of the bundle is invalid: {exc}") from exc
-    vectors = _load_array(folder, _FILES["vectors"])
-    trained = _load_array(folder, _FILES["trained"])
+    vectors = load_array(folder, _FILES["vectors"])
+    trained = load_array(folder, _FILES["trained"])
     if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
         raise ReferenceBundleError(
             f"region_vectors.npy must be a 2-D float matrix, not {vectors.ndim}-D {vectors.dtype}."
@@ -383,8 +383,8 @@ def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
     whitening = None
     if _FILES["whitening_matrix"] in files:
         whitening = Whitening(
-            _load_array(folder, _FILES["whitening_mean"]),
-            _load_array(folder, _FILES["whitening_matrix"]),
+            load_array(folder, _FILES["whitening_mean"]),
+            load_array(folder, _FILES["whitening_matrix"]),
         )
         shape = whitening.matrix.shape
         if whitening.mean.shape != (model.dim,) or shape[0] != model.dim:
