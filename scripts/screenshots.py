@@ -281,9 +281,21 @@ def run_demo_flow(page, timeout: int = SLOW_MS) -> None:
 def select_option(page, label_text: str, option: str, timeout: int = SLOW_MS) -> None:
     """Choose ``option`` in the st.selectbox whose label contains ``label_text``."""
     combo = page.get_by_role("combobox", name=re.compile(re.escape(label_text)))
-    combo.click()
-    combo.fill(option)  # typing filters the list and opens it
-    page.get_by_role("option", name=option, exact=True).click(timeout=timeout)
+    wanted = page.get_by_role("option", name=option, exact=True)
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        wait_idle(page, timeout)
+        combo.click()
+        combo.fill(option)  # typing filters the list and opens it
+        try:
+            # a rerun that lands meanwhile (a component reporting its value) closes the
+            # list: open it again rather than wait for an option that is gone
+            wanted.click(timeout=10_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
     wait_idle(page, timeout)
 
 

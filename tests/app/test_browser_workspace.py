@@ -226,7 +226,9 @@ def test_tampered_malformed_and_expired_links_show_a_clear_page(server, browser,
         for ws_id, title in cases.items():
             page.goto(f"{server['url']}/clusters?ws={ws_id}")
             wait_heading(page, title)
-            assert page.get_by_role("button", name="Start a new analysis").is_visible()
+            restart = page.get_by_role("button", name="Start a new analysis")
+            restart.wait_for(state="visible", timeout=SLOW)  # raises if it never shows
+            assert page.get_by_role("heading", name=title, exact=True).first.is_visible()
             no_traceback(page, server["log"])
         page.get_by_role("button", name="Start a new analysis").click()
         wait_heading(page, "Data")
