@@ -34,8 +34,10 @@ from .errors import ReferenceBundleError
 
 __all__ = [
     "COMPACT_FILES",
+    "CompactCells",
     "ReferenceSummary",
     "compact_arrays",
+    "read_compact_cells",
     "read_summary",
     "write_compact_map",
 ]
@@ -255,3 +257,92 @@ def read_summary(folder: str | Path) -> ReferenceSummary | None:
     ):
         raise ReferenceBundleError("The compact map's label codes are out of range.")
     return ReferenceSummary(manifest, coords, codes, categories, folder)
+
+
+class CompactCells:
+    """The reference cells as the projection reads them, without anndata.
+
+    Stands in for ``Reference.cells`` (an AnnData) where only the label columns, the map
+    and the cell embeddings are read: a Dask worker's chunk tasks
+    (:mod:`scembed_core.atlas`). ``obs`` holds one categorical column per label key,
+    ``obsm`` the memory-mapped map coordinates (``X_umap``) and the cell embeddings
+    (``X_scembed``).
+
+    Parameters
+    ----------
+    obs
+        Label columns, one row per reference cell.
+    obsm
+        ``X_umap`` and ``X_scembed``, one row per reference cell.
+
+    """
+
+    def __init__(self, obs: pd.DataFrame, obsm: dict[str, np.ndarray]) -> None:
+        self.obs = obs
+        self.obsm = obsm
+        self.uns: dict = {}
+
+    @property
+    def n_obs(self) -> int:
+        """Number of reference cells."""
+        return len(self.obs)
+
+
+def read_compact_cells(folder: str | Path) -> CompactCells | None:
+    """Read a bundle's reference cells from its compact map and ``cells.h5ad``'s embeddings.
+
+    Label columns and map coordinates come from the compact files (memory-mapped,
+    checksums checked by :func:`read_summary`); the cell embeddings
+    (``obsm/X_scembed``) are read from ``cells.h5ad`` with h5py alone. Neither anndata nor
+    the ``obs`` table's other columns are read.
+
+    Parameters
+    ----------
+    folder
+        Bundle folder (its checksums already verified by the bundle loader).
+
+    Returns
+    -------
+    CompactCells or None
+        ``None`` for a bundle without the compact files (load ``cells.h5ad`` in full then).
+
+    Raises
+    ------
+    ReferenceBundleError
+        ``cells.h5ad`` has no readable ``obsm/X_scembed`` of one row per map cell.
+
+    """
+    import h5py
+
+    summary = read_summary(folder)
+    if summary is None:
+        return None
+    path = Path(folder) / "cells.h5ad"
+    try:
+        with h5py.File(path, "r") as handle:
+            stored = handle.get("obsm/X_scembed")
+            if not isinstance(stored, h5py.Dataset):
+                raise ReferenceBundleError(
+                    "cells.h5ad has no obsm['X_scembed'] (reference embeddings)."
+                )
+            if stored.ndim != 2 or stored.shape[0] != summary.n_cells:
+                raise ReferenceBundleError(
+                    f"cells.h5ad's obsm['X_scembed'] has shape {stored.shape}; the compact map "
+                    f"has {summary.n_cells} cells."
+                )
+            embeddings = np.asarray(stored[...])
+    except OSError as exc:
+        raise ReferenceBundleError(
+            f"cells.h5ad of the bundle could not be read ({type(exc).__name__}); it is "
+            "truncated or corrupt. Download the bundle again."
+        ) from exc
+    obs = pd.DataFrame(
+        {
+            key: pd.Categorical.from_codes(
+                np.asarray(summary.codes[row]), categories=summary.categories[key]
+            )
+            for row, key in enumerate(summary.label_keys)
+        },
+        index=pd.RangeIndex(summary.n_cells).astype(str),
+    )
+    return CompactCells(obs, {"X_umap": summary.coords, "X_scembed": embeddings})

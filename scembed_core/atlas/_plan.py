@@ -20,6 +20,7 @@ class Plan:
     chunk_size: int
     n_chunks: int
     reference_path: str | None
+    reference_key: str | None  # files_key of the driver's reference: workers' copies must match
     trust: bool
     k_neighbors: int
     label_key: str | None

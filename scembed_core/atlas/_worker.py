@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import resource
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,21 +30,112 @@ _REFERENCES: dict[tuple, Reference] = {}
 _REFERENCES_LOCK = threading.Lock()
 
 
-def worker_reference(path: str, trust: bool) -> Reference:
-    """Load a reference from its folder once per process (cached)."""
-    key = (path, trust)
-    with _REFERENCES_LOCK:
-        if key not in _REFERENCES:
-            from ..reference import resolve_reference
+def files_key(reference: Reference) -> str:
+    """sha256 of the reference folder's file checksums: what a worker's copy must match.
 
-            _REFERENCES[key] = resolve_reference(path, trust=trust)
-        return _REFERENCES[key]
+    Parameters
+    ----------
+    reference
+        The driver's reference.
+
+    Returns
+    -------
+    str
+        Hex digest of the manifest's ``files`` map (empty map for a geniml folder).
+    """
+    files = reference.manifest.get("files") or {}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def worker_reference(path: str, trust: bool, key: str | None = None) -> Reference:
+    """Open a reference folder once per worker process (cached), without anndata.
+
+    A scEmbed bundle is opened by path: its arrays are read with numpy (the map and label
+    codes memory-mapped, shared through the page cache by every worker on a machine) and
+    its cells from the compact map (:func:`scembed_core.compact.read_compact_cells`), so a
+    worker neither imports anndata nor parses ``cells.h5ad``'s tables; nothing is pickled
+    to it. A geniml folder is read as usual.
+
+    Parameters
+    ----------
+    path
+        The reference folder, as the driver resolved it.
+    trust
+        As in :func:`~scembed_core.reference.resolve_reference`.
+    key
+        :func:`files_key` of the driver's copy; a folder whose files changed since the
+        driver read it is refused rather than mixed into one result. ``None``: not checked.
+
+    Returns
+    -------
+    Reference
+        This process's copy.
+
+    Raises
+    ------
+    ReferenceBundleError
+        The folder no longer holds the reference the driver planned with.
+    """
+    cache_key = (path, trust, key)
+    with _REFERENCES_LOCK:
+        if cache_key not in _REFERENCES:
+            folder = Path(path)
+            if (folder / "manifest.json").is_file():
+                from ..reference.bundle import load_bundle
+
+                loaded = load_bundle(folder, trust=trust, compact_cells=True)
+            else:
+                from ..reference import resolve_reference
+
+                loaded = resolve_reference(path, trust=trust)
+            if key is not None and files_key(loaded) != key:
+                from ..errors import ReferenceBundleError
+
+                raise ReferenceBundleError(
+                    f"The reference folder {path} changed after the run started (its files' "
+                    "checksums differ from the driver's); run again."
+                )
+            _REFERENCES[cache_key] = loaded
+        return _REFERENCES[cache_key]
+
+
+def hold_reference(path: str, trust: bool, key: str | None) -> dict:
+    """Open the reference on this worker ahead of its first chunk; seconds it took.
+
+    Parameters
+    ----------
+    path, trust, key
+        As in :func:`worker_reference`.
+
+    Returns
+    -------
+    dict
+        ``seconds`` spent here (0 when already held), ``pid`` and whether ``anndata`` was
+        imported in this process.
+    """
+    import sys
+
+    started = time.perf_counter()
+    worker_reference(path, trust, key)
+    return {
+        "seconds": time.perf_counter() - started,
+        "pid": os.getpid(),
+        "anndata_imported": "anndata" in sys.modules,
+    }
 
 
 def remember_reference(path: str, trust: bool, reference: Reference) -> None:
-    """Let in-process (threaded) workers reuse the driver's copy of the reference."""
+    """Let in-process (threaded) workers reuse the driver's copy of the reference.
+
+    Parameters
+    ----------
+    path, trust
+        As in :func:`worker_reference`.
+    reference
+        The driver's copy.
+    """
     with _REFERENCES_LOCK:
-        _REFERENCES.setdefault((path, trust), reference)
+        _REFERENCES.setdefault((path, trust, files_key(reference)), reference)
 
 
 def umap_epochs(reference: Reference, n_cells: int) -> int | None:
@@ -89,7 +183,7 @@ def project_chunk(
     if shipped is not None:
         reference = shipped
     else:
-        reference = worker_reference(plan.reference_path, plan.trust)
+        reference = worker_reference(plan.reference_path, plan.trust, plan.reference_key)
     begin = index * plan.chunk_size
     end = min(begin + plan.chunk_size, plan.source.n_obs)
     with open_input(plan.source.path, plan.source.kind) as group:

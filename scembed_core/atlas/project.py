@@ -35,7 +35,15 @@ from ._store import (
     run_fingerprint,
     store_stats,
 )
-from ._worker import analysis_dim, peak_rss, project_chunk, remember_reference, umap_epochs
+from ._worker import (
+    analysis_dim,
+    files_key,
+    hold_reference,
+    peak_rss,
+    project_chunk,
+    remember_reference,
+    umap_epochs,
+)
 
 if TYPE_CHECKING:
     from ..reference import Reference
@@ -73,6 +81,35 @@ def _dask_client(scheduler: Any, n_workers: int, memory_limit: str | int) -> Ite
             yield client
     else:
         yield scheduler  # a distributed.Client the caller manages
+
+
+def _hold_on_workers(client: Any, plan: Plan, timings: dict[str, float]) -> None:
+    """Have every worker open the reference by path, in parallel, before the first chunk.
+
+    Records ``timings["hold_reference"]`` (wall seconds until all hold it) and
+    ``timings["hold_reference_max_worker"]`` (the slowest worker's own seconds). A worker
+    that joins later opens it with its first chunk.
+    """
+    if plan.reference_path is None:
+        return
+    started = time.perf_counter()
+    workers = list(client.scheduler_info()["workers"])
+    futures = [
+        client.submit(
+            hold_reference,
+            plan.reference_path,
+            plan.trust,
+            plan.reference_key,
+            workers=[worker],
+            allow_other_workers=False,
+            pure=False,
+            key=f"scembed-hold-{uuid.uuid4().hex[:12]}",
+        )
+        for worker in workers
+    ]
+    held = client.gather(futures)
+    timings["hold_reference"] = time.perf_counter() - started
+    timings["hold_reference_max_worker"] = max((h["seconds"] for h in held), default=0.0)
 
 
 def _run_chunks(
@@ -253,6 +290,7 @@ def project_out_of_core(
         chunk_size=int(chunk_size),
         n_chunks=-(-source.n_obs // int(chunk_size)),
         reference_path=str(Path(folder).resolve()) if loadable else None,
+        reference_key=files_key(reference) if loadable else None,
         trust=trust,
         k_neighbors=int(k_neighbors),
         label_key=label_key if categories else None,
@@ -289,6 +327,8 @@ def project_out_of_core(
         drop_obs_columns(root, CLUSTER_COLUMNS)  # now stale
         report(0.0, f"Projecting {len(todo)} chunk(s) of {plan.chunk_size:,} cells")
         with _dask_client(scheduler, n_workers, memory_limit) as client:
+            timings["start_workers"] = time.perf_counter() - stage
+            _hold_on_workers(client, plan, timings)
             results = _run_chunks(client, plan, todo, mapping, reference, report)
     timings["chunks"] = time.perf_counter() - stage
 

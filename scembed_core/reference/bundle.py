@@ -316,7 +316,9 @@ def _is_builtin(folder: Path) -> bool:
     return folder.resolve() == DEFAULT_REFERENCE_DIR.resolve()
 
 
-def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
+def load_bundle(
+    folder: str | Path, *, trust: bool = False, compact_cells: bool = False
+) -> Reference:
     """Load one reference bundle folder, validating manifest version and checksums.
 
     :func:`scembed_core.load_reference` is the loader for any spec (``"default"``, a
@@ -330,6 +332,11 @@ def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
         Accepted for symmetry with geniml folders (whose gensim ``model.bin`` needs it);
         a bundle has nothing it would unlock: nothing is unpickled, and only the built-in
         bundle's binary kNN index is parsed (any other is rebuilt from the cell vectors).
+    compact_cells
+        Read the reference cells from the compact map files and ``cells.h5ad``'s
+        embeddings only (:func:`scembed_core.compact.read_compact_cells`: label columns,
+        map and embeddings; no anndata, no other ``obs`` columns), as a Dask worker does.
+        A bundle without the compact files is read in full.
 
     Returns
     -------
@@ -371,7 +378,12 @@ def load_bundle(folder: str | Path, *, trust: bool = False) -> Reference:
     files = manifest["files"]
     cells = None
     if _FILES["cells"] in files:
-        cells = _read_cells(folder / _FILES["cells"])
+        if compact_cells:
+            from ..compact import read_compact_cells
+
+            cells = read_compact_cells(folder)
+        if cells is None:
+            cells = _read_cells(folder / _FILES["cells"])
         if "X_scembed" not in cells.obsm:
             raise ReferenceBundleError(
                 "cells.h5ad has no obsm['X_scembed'] (reference embeddings)."

@@ -359,3 +359,77 @@ def test_without_distributed_the_command_names_the_extra(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "error:" in done.stderr and "scembed[atlas]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+#: A Dask cluster in another process, standing in for a real one: it prints its scheduler's
+#: address and runs until its stdin closes.
+_CLUSTER_SCRIPT = """
+import logging, sys
+from distributed import LocalCluster
+cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="2GiB",
+                       dashboard_address=None, silence_logs=logging.ERROR,
+                       env={"NUMBA_NUM_THREADS": "1"})
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()
+cluster.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def remote_address():
+    """The address of a scheduler with a worker process, started in another process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    try:
+        address = process.stdout.readline().strip()
+        assert address.startswith("tcp://"), f"the cluster process printed {address!r}"
+        yield address
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_command_line_on_a_scheduler_in_another_process(remote_address, in_memory, tmp_path):
+    """``project --dask tcp://...`` on a running scheduler equals the in-memory path.
+
+    Its workers are separate processes, so they open the reference by path themselves (the
+    compact form: no anndata imported there) instead of reusing the driver's copy.
+    """
+    from scembed_core.cli import main
+
+    out = tmp_path / "remote.zarr"
+    args = ["project", str(DEMO_QUERY_PATH), "--out", str(out), "--dask", remote_address]
+    assert main([*args, "--chunk-size", "800"]) == 0
+    result = ad.read_zarr(out)
+    adata, projection, labels = in_memory
+    assert list(result.obs_names) == list(adata.obs_names)
+    np.testing.assert_array_equal(result.obsm["X_scembed"], projection.embedding)
+    np.testing.assert_array_equal(result.obsm["X_scembed_umap"], projection.umap)
+    np.testing.assert_array_equal(
+        result.obs["scembed_label"].astype(str).to_numpy(), labels["label"].to_numpy()
+    )
+    np.testing.assert_allclose(
+        result.obsm["scembed_label_probabilities"], probabilities_of(labels), rtol=1e-5
+    )
+    np.testing.assert_array_equal(result.obs["scembed_unknown"], labels["unknown"].to_numpy())
+    assert result.uns["scembed"]["timings"]["hold_reference"] > 0  # every worker opened it
+    with distributed.Client(remote_address) as client:
+        imported = client.run(lambda: __import__("sys").modules.get("anndata") is not None)
+    assert list(imported.values()) == [False]  # the reference was opened without it

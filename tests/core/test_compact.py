@@ -117,3 +117,32 @@ def test_reading_the_summary_imports_no_heavy_library():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_worker_opens_a_bundle_without_anndata_and_projects_the_same(small_reference, tmp_path):
+    """``load_bundle(compact_cells=True)`` (a Dask worker's copy) labels like the full load."""
+    from scembed_core.labels.assign import assign_labels
+    from scembed_core.labels.vote import query_reference_neighbors
+
+    folder = save_reference(small_reference, tmp_path / "bundle").path
+    full = load_bundle(folder)
+    light = load_bundle(folder, compact_cells=True)
+    assert type(light.cells).__name__ == "CompactCells" and light.fingerprint == full.fingerprint
+    for key in full.label_keys:
+        assert list(light.cells.obs[key].astype(str)) == list(full.cells.obs[key].astype(str))
+    np.testing.assert_array_equal(light.cell_space, full.cell_space)
+    np.testing.assert_array_equal(light.map_coords, full.map_coords)
+    query = np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32)
+    votes = [
+        assign_labels(query, ref, method="knn", neighbors=query_reference_neighbors(ref, query))
+        for ref in (full, light)
+    ]
+    assert votes[0].equals(votes[1])
+
+    old = tmp_path / "old"  # without the compact files: the cells are read in full
+    shutil.copytree(folder, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for name in COMPACT_FILES:
+        del manifest["files"][name]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert load_bundle(old, compact_cells=True).cells.obs.shape == full.cells.obs.shape
