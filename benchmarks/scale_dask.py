@@ -143,7 +143,7 @@ def _stage_in_memory(path: str) -> dict:
     }
 
 
-def _stage_dask(path: str, out: str, chunk_size: int) -> dict:
+def _stage_dask(path: str, out: str, chunk_size: int, n_workers: int = 2) -> dict:
     from scembed_core.atlas import (
         DEFAULT_WORKER_MEMORY,
         cluster_large,
@@ -161,7 +161,13 @@ def _stage_dask(path: str, out: str, chunk_size: int) -> dict:
             _log(f"  {fraction:4.0%} {message}")
 
     summary = project_out_of_core(
-        path, reference, out, chunk_size=chunk_size, progress=progress, overwrite=True
+        path,
+        reference,
+        out,
+        chunk_size=chunk_size,
+        progress=progress,
+        overwrite=True,
+        n_workers=n_workers,
     )
     started = time.perf_counter()
     labels = cluster_large(out)
@@ -172,6 +178,8 @@ def _stage_dask(path: str, out: str, chunk_size: int) -> dict:
     return {
         "summary": summary,
         "memory_limit": DEFAULT_WORKER_MEMORY,
+        "n_workers": n_workers,
+        "load_average": os.getloadavg()[0],
         "cluster_seconds": cluster_seconds,
         "n_clusters": int(labels.max()) + 1,
         "open_result_seconds": open_seconds,
@@ -247,7 +255,8 @@ def render(results: dict, command: str) -> str:
     for run in results["dask"]:
         r = run["summary"]
         lines.append(
-            f"| Dask `project_out_of_core`, 2 workers | {r['n_cells']:,} | {r['seconds']:.1f} "
+            f"| Dask `project_out_of_core`, {run.get('n_workers', 2)} workers | {r['n_cells']:,} "
+            f"| {r['seconds']:.1f} "
             f"| {r['n_cells'] / r['seconds']:,.0f} | each worker "
             f"≤ {_gib(r['max_worker_peak_rss_bytes'])}, driver {_gib(r['driver_peak_rss_bytes'])} |"
         )
@@ -294,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--in-memory", default="10000,100000", help="cell counts, comma-separated")
     parser.add_argument("--dask-also", default="100000", help="smaller Dask runs, comma-separated")
+    parser.add_argument("--workers", default="2", help="local Dask workers, comma-separated")
     parser.add_argument("--workdir", default=None, help="keep the generated data here")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--render", default=None, help="only render this results JSON")
@@ -305,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if stage == "in-memory":
             result = _stage_in_memory(rest[0])
         else:
-            result = _stage_dask(rest[0], rest[1], int(rest[2]))
+            result = _stage_dask(rest[0], rest[1], int(rest[2]), int(rest[3]))
         print(json.dumps(result, default=float))
         return 0
     if args.render:
@@ -339,12 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"in-memory project + transfer_labels at {n:,} cells")
             results["in_memory"].append(_run_stage("in-memory", str(files[n])))
         for n in dask_sizes:
-            _log(f"Dask project_out_of_core at {n:,} cells (chunks of {args.chunk_size:,})")
-            out = workdir / f"granja_resampled_{n}.zarr"
-            results["dask"].append(
-                _run_stage("dask", str(files[n]), str(out), str(args.chunk_size))
-            )
-            shutil.rmtree(out, ignore_errors=True)
+            for workers in [int(w) for w in args.workers.split(",")]:
+                _log(f"Dask at {n:,} cells, {workers} worker(s), chunks of {args.chunk_size:,}")
+                out = workdir / f"granja_resampled_{n}.zarr"
+                stage = ("dask", str(files[n]), str(out), str(args.chunk_size), str(workers))
+                results["dask"].append(_run_stage(*stage))
+                print(json.dumps(results["dask"][-1], default=float), flush=True)
+                shutil.rmtree(out, ignore_errors=True)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

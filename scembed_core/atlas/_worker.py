@@ -110,8 +110,9 @@ def hold_reference(path: str, trust: bool, key: str | None) -> dict:
     Returns
     -------
     dict
-        ``seconds`` spent here (0 when already held), ``pid`` and whether ``anndata`` was
-        imported in this process.
+        ``seconds`` spent here (0 when already held), ``process_cpu_seconds`` (CPU time of
+        this worker process since it started: interpreter, imports, reference), ``pid``
+        and whether ``anndata`` was imported in this process.
     """
     import sys
 
@@ -119,6 +120,7 @@ def hold_reference(path: str, trust: bool, key: str | None) -> dict:
     worker_reference(path, trust, key)
     return {
         "seconds": time.perf_counter() - started,
+        "process_cpu_seconds": time.process_time(),
         "pid": os.getpid(),
         "anndata_imported": "anndata" in sys.modules,
     }
