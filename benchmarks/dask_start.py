@@ -10,9 +10,11 @@ its first chunk:
   bundle loader (anndata imported, ``cells.h5ad`` parsed, every table read).
 * **after**: :func:`scembed_core.atlas._worker.hold_reference`: the bundle opened by path
   with numpy (map and label codes memory-mapped from the compact files, the cell
-  embeddings read with h5py), no anndata.
+  embeddings read with h5py), no anndata; workers spawned as before.
+* **forkserver**: the same, on the local cluster ``project_out_of_core`` now starts: worker
+  processes forked from a forkserver that imported the chunk code once.
 
-Both run interleaved in the same session. It prints one JSON line per measurement and a
+All run interleaved in the same session, each in a fresh process. It prints one JSON line per measurement and a
 markdown table at the end; the figures in BENCHMARKS.md were copied from it.
 """
 
@@ -22,8 +24,11 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def full_load(path: str) -> dict:
@@ -43,16 +48,11 @@ def full_load(path: str) -> dict:
     }
 
 
-def measure(n_workers: int, how: str) -> dict:
-    """Start a local cluster of ``n_workers`` and have each worker hold the reference."""
+@contextmanager
+def _spawned(n_workers: int) -> Iterator:
+    """A local cluster whose workers are spawned, each importing everything itself."""
     from distributed import Client, LocalCluster
 
-    from scembed_core.atlas._worker import files_key, hold_reference
-    from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_default_reference
-
-    path = str(DEFAULT_REFERENCE_DIR.resolve())
-    key = files_key(load_default_reference()) if how == "after" else None
-    started = time.perf_counter()
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -63,10 +63,28 @@ def measure(n_workers: int, how: str) -> dict:
         env={"NUMBA_NUM_THREADS": "1"},
     )
     with cluster, Client(cluster) as client:
+        yield client
+
+
+def measure(n_workers: int, how: str) -> dict:
+    """Start a local cluster of ``n_workers`` and have each worker hold the reference."""
+    from scembed_core.atlas._worker import files_key, hold_reference
+    from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_default_reference
+
+    path = str(DEFAULT_REFERENCE_DIR.resolve())
+    key = files_key(load_default_reference()) if how != "before" else None
+    started = time.perf_counter()
+    if how == "forkserver":  # the code's own local cluster (project_out_of_core's)
+        from scembed_core.atlas.project import _dask_client
+
+        context = _dask_client(None, n_workers, "3GiB")
+    else:
+        context = _spawned(n_workers)
+    with context as client:
         client.wait_for_workers(n_workers)
         up = time.perf_counter()
         workers = list(client.scheduler_info()["workers"])
-        if how == "after":
+        if how != "before":
             futures = [
                 client.submit(hold_reference, path, False, key, workers=[w], pure=False)
                 for w in workers
@@ -93,12 +111,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--how",
+        default="before,after,forkserver",
+        help="comma-separated: before, after, forkserver",
+    )
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(int(args.one[0]), args.one[1])))
+        return 0
     rows = []
     for n in [int(x) for x in args.workers.split(",")]:
         for _ in range(args.repeats):
-            for how in ("before", "after"):
-                row = measure(n, how)
+            for how in args.how.split(","):
+                done = subprocess.run(  # a fresh process each: no forkserver left running
+                    [sys.executable, "-m", "benchmarks.dask_start", "--one", str(n), how],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                row = json.loads(done.stdout.strip().splitlines()[-1])
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print(

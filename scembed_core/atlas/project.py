@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_SIZE = 50_000
 #: Memory limit of each local worker; a 50,000-cell chunk peaked at 0.74 GiB (BENCHMARKS.md).
 DEFAULT_WORKER_MEMORY = "3GiB"
+#: Modules the local workers' forkserver imports once, in this order (the first sets
+#: ``NUMBA_NUM_THREADS=1`` before numba is imported); each worker forks from it.
+FORKSERVER_PRELOAD = ("scembed_core._worker_env", "distributed", "scembed_core.atlas._worker")
 
 
 @contextmanager
@@ -65,15 +68,22 @@ def _dask_client(scheduler: Any, n_workers: int, memory_limit: str | int) -> Ite
         ) from exc
 
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            env={"NUMBA_NUM_THREADS": "1"},
-        )
+        import dask
+        from distributed.utils import get_mp_context
+
+        # Workers fork from a forkserver that imports the chunk code once, instead of each
+        # spawned worker importing it again (most of a worker's start-up CPU; BENCHMARKS.md).
+        with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+            get_mp_context().set_forkserver_preload(list(FORKSERVER_PRELOAD))
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env={"NUMBA_NUM_THREADS": "1"},
+            )
         with cluster, Client(cluster) as client:
             yield client
     elif isinstance(scheduler, str):

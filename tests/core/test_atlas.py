@@ -433,3 +433,18 @@ def test_command_line_on_a_scheduler_in_another_process(remote_address, in_memor
     with distributed.Client(remote_address) as client:
         imported = client.run(lambda: __import__("sys").modules.get("anndata") is not None)
     assert list(imported.values()) == [False]  # the reference was opened without it
+
+
+def test_local_worker_processes_fork_from_a_preloaded_server(reference, in_memory, tmp_path):
+    """The default local cluster (worker processes forked from a forkserver that imported
+    the chunk code once, one numba thread each) gives the in-memory results."""
+    out = tmp_path / "local.zarr"
+    summary = project_out_of_core(DEMO_QUERY_PATH, reference, out, chunk_size=800, n_workers=2)
+    assert summary["n_chunks_computed"] == 2 and summary["timings"]["hold_reference"] > 0
+    result = ad.read_zarr(out)
+    _, projection, labels = in_memory
+    np.testing.assert_array_equal(result.obsm["X_scembed"], projection.embedding)
+    np.testing.assert_array_equal(result.obsm["X_scembed_umap"], projection.umap)
+    np.testing.assert_array_equal(
+        result.obs["scembed_label"].astype(str).to_numpy(), labels["label"].to_numpy()
+    )
