@@ -111,7 +111,7 @@ def _hold_on_workers(client: Any, plan: Plan, timings: dict[str, float]) -> None
             plan.trust,
             plan.reference_key,
             workers=[worker],
-            allow_other_workers=False,
+            allow_other_workers=True,  # a worker gone meanwhile must not hang the run
             pure=False,
             key=f"scembed-hold-{uuid.uuid4().hex[:12]}",
         )
