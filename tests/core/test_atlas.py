@@ -367,7 +367,7 @@ _CLUSTER_SCRIPT = """
 import logging, sys
 from distributed import LocalCluster
 cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="2GiB",
-                       dashboard_address=None, silence_logs=logging.ERROR,
+                       dashboard_address=":0", silence_logs=logging.ERROR,
                        env={"NUMBA_NUM_THREADS": "1"})
 print(cluster.scheduler_address, flush=True)
 sys.stdin.read()
