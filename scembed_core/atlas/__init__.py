@@ -4,9 +4,11 @@ The input (``.h5ad`` or an AnnData ``.zarr`` store) is never loaded whole. The d
 reads ``obs`` and ``var`` only and maps the peaks onto the reference universe once; each
 chunk of cells is then read (its slice of the CSR arrays), E-projected, placed on the
 reference map (EV), labelled by kNN vote and written into a preallocated zarr store by a
-Dask worker. Workers load the reference from its folder once per process (a cached
-loader: nothing large is pickled), so a worker holds one copy of the reference plus one
-chunk. A chunk sets its "done" marker only after its results are written, so a rerun
+Dask worker. Workers open the reference from its folder once per process, before their
+first chunk (:func:`._worker.worker_reference`: numpy arrays, the map and label codes
+memory-mapped from the bundle's compact files, no anndata; cached and keyed by the bundle's
+checksums; nothing large is pickled), so a worker holds one copy of the reference plus one
+chunk. A local cluster's workers fork from a forkserver that imported the chunk code once. A chunk sets its "done" marker only after its results are written, so a rerun
 skips finished chunks (resumable). :func:`cluster_large` then clusters a subsample and
 assigns every other cell to the nearest cluster centroid, chunk by chunk.
 
