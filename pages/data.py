@@ -59,17 +59,23 @@ if demo_clicked:
         widgets.show_engine_error(exc, hint="The demo data is missing; run `make reference`.")
 
 file_ids = tuple(f.file_id for f in files or [])
-if file_ids != st.session_state[state.UPLOAD_IDS]:
+if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
     st.session_state[state.UPLOAD_IDS] = file_ids
     st.session_state[state.UPLOAD_ERROR] = None
-    if files:
-        payload = [(f.name, f.getvalue()) for f in files]
-        try:
-            with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-                state.set_dataset(cached.read_upload(payload, reference))
-            del payload
-        except ScEmbedError as exc:
-            st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    payload = [(f.name, f.getvalue()) for f in files]
+    keep = False
+    try:
+        with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
+            loaded = cached.read_upload(payload, reference)
+        state.set_dataset(loaded)
+        keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
+    except ScEmbedError as exc:
+        st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    del payload
+    if not keep:  # a fragments file stays for its TSS enrichment (QC below)
+        widgets.release_uploads(files)  # the bytes leave; the QC below runs without them
+        del files
+        st.rerun()
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

@@ -132,6 +132,13 @@ def load_uploads(
     names = [_safe_name(name) for name, _ in files]
     if len(set(names)) != len(names):
         raise InputFormatError(f"Two uploaded files have the same name: {sorted(names)}.")
+    if len(names) > 1 and not any(n.lower().endswith((".mtx", ".mtx.gz")) for n in names):
+        raise InputFormatError(
+            f"{len(names)} files were uploaded together ({', '.join(names[:5])}); only a 10x "
+            "matrix.mtx + barcodes + peaks triple is read from several files. Remove the "
+            "files you do not mean from the uploader (it keeps earlier ones) and upload one "
+            "dataset at a time."
+        )
     total = sum(len(data) for _, data in files)
     if total > MAX_UPLOAD_BYTES:
         raise InputFormatError(
