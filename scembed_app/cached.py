@@ -128,7 +128,14 @@ def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset
     they are confidently on another. The page keeps the result in its session (a shared
     ``st.cache_data`` kept four uploads for an hour after their tabs closed).
     """
-    return load_uploads(files, universe=reference.model.universe, reference=reference)
+    from scembed_app.deployment import upload_limit_mb
+
+    return load_uploads(
+        files,
+        universe=reference.model.universe,
+        reference=reference,
+        max_bytes=upload_limit_mb() * 2**20,
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)

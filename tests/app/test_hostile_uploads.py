@@ -86,3 +86,21 @@ def test_offline_hub_advice_in_the_app_is_the_apps_own(monkeypatch, tmp_path, ho
     assert "databio/r2v-example" in text and "built-in reference" in text
     assert "--reference" not in text and str(tmp_path) not in text
     assert ("folder" in text) is not hosted  # a public deployment offers no folder source
+
+
+def test_the_hosted_upload_limit_is_the_measured_one_and_the_data_page_says_it(monkeypatch):
+    monkeypatch.delenv("SCEMBED_UPLOAD_MB", raising=False)
+    monkeypatch.delenv(deployment.HOSTED_SWITCH, raising=False)
+    assert deployment.upload_limit_mb() == deployment.LOCAL_UPLOAD_MB
+    monkeypatch.setenv(deployment.HOSTED_SWITCH, "1")
+    limit = deployment.upload_limit_mb()
+    assert limit == deployment.HOSTED_UPLOAD_MB < deployment.LOCAL_UPLOAD_MB
+    with pytest.raises(InputFormatError, match="is 3 MB; this server's limit is 2 MB"):
+        load_uploads([("big.h5ad", b"\0" * 3 * 2**20)], max_bytes=2 * 2**20)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    goto(at, state.PAGE_DATA)
+    captions = " ".join(c.value for c in at.caption)
+    assert f"Up to {limit} MB per upload on this public server" in captions
+    monkeypatch.setenv("SCEMBED_UPLOAD_MB", "2000")  # a larger server, never above local
+    assert deployment.upload_limit_mb() == deployment.LOCAL_UPLOAD_MB
