@@ -99,6 +99,7 @@ def measure_app(path: Path, code: Path) -> dict:
             "SCEMBED_HOSTED": "1",
             "SCEMBED_WORKSPACES": spaces,
             "SCEMBED_RUN_SECONDS": "0",
+            "SCEMBED_UPLOAD_MB": "1024",  # measure above the hosted limit too
         }
         with (
             screenshots.running_server(env=env, timeout=300, cwd=code, app=code / "app.py") as (
