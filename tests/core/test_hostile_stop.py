@@ -163,3 +163,20 @@ def test_classifier_and_resolution_search_stop(planted):
     assert find_resolution(graph, 3, n_sweep=3, n_bisect=1).n_clusters >= 1
     with stop_when(lambda: True), pytest.raises(Cancelled, match="resolution search"):
         find_resolution(graph, 3)
+
+
+def test_atlas_clustering_stops_between_chunks():
+    from scembed_core.atlas import cluster_large
+
+    embedding = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
+    assigning = threading.Event()
+
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("Assigning"):
+            assigning.set()  # the session stops after the first chunk is assigned
+
+    labels = cluster_large(embedding, n_sample=400, chunk_size=500, random_state=0)
+    assert (labels >= 0).all()
+    with stop_when(assigning.is_set), pytest.raises(Cancelled, match="atlas clustering"):
+        cluster_large(embedding, n_sample=400, chunk_size=500, random_state=0, progress=progress)
+    assert assigning.is_set()
