@@ -9,6 +9,7 @@ import streamlit as st
 
 from scembed_app import (
     cached,
+    deployment,
     figures,
     genome,
     guards,
@@ -23,8 +24,9 @@ from scembed_core.errors import ScEmbedError
 st.title("Data")
 ref_key, reference = guards.require_reference()
 
-FORMATS = """
-**Accepted formats** (up to 1 GB per upload):
+LIMIT_MB = deployment.upload_limit_mb()
+FORMATS = f"""
+**Accepted formats** (up to {LIMIT_MB:,} MB per upload):
 - `.h5ad` AnnData, cells x peaks, with `chr`/`start`/`end` in `var` or peak names like `chr1:100-600`
 - 10x Genomics `.h5` (filtered peak matrix)
 - 10x `matrix.mtx(.gz)` + `barcodes.tsv(.gz)` + `peaks.bed(.gz)`: the three files together,
@@ -43,8 +45,15 @@ with upload_col:
         "Upload scATAC-seq data",
         accept_multiple_files=True,
         key="upload_files",
+        max_upload_size=LIMIT_MB,
         help="Select several files at once for a 10x matrix.mtx + barcodes + peaks triple.",
     )
+    if deployment.is_hosted():
+        st.caption(
+            f"Up to {LIMIT_MB:,} MB per upload on this public server: what its memory "
+            "(2.7 GB) was measured to hold for one visitor. For larger datasets run the "
+            "command line (`python -m scembed_core project`) or the app on your own machine."
+        )
     with st.expander("Accepted formats", icon=":material/help:"):
         st.markdown(FORMATS)
 with demo_col:
@@ -59,17 +68,23 @@ if demo_clicked:
         widgets.show_engine_error(exc, hint="The demo data is missing; run `make reference`.")
 
 file_ids = tuple(f.file_id for f in files or [])
-if file_ids != st.session_state[state.UPLOAD_IDS]:
+if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
     st.session_state[state.UPLOAD_IDS] = file_ids
     st.session_state[state.UPLOAD_ERROR] = None
-    if files:
-        payload = [(f.name, f.getvalue()) for f in files]
-        try:
-            with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-                state.set_dataset(cached.read_upload(payload, reference))
-            del payload
-        except ScEmbedError as exc:
-            st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    payload = [(f.name, f.getvalue()) for f in files]
+    keep = False
+    try:
+        with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
+            loaded = cached.read_upload(payload, reference)
+        state.set_dataset(loaded)
+        keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
+    except ScEmbedError as exc:
+        st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    del payload
+    if not keep:  # a fragments file stays for its TSS enrichment (QC below)
+        widgets.release_uploads(files)  # the bytes leave; the QC below runs without them
+        del files
+        st.rerun()
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

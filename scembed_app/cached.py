@@ -128,7 +128,14 @@ def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset
     they are confidently on another. The page keeps the result in its session (a shared
     ``st.cache_data`` kept four uploads for an hour after their tabs closed).
     """
-    return load_uploads(files, universe=reference.model.universe, reference=reference)
+    from scembed_app.deployment import upload_limit_mb
+
+    return load_uploads(
+        files,
+        universe=reference.model.universe,
+        reference=reference,
+        max_bytes=upload_limit_mb() * 2**20,
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)
@@ -239,10 +246,20 @@ def cached_transfer(
 def cached_fit(
     digest: str, reference_key: str, lifted_from: str | None, _adata: Any, _reference: Any
 ) -> dict:
-    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`)."""
+    """The dataset verdict before projection (:func:`scembed_core.fit.assess_fit`).
+
+    The coverage and the build detection come from their caches (the Data page computed
+    them already): computing them again here cost a second copy of the upload's memory.
+    """
     from scembed_core.fit import assess_fit
 
-    return assess_fit(_adata, _reference, lifted_from=lifted_from)
+    coverage = cached_coverage(digest, reference_key, _adata, _reference)
+    detection = None
+    if lifted_from is None:
+        detection = cached_build_detection(digest, reference_key, _adata, _reference)
+    return assess_fit(
+        _adata, _reference, lifted_from=lifted_from, coverage=coverage, detection=detection
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=UPLOAD_TTL)

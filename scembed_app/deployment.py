@@ -51,6 +51,22 @@ def is_hosted() -> bool:
     return text not in _OFF  # "1", "true", "yes", "on", and any unknown value (fail closed)
 
 
+#: Largest upload on a public deployment, in MB: what a 2.7 GB container (hosted Streamlit's
+#: most) was measured to hold for one visitor (README "Safe upload size", BENCHMARKS.md
+#: "Hostile input"). ``SCEMBED_UPLOAD_MB`` overrides it for a larger server.
+HOSTED_UPLOAD_MB = 400
+#: Largest upload when run locally (``server.maxUploadSize`` in .streamlit/config.toml).
+LOCAL_UPLOAD_MB = 1024
+
+
+def upload_limit_mb() -> int:
+    """The upload limit in MB: ``SCEMBED_UPLOAD_MB``, else measured hosted, else local."""
+    text = os.environ.get("SCEMBED_UPLOAD_MB", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return min(int(text), LOCAL_UPLOAD_MB)
+    return HOSTED_UPLOAD_MB if is_hosted() else LOCAL_UPLOAD_MB
+
+
 def redact_paths(text: str) -> str:
     """``text`` with every absolute file-system path replaced by its last component.
 

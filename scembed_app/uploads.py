@@ -103,6 +103,7 @@ def load_uploads(
     universe: GenomicRegions | None = None,
     min_fragments: int = 1,
     reference: Any = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> LoadedDataset:
     """Read one upload (or a 10x triple uploaded as three files) with the engine.
 
@@ -119,6 +120,8 @@ def load_uploads(
         The reference (optional): a fragments file whose build is confidently another
         than the reference's is lifted onto it while it is counted
         (:func:`scembed_core.liftover.query.chain_for_fragments`).
+    max_bytes
+        Largest total upload (the app passes its deployment's limit).
 
     Raises
     ------
@@ -132,11 +135,19 @@ def load_uploads(
     names = [_safe_name(name) for name, _ in files]
     if len(set(names)) != len(names):
         raise InputFormatError(f"Two uploaded files have the same name: {sorted(names)}.")
-    total = sum(len(data) for _, data in files)
-    if total > MAX_UPLOAD_BYTES:
+    if len(names) > 1 and not any(n.lower().endswith((".mtx", ".mtx.gz")) for n in names):
         raise InputFormatError(
-            f"The upload is {total / 1e9:.2f} GB; the limit is 1 GB. Subset the cells or "
-            "peaks first, or run `python -m scembed_core` on the command line."
+            f"{len(names)} files were uploaded together ({', '.join(names[:5])}); only a 10x "
+            "matrix.mtx + barcodes + peaks triple is read from several files. Remove the "
+            "files you do not mean from the uploader (it keeps earlier ones) and upload one "
+            "dataset at a time."
+        )
+    total = sum(len(data) for _, data in files)
+    if total > max_bytes:
+        raise InputFormatError(
+            f"The upload is {total / 2**20:,.0f} MB; this server's limit is "
+            f"{max_bytes / 2**20:,.0f} MB. Subset the cells or peaks first, or run "
+            "`python -m scembed_core` on the command line."
         )
     if total == 0:
         raise InputFormatError("The uploaded file is empty (0 bytes).")

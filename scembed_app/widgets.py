@@ -28,7 +28,20 @@ def md(text: object) -> str:
 
 
 def engine_message(exc: BaseException) -> str:
-    """An engine error's message as the visitor may see it (no server paths when hosted)."""
+    """An engine error's message as the visitor may see it (no server paths when hosted).
+
+    Errors whose engine message advises the command line get the app's own advice.
+    """
+    from scembed_core.errors import HubUnavailableError
+
+    if isinstance(exc, HubUnavailableError) and exc.repo_id:
+        folder = "" if deployment.is_hosted() else ", a folder on this computer"
+        reason = f" ({exc.reason})" if exc.reason else ""
+        return deployment.public_text(
+            f"The Hugging Face hub could not be reached for {exc.repo_id}{reason}, and this "
+            "server has no copy of it. Try again later, or choose the built-in reference"
+            f"{folder} or a reference trained in this tab on the Reference page."
+        )
     return deployment.public_text(str(exc))
 
 
@@ -53,6 +66,23 @@ def bound(state_key: str) -> dict[str, Any]:
         st.session_state[state_key] = st.session_state[widget_key]
 
     return {"key": widget_key, "on_change": sync}
+
+
+def release_uploads(files: list) -> None:
+    """Drop uploaded files from Streamlit's upload store once they have been read.
+
+    Streamlit keeps every uploaded file's bytes for the session, beside the parsed
+    dataset the tab holds (the largest copy of an upload). The uploader still shows the
+    file; a file added later is read alone (a failed one is not read with it again).
+    """
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    manager = getattr(ctx, "uploaded_file_mgr", None)
+    if manager is None:
+        return
+    for file in files:
+        manager.remove_file(session_id=ctx.session_id, file_id=file.file_id)
 
 
 def plot_config(name: str | None = None) -> dict:

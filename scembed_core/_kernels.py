@@ -86,6 +86,19 @@ def _pool_cells(
                     out[cell, d] = acc[d]
 
 
+def _index_array(indices: np.ndarray) -> np.ndarray:
+    """Pass a cell matrix's column indices to the kernel without widening int32 to int64.
+
+    The indices are the largest array of an upload (one per stored count); widening
+    scipy's int32 to int64 cost a copy the size of the file on every coverage and
+    projection. The kernel is compiled for both widths.
+    """
+    indices = np.asarray(indices)
+    if indices.dtype in (np.int32, np.int64) and indices.flags.c_contiguous:
+        return indices
+    return np.ascontiguousarray(indices, dtype=np.int64)
+
+
 def pool_cells(
     x_indptr: np.ndarray,
     x_indices: np.ndarray,
@@ -129,7 +142,7 @@ def pool_cells(
     with LAUNCH_LOCK:
         _pool_cells(
             np.ascontiguousarray(x_indptr, dtype=np.int64),
-            np.ascontiguousarray(x_indices, dtype=np.int64),
+            _index_array(x_indices),
             np.ascontiguousarray(m_indptr, dtype=np.int64),
             np.ascontiguousarray(m_indices, dtype=np.int64),
             np.ascontiguousarray(vectors, dtype=np.float32),

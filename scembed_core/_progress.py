@@ -79,7 +79,10 @@ class Stages:
         The callback takes the stage's own ``(fraction, message)``; the message shown is
         ``"<title>: <message> (about N s left)"``.
         """
+        from .stopping import check_stop
+
         start, span, title = self.spans[name]
+        check_stop(title or "The computation")  # between stages: a stopped run ends here
         began = self.clock()
 
         def update(fraction: float, text: str) -> None:

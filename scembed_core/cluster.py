@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
+from .stopping import check_stop
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -338,6 +339,7 @@ def find_resolution(
     explored: dict[float, np.ndarray] = {}
 
     def run(resolution: float) -> int:
+        check_stop("The resolution search")
         resolution = round(float(resolution), 6)
         if resolution not in explored:
             explored[resolution] = cluster_graph(knn, resolution, method=method, seed=seed)

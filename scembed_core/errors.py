@@ -15,6 +15,10 @@ class InputFormatError(ScEmbedError, ValueError):
     """A file could not be read as any supported single-cell format."""
 
 
+class TextEncodingError(InputFormatError):
+    """A text file (table, barcodes, peaks, fragments) is not UTF-8, e.g. Latin-1."""
+
+
 class CoordinateError(InputFormatError):
     """Region coordinates are missing or invalid (no columns, start >= end, negative)."""
 
@@ -68,7 +72,18 @@ class ModelFormatError(ReferenceBundleError):
 
 
 class HubUnavailableError(ScEmbedError, ConnectionError):
-    """The Hugging Face hub could not be reached and the files are not in the local cache."""
+    """The Hugging Face hub could not be reached and the files are not in the local cache.
+
+    ``repo_id`` and ``reason`` (when known) let a caller word its own advice: the message
+    itself advises the command line.
+    """
+
+    def __init__(
+        self, message: str, *, repo_id: str | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.repo_id = repo_id
+        self.reason = reason
 
 
 class TrainingError(ScEmbedError):

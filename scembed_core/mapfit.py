@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._types import ProgressCallback
+from .stopping import check_stop
 
 __all__ = ["fit_reference_umap", "LAYOUT_SHARE"]
 
@@ -26,15 +27,28 @@ _EPOCHS = re.compile(r"(\d+)/(\d+)")
 
 
 class _EpochSink:
-    """A file for tqdm whose text ``"n/total"`` becomes ``progress(fraction, message)``."""
+    """A file for tqdm whose text ``"n/total"`` becomes ``progress(fraction, message)``.
+
+    It is also where the layout loop can be stopped: each write asks
+    :func:`~scembed_core.stopping.check_stop`, whose ``Cancelled`` leaves umap-learn's epoch
+    loop (once: tqdm's own clean-up writes after it are ignored).
+    """
 
     encoding = "utf-8"
 
     def __init__(self, progress: ProgressCallback) -> None:
         self.progress = progress
         self.last = -1
+        self.stopped = False
 
     def write(self, text: str) -> int:
+        if self.stopped:
+            return len(text)
+        try:
+            check_stop("The map fit")
+        except BaseException:
+            self.stopped = True
+            raise
         found = _EPOCHS.findall(text)
         if found:
             done, total = (int(x) for x in found[-1])
@@ -77,6 +91,7 @@ def fit_reference_umap(
     umap.UMAP
         The fitted model (its ``embedding_`` are the map coordinates).
     """
+    check_stop("The map fit")  # before umap-learn's import, which compiles for seconds
     import umap
 
     report = progress or (lambda fraction, message: None)
@@ -96,5 +111,6 @@ def fit_reference_umap(
         },
     )
     model.fit(embedding)
+    check_stop("The map fit")
     report(1.0, "map fitted")
     return model

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -71,6 +71,20 @@ def promoter_peaks(adata: ad.AnnData, genome: str | pd.DataFrame) -> np.ndarray:
     return nearest_genes(regions_of(adata), genome)["location"].to_numpy() == "promoter"
 
 
+def _signal_sharing_indices(matrix: Any) -> sp.csr_matrix:
+    """Signal (value > 0) as 0/1 float32 over the matrix's own indices: no copy of them.
+
+    Only the values are new (4 bytes per stored entry); entries that are not signal stay
+    as explicit zeros, which sums and products ignore. A non-CSR matrix is converted once.
+    """
+    x = matrix if sp.issparse(matrix) and matrix.format == "csr" else sp.csr_matrix(matrix)
+    if not x.has_canonical_format:  # duplicates: the value is their sum (binary_signal's rule)
+        x = x.copy()
+        x.sum_duplicates()
+    values = np.greater(x.data, 0).astype(np.float32)
+    return sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape, copy=False)
+
+
 def cell_qc(
     adata: ad.AnnData,
     *,
@@ -102,9 +116,7 @@ def cell_qc(
     """
     from .errors import GenomeBuildError
 
-    signal = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
-    signal.data = (signal.data > 0).astype(np.float32)
-    signal.eliminate_zeros()
+    signal = _signal_sharing_indices(adata.X)
     n_peaks = np.asarray(signal.sum(axis=1), dtype=np.float64).ravel()
     table = pd.DataFrame({"n_peaks": n_peaks.astype(np.int64)}, index=adata.obs_names.copy())
     if regions_in_universe is not None:

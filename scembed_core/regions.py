@@ -463,7 +463,8 @@ def binary_signal(matrix: Any) -> sp.csr_matrix:
     scipy.sparse.csr_matrix
         Canonical (sorted, unique indices) float32 CSR matrix whose stored entries are
         all 1.0. The input is never modified; it is returned as is when it already is
-        such a matrix.
+        such a matrix, and shares its index arrays when only its values change (counts:
+        read-only by convention, like every matrix the readers return).
     """
     if sp.issparse(matrix):
         x = matrix if matrix.format == "csr" else matrix.tocsr()
@@ -475,6 +476,9 @@ def binary_signal(matrix: Any) -> sp.csr_matrix:
         x = x.copy() if x is matrix else x  # never reorder the caller's arrays
         x.sum_duplicates()
     keep = x.data > 0  # False for zeros, negative values and NaN
+    if keep.all():  # counts: only the values change; the index arrays are shared, not copied
+        ones = np.ones(len(x.data), dtype=np.float32)
+        return sp.csr_matrix((ones, x.indices, x.indptr), shape=x.shape, copy=False)
     kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
     indptr = kept[x.indptr].astype(x.indptr.dtype)
     indices = x.indices[keep]  # a new array: the input's are never shared or changed

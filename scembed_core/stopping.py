@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import Cancelled
 
-__all__ = ["check_stop", "should_stop", "stop_when", "watch"]
+__all__ = ["check_stop", "should_stop", "stop_asker", "stop_when", "watch"]
 
 _HOOK: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
     "scembed_stop_hook", default=None
@@ -76,6 +76,22 @@ def should_stop() -> bool:
         True when the hook of :func:`stop_when` says so or its time budget is spent.
     """
     return _reason(_HOOK.get(), _DEADLINE.get()) is not None
+
+
+def stop_asker() -> Callable[[], bool]:
+    """Capture this context's stop question as a function that any thread may call.
+
+    Context variables do not follow work into the threads a library starts (gensim's job
+    producer, a watcher): capture the question here and ask it there.
+
+    Returns
+    -------
+    Callable[[], bool]
+        True once the hook of :func:`stop_when` says so or its time budget is spent;
+        always False when this context has neither.
+    """
+    hook, deadline = _HOOK.get(), _DEADLINE.get()
+    return lambda: _reason(hook, deadline) is not None
 
 
 def check_stop(what: str = "The computation") -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import zlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._corpus import (
+    GENSIM_MAX_DOCUMENT_WORDS,  # noqa: F401  (re-exported)
+    ShuffledCorpus,
+    documents_from_matrix,
+    stable_hash,
+)
 from ._progress import Stages
 from ._types import ProgressCallback
 from .errors import ParameterError, TrainingError
@@ -48,8 +52,6 @@ BUILD_STAGES = {
     "distances": (0.05, "Measuring mapping distances"),
     "unknown": (0.15, "Calibrating the Unknown rule"),
 }
-# gensim's Cython loop silently truncates a document at 10,000 words (MAX_WORDS_IN_BATCH).
-GENSIM_MAX_DOCUMENT_WORDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -123,49 +125,6 @@ class TrainingParams:
         return asdict(self)
 
 
-def documents_from_matrix(
-    cells_by_regions: sp.csr_matrix, *, rng: np.random.Generator | None = None
-) -> list[list[str]]:
-    """Turn a binary cells x regions matrix into Word2Vec documents.
-
-    Words are region indices as strings (gensim needs hashable tokens; the index is the
-    universe row). When ``rng`` is given, each document is shuffled; this is done for all
-    cells at once by sorting random keys within rows, not by a loop of shuffles.
-    Documents longer than gensim's 10,000-word limit are split so no region is lost.
-    """
-    x = sp.csr_matrix(cells_by_regions)
-    indices = x.indices.astype(np.int64, copy=True)
-    row_of = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
-    if rng is not None and indices.size:
-        order = np.lexsort((rng.random(indices.size), row_of))
-        indices = indices[order]
-    words = indices.astype(str).tolist()
-    bounds = x.indptr.tolist()
-    documents = []
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
-        for chunk in range(begin, end, GENSIM_MAX_DOCUMENT_WORDS):
-            stop = min(chunk + GENSIM_MAX_DOCUMENT_WORDS, end)
-            if stop - chunk >= 2:
-                documents.append(words[chunk:stop])
-    return documents
-
-
-def _stable_hash(text: str) -> int:
-    """Hash for gensim's vector initialisation that, unlike ``hash``, is stable across runs."""
-    return zlib.crc32(text.encode())
-
-
-class _ShuffledCorpus:
-    """Re-iterable corpus that reshuffles every document on each pass."""
-
-    def __init__(self, matrix: sp.csr_matrix, seed: int) -> None:
-        self.matrix = matrix
-        self.rng = np.random.default_rng(seed)
-
-    def __iter__(self) -> Iterator[list[str]]:
-        return iter(documents_from_matrix(self.matrix, rng=self.rng))
-
-
 def train_region_vectors(
     cells_by_regions: sp.spmatrix,
     universe: GenomicRegions,
@@ -210,7 +169,10 @@ def train_region_vectors(
         raise TrainingError(
             "No cell has two or more accessible regions; Word2Vec needs co-accessible regions."
         )
-    corpus = _ShuffledCorpus(x, params.seed)
+    from .stopping import check_stop, stop_asker
+
+    check_stop("Word2Vec training")
+    corpus = ShuffledCorpus(x, params.seed, stop_asker())
     model = Word2Vec(
         vector_size=params.vector_size,
         window=params.window,
@@ -221,11 +183,12 @@ def train_region_vectors(
         seed=params.seed,
         alpha=params.alpha,
         min_alpha=params.min_alpha,
-        hashfxn=_stable_hash,
+        hashfxn=stable_hash,
     )
     report = progress or (lambda fraction, message: None)
     report(0.0, f"building the vocabulary of {x.shape[1]:,} regions")
     model.build_vocab(corpus)
+    check_stop("Word2Vec training")
     if not model.wv.key_to_index:
         raise TrainingError(
             f"No region was seen in at least min_count={params.min_count} cells; "
@@ -233,6 +196,7 @@ def train_region_vectors(
         )
     started = time.perf_counter()
     for epoch in range(params.epochs):
+        check_stop("Word2Vec training")  # between epochs; an epoch ends early when asked
         rate = params.learning_rate(epoch)
         model.train(
             corpus,
@@ -241,6 +205,7 @@ def train_region_vectors(
             start_alpha=rate,
             end_alpha=rate,
         )
+        check_stop("Word2Vec training")
         per_epoch = (time.perf_counter() - started) / (epoch + 1)  # measured, never assumed
         report(
             (epoch + 1) / params.epochs,

@@ -15,6 +15,7 @@ from ..labels.clusters import cluster_vote
 from ..labels.unknown import CLUSTER_SHARE, UNKNOWN
 from ..labels.vote import UNASSIGNED
 from ..results import CLUSTER, CLUSTER_LABEL, LABEL, cluster_params, record_into
+from ..stopping import check_stop
 from ._store import (
     ARRAY_ATTRS,
     CATEGORICAL_ATTRS,
@@ -143,6 +144,7 @@ def cluster_large(
 
     labels = np.full(n, -1, dtype=np.int64)
     for step, (begin, end) in enumerate(blocks(n, chunk_size)):
+        check_stop("The atlas clustering")
         block = np.asarray(array[begin:end], dtype=np.float32)
         valid = np.isfinite(block).all(axis=1)
         if k and valid.any():

@@ -22,6 +22,7 @@ from ..labels.vote import (
 from ..project import mapping_warnings
 from ..regions import PeakMapping
 from ..results import h5_plain, label_params, project_params, record_into
+from ..stopping import check_stop
 from ._input import describe_input, peak_mapping
 from ._plan import Plan, SharedMapping
 from ._store import (
@@ -149,6 +150,7 @@ def _run_chunks(
     try:
         for future in as_completed(futures):
             result = future.result()
+            check_stop("The atlas projection")  # between chunks; the rest are cancelled
             results.append(result)
             cells += result["n_cells"]
             rate = cells / max(time.perf_counter() - started, 1e-9)

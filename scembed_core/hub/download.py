@@ -112,7 +112,9 @@ def _unavailable(repo_id: str, reason: str, cache: str) -> HubUnavailableError:
         f"The Hugging Face hub could not be reached for {repo_id} ({reason}) and its files "
         f"are not in the local cache ({cache}). Use a model already in the local cache (fetch "
         "it once with network access), a local folder (--reference path/to/folder) or the "
-        "built-in reference (--reference default)."
+        "built-in reference (--reference default).",
+        repo_id=repo_id,
+        reason=reason,
     )
 
 

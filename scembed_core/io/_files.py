@@ -9,10 +9,25 @@ from typing import IO
 
 import pandas as pd
 
-from ..errors import InputFormatError
+from ..errors import InputFormatError, TextEncodingError
 
 GZIP_MAGIC = b"\x1f\x8b"
 DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+
+
+def not_utf8(source: str, exc: UnicodeDecodeError) -> TextEncodingError:
+    """Build the error for a text file that is not UTF-8 (raise it ``from exc``)."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    before = data[max(exc.start - 12, 0) : exc.start].decode("utf-8", "replace")
+    after = data[exc.start + 1 : exc.start + 13].decode("utf-8", "replace")
+    near = (before.splitlines() or [""])[-1] + "?" + (after.splitlines() or [""])[0]
+    where = f" in {near.replace(chr(0xFFFD), '?')!r}" if near != "?" else ""
+    return TextEncodingError(
+        f"{source} is not UTF-8 text: byte 0x{data[exc.start : exc.start + 1].hex()}{where} "
+        "cannot be decoded. The file is probably Latin-1 or Windows-1252 (e.g. an accented "
+        "cell name). Save it as UTF-8 (Excel: 'CSV UTF-8'; or `iconv -f latin1 -t utf-8`) "
+        "and read it again."
+    )
 
 
 def file_head(path: Path, n: int = 512) -> bytes:
@@ -46,5 +61,7 @@ def read_column_file(path: Path, what: str) -> pd.DataFrame:
         )
     except pd.errors.EmptyDataError:
         return pd.DataFrame({0: pd.Series([], dtype=str)})
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path.name, exc) from exc
     except (pd.errors.ParserError, *DECOMPRESS_ERRORS) as exc:
         raise InputFormatError(f"Could not read the {what} file {path.name} ({exc}).") from exc

@@ -21,7 +21,7 @@ from ..errors import (
 )
 from ..regions import GenomicRegions, map_peaks_to_universe, reconcile_chromosome_names
 from ._budget import check_memory_budget
-from ._files import DECOMPRESS_ERRORS, is_gzip, read_column_file
+from ._files import DECOMPRESS_ERRORS, is_gzip, not_utf8, read_column_file
 from ._normalize import Parsed, as_str, check_unique, finalize
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ def read_fragment_sample(path: str | Path, n: int = 200_000) -> GenomicRegions:
             names=["chr", "start", "end"], dtype={"chr": str},
             compression="gzip" if is_gzip(path) else None,
         )  # fmt: skip
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path.name, exc) from exc
     except (pd.errors.ParserError, ValueError, *DECOMPRESS_ERRORS) as exc:
         raise InputFormatError(
             f"{path.name} could not be read as a fragments file ({exc}). Expected 5 "
@@ -192,6 +194,8 @@ def parse_fragments(
             check_memory_budget(len(ids), n_universe, stored, max_bytes, what=source)
     except (ScEmbedError, MemoryError):
         raise
+    except UnicodeDecodeError as exc:
+        raise not_utf8(source, exc) from exc
     except (pd.errors.ParserError, ValueError, *DECOMPRESS_ERRORS) as exc:
         raise InputFormatError(
             f"{source} could not be read as a fragments file ({exc}). Expected 5 tab-separated "

@@ -18,7 +18,7 @@ from ..errors import (
 )
 from ..regions import NAME_PATTERN, parse_region_names
 from ._budget import check_memory_budget
-from ._files import DECOMPRESS_ERRORS, is_gzip, open_text
+from ._files import DECOMPRESS_ERRORS, is_gzip, not_utf8, open_text
 from ._normalize import Parsed, as_str, check_unique
 
 
@@ -33,6 +33,8 @@ def parse_table(path: Path, max_bytes: int | None) -> Parsed:
         with open_text(path) as handle:
             line = handle.readline().rstrip("\r\n")
             second = handle.readline(1 << 16)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(source, exc) from exc
     except DECOMPRESS_ERRORS as exc:
         raise InputFormatError(
             f"{source} could not be read (truncated or corrupt gzip: {exc})."
@@ -98,6 +100,8 @@ def parse_table(path: Path, max_bytes: int | None) -> Parsed:
             check_memory_budget(n_rows, len(region_pos), nnz, max_bytes, what=source)
     except (ScEmbedError, MemoryError):
         raise
+    except UnicodeDecodeError as exc:
+        raise not_utf8(source, exc) from exc
     except (pd.errors.ParserError, ValueError, *DECOMPRESS_ERRORS) as exc:
         raise InputFormatError(
             f"{source} could not be read as a cells x regions table ({exc}). It may be "

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from ..errors import CoordinateError, CountValueError, InputFormatError, ScEmbedError
 from ..regions import GenomicRegions, parse_region_names
 from ._budget import check_memory_budget
-from ._files import DECOMPRESS_ERRORS, is_gzip, open_text, read_column_file
+from ._files import DECOMPRESS_ERRORS, is_gzip, not_utf8, open_text, read_column_file
 from ._normalize import Parsed, as_str, empty_regions, regions_from_frame
 
 
@@ -104,6 +104,8 @@ def _read_mtx_header(path: Path) -> tuple[int, int, int]:
                 if not line:
                     raise InputFormatError(f"{path.name} ends before its size line.")
                 line = handle.readline(4096)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path.name, exc) from exc
     except DECOMPRESS_ERRORS as exc:
         raise InputFormatError(
             f"{path.name} could not be read (truncated or corrupt gzip: {exc})."

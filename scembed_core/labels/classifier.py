@@ -327,7 +327,10 @@ def fit_label_model(
             f"A label classifier needs at least two classes; {label_key or 'the labels'} "
             f"hold {len(classes)}."
         )
+    from ..stopping import check_stop
+
     report = progress or (lambda fraction, message: None)
+    check_stop("The label classifier")
     features = features_of(embedding, whitening, params.space)
     calibration: dict = {}
     temperature = 1.0
@@ -350,6 +353,7 @@ def fit_label_model(
                 found, _ = knn_query(index, space[held_idx], k)
                 found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
                 knn = vote_fractions(found, codes, len(classes))
+            check_stop("The label classifier's calibration")
             report(0.45, f"calibrating on {len(held_idx):,} held-out cells")
             temperature = fit_temperature(logits, knn, codes[held_idx], params.knn_weight)
             proba = blend(softmax(logits / temperature), knn, params.knn_weight)
@@ -362,6 +366,7 @@ def fit_label_model(
                     "temperature": temperature,
                 }
             )
+    check_stop("The label classifier")
     report(0.55, f"final fit on all {len(labels):,} cells")
     arrays = _fit_arrays(features, codes, len(classes), params, seed)
     report(1.0, "fitted")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ParameterError
+from ..stopping import check_stop
 from .unknown import (
     LEVELS,
     RATES,
@@ -184,6 +185,7 @@ def calibrate_trust(
     levels = LEVELS if regions is not None else (1.0,)
     known, hidden_scores, region_medians, accuracy, n_regions = [], [], [], [], []
     for fraction in levels:
+        check_stop("The Unknown rule's calibration")
         if regions is None:
             emb = np.asarray(reference.cells.obsm["X_scembed"], dtype=np.float32)[held_idx]
             counts = np.full(len(held_idx), np.nan)

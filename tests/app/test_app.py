@@ -179,6 +179,20 @@ def test_train_a_reference_and_use_it():
     assert int(metric(at, "Reference cells").replace(",", "")) == item.reference.n_cells
 
 
+def test_training_on_the_train_page_stops_at_the_run_budget(monkeypatch):
+    """The page's engine work honours the run's stop hook and budget (issue 22, H16)."""
+    at = goto(open_app(), state.PAGE_DATA)
+    button(at, "Load demo dataset").click().run()
+    goto(at, state.PAGE_TRAIN)
+    at.number_input(key="train_epochs").set_value(200)  # minutes of Word2Vec on two cores
+    monkeypatch.setenv("SCEMBED_RUN_SECONDS", "3")
+    button(at, "Train reference").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = " ".join(e.value for e in at.error)
+    assert "did not finish" in errors and "time budget" in errors, errors
+    assert not at.session_state[state.TRAINED]
+
+
 # --- uploads ----------------------------------------------------------------------------------
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
     at.file_uploader(key="upload_files").set_value([(name, data, "application/octet-stream")])

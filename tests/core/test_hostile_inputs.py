@@ -121,3 +121,41 @@ def test_tl_project_refuses_counts_the_reader_refuses(value):
     adata.X[0, 0] = value
     with pytest.raises(CountValueError):
         tl.project(adata, load_default_reference(), ev=False)
+
+
+# Row 77: a Latin-1 text file was reported as "truncated or corrupt gzip".
+LATIN1_TABLES = {
+    "header": b"c\xe9ll,chr1_100_600,chr1_1000_1500\nA,1,0\nB,0,1\n",
+    "second line": b"cell,chr1_100_600,chr1_1000_1500\nc\xe9ll,1,0\nB,0,1\n",
+    "deep row": b"cell,chr1_100_600,chr1_1000_1500\n"
+    + b"".join(b"c%d,1,0\n" % i for i in range(3000))
+    + b"c\xe9ll,0,1\n",
+}
+
+
+@pytest.mark.parametrize("where", list(LATIN1_TABLES))
+@pytest.mark.parametrize("gzipped", [False, True], ids=["csv", "csv.gz"])
+def test_a_latin1_table_is_named_as_not_utf8(tmp_path, where, gzipped):
+    from scembed_core.errors import TextEncodingError
+
+    data = LATIN1_TABLES[where]
+    path = tmp_path / ("cells.csv.gz" if gzipped else "cells.csv")
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    with pytest.raises(TextEncodingError, match="not UTF-8") as info:
+        read_dataset(path)
+    message = str(info.value)
+    assert "0xe9" in message and "c?ll" in message and "Latin-1" in message
+    assert "gzip" not in message and "truncated" not in message
+    assert isinstance(info.value, InputFormatError)  # callers catching the old type still do
+
+
+def test_latin1_barcodes_of_a_10x_folder_are_named_as_not_utf8(tmp_path):
+    from scipy.io import mmwrite
+
+    from scembed_core.errors import TextEncodingError
+
+    mmwrite(str(tmp_path / "matrix.mtx"), sp.coo_matrix(np.eye(2, 2)))
+    (tmp_path / "barcodes.tsv").write_bytes(b"A\nc\xe9ll\n")
+    (tmp_path / "peaks.bed").write_text("chr1\t100\t600\nchr1\t1000\t1500\n")
+    with pytest.raises(TextEncodingError, match="barcodes.tsv is not UTF-8"):
+        read_dataset(tmp_path)

@@ -62,3 +62,121 @@ def test_check_stop_outside_stop_when_never_stops():
     with stop_when(lambda: True), pytest.raises(Cancelled):
         check_stop("Training")
     check_stop()
+
+
+# Every long kernel, not only the projection: training, map fit, classifier, resolution search.
+
+FAST = dict(window=20, vector_size=8, min_count=2, workers=1, alpha=0.05)
+
+
+def test_word2vec_training_stops_between_epochs_when_the_session_stops(planted):
+    from scembed_core.project import regions_of
+    from scembed_core.train import TrainingParams, train_region_vectors
+
+    stopped = threading.Event()
+    epochs: list[float] = []
+
+    def progress(fraction: float, message: str) -> None:
+        if "epoch" in message:
+            epochs.append(fraction)
+            if len(epochs) == 3:
+                stopped.set()  # the tab closes during the third epoch's report
+
+    params = TrainingParams(epochs=1_000_000, **FAST)
+    with stop_when(stopped.is_set), pytest.raises(Cancelled, match="Word2Vec training"):
+        train_region_vectors(planted.X, regions_of(planted), params, progress=progress)
+    assert len(epochs) == 3  # the next epoch never started
+
+
+def test_a_stopped_word2vec_epoch_ends_early():
+    import scipy.sparse as sp
+
+    from scembed_core._corpus import ShuffledCorpus
+
+    x = sp.csr_matrix(np.ones((10_000, 3), dtype=np.float32))
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # asked before each block: two blocks, then stop
+
+    assert len(list(ShuffledCorpus(x, 0))) == 10_000
+    assert len(list(ShuffledCorpus(x, 0, stop))) == 2 * 2048
+
+
+def test_a_watched_training_that_is_not_stopped_gives_the_same_vectors(planted):
+    from scembed_core.project import regions_of
+    from scembed_core.train import TrainingParams, train_region_vectors
+
+    params = TrainingParams(epochs=3, **FAST)
+    plain, _, _ = train_region_vectors(planted.X, regions_of(planted), params)
+    with stop_when(lambda: False, seconds=600):
+        watched, _, _ = train_region_vectors(planted.X, regions_of(planted), params)
+    np.testing.assert_array_equal(plain, watched)
+
+
+def test_reference_training_stops_at_the_map_fit(planted):
+    from scembed_core.train import TrainingParams, train_reference
+
+    reached_map = threading.Event()
+
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("Fitting the reference map"):
+            reached_map.set()  # the session stops once the map stage begins
+
+    params = TrainingParams(epochs=2, **FAST)
+    with stop_when(reached_map.is_set), pytest.raises(Cancelled, match="map fit"):
+        train_reference(planted, label_key="cell_type", params=params, progress=progress)
+    assert reached_map.is_set()
+
+
+def test_the_map_layout_loop_stops_at_its_next_epoch_report():
+    from scembed_core.mapfit import _EpochSink
+
+    reports = []
+    sink = _EpochSink(lambda fraction, message: reports.append(message))
+    sink.write("3/200")
+    assert reports == ["layout epoch 3/200"]
+    with stop_when(lambda: True):
+        with pytest.raises(Cancelled, match="map fit"):
+            sink.write("4/200")
+        sink.write("4/200")  # tqdm's clean-up after the stop writes again: not a second error
+    assert reports == ["layout epoch 3/200"]
+
+
+def test_classifier_and_resolution_search_stop(planted):
+    from scembed_core.cluster import build_knn_graph, find_resolution
+    from scembed_core.labels.classifier import fit_label_model
+
+    rng = np.random.default_rng(0)
+    embedding = rng.normal(size=(120, 8)).astype(np.float32)
+    labels = np.repeat(np.array(["a", "b", "c"]), 40)
+    calls = []
+
+    def after_first_fit() -> bool:  # stops once the calibration fit has reported
+        return bool(calls)
+
+    with stop_when(after_first_fit), pytest.raises(Cancelled, match="label classifier"):
+        fit_label_model(embedding, labels, progress=lambda f, m: calls.append(m))
+    assert calls and calls[0].startswith("fitting on")  # it had begun, then stopped
+    graph = build_knn_graph(embedding, 10)
+    assert find_resolution(graph, 3, n_sweep=3, n_bisect=1).n_clusters >= 1
+    with stop_when(lambda: True), pytest.raises(Cancelled, match="resolution search"):
+        find_resolution(graph, 3)
+
+
+def test_atlas_clustering_stops_between_chunks():
+    from scembed_core.atlas import cluster_large
+
+    embedding = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
+    assigning = threading.Event()
+
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("Assigning"):
+            assigning.set()  # the session stops after the first chunk is assigned
+
+    labels = cluster_large(embedding, n_sample=400, chunk_size=500, random_state=0)
+    assert (labels >= 0).all()
+    with stop_when(assigning.is_set), pytest.raises(Cancelled, match="atlas clustering"):
+        cluster_large(embedding, n_sample=400, chunk_size=500, random_state=0, progress=progress)
+    assert assigning.is_set()
