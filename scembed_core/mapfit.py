@@ -9,7 +9,8 @@ NN-descent, mostly numba compiling pynndescent, then 22 s for the fuzzy graph, w
 kernels are compiled once per process, and the spectral start). So the steps are run here,
 each reporting:
 
-1. umap-learn is imported (seconds on a busy machine), then its fuzzy-graph kernels are
+1. umap-learn is imported, a step per library (tens of seconds on a busy machine: its
+   dependency pynndescent compiles numba kernels at import), then its fuzzy-graph kernels are
    compiled on a few cells (a no-op once compiled in
    this process), reported as a step of its own;
 2. the exact cosine nearest neighbours are found in chunks of cells (a matrix product per
@@ -127,6 +128,28 @@ def _compile_graph_kernels(k: int) -> None:
     fuzzy_simplicial_set(few, k, np.random.RandomState(0), "cosine", {}, indices, distances, False)
 
 
+def _import_umap(report: ProgressCallback) -> None:
+    """Import umap-learn step by step, each step reported (30-40 s on a busy machine).
+
+    Most of it is pynndescent, which umap-learn imports and which compiles its numba
+    distance kernels at import (measured with ``python -X importtime -c "import umap"``).
+    """
+    import sys
+
+    if "umap" in sys.modules:
+        return
+    share = _KERNELS_AT - _IMPORT_AT
+    report(_IMPORT_AT, "importing numba and scikit-learn")
+    import numba  # noqa: F401
+    import sklearn.base  # noqa: F401
+
+    report(_IMPORT_AT + share / 3, "importing pynndescent (it compiles its distance kernels)")
+    import pynndescent  # noqa: F401
+
+    report(_IMPORT_AT + 2 * share / 3, "importing umap-learn")
+    import umap  # noqa: F401
+
+
 def fit_reference_umap(
     embedding: np.ndarray,
     *,
@@ -164,7 +187,7 @@ def fit_reference_umap(
         The fitted model (its ``embedding_`` are the map coordinates).
     """
     report = progress or (lambda fraction, message: None)
-    report(_IMPORT_AT, "importing umap-learn")
+    _import_umap(report)
     import umap
 
     n = int(embedding.shape[0])
