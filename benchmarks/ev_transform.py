@@ -61,7 +61,7 @@ def demo_quality(old_tree: Path | None) -> dict:
     out: dict = {"n_query": int(ok.sum()), "n_reference": reference.n_cells}
 
     started = time.perf_counter()
-    model = fit_reference_umap(ref_space)
+    model = fit_reference_umap(ref_space, transformable=True)
     out["fit_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     theirs = model.transform(space)
@@ -104,7 +104,7 @@ def planted_quality() -> dict:
     ref_types, query_types = rng.integers(0, 8, 3000), rng.integers(0, 8, 1000)
     ref = (centers[ref_types] + rng.normal(size=(3000, 20))).astype(np.float32)
     query = (centers[query_types] + rng.normal(size=(1000, 20))).astype(np.float32)
-    model = fit_reference_umap(ref)
+    model = fit_reference_umap(ref, transformable=True)
     distances, indices = (
         NearestNeighbors(metric="cosine", algorithm="brute").fit(ref).kneighbors(query, 15)
     )

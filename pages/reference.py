@@ -4,6 +4,8 @@ from scembed_app import router
 
 router.start_page()  # first: hands over to the router when run alone
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from scembed_app import (
@@ -175,30 +177,51 @@ if len(view.label_keys) > 1:
 
 has_cells = summary is not None or reference.cells is not None
 if has_cells and label_key is not None:
+    colors = results.chart_colors(view, label_key)
+    lineage_of = results.lineages(view, label_key)
+    by_lineage = bool(lineage_of) and (
+        st.segmented_control(
+            "Colour reference cells by",
+            ["Cell type", "Lineage"],
+            default="Cell type",
+            key="reference_color_by",
+            help="Lineages (T, NK, B, myeloid, erythroid, progenitor...) come from the "
+            "reference's label hierarchy, or from the label names when it has none; each "
+            "lineage has the hue its cell types are shades of.",
+        )
+        == "Lineage"
+    )
+    if summary is not None:
+        coords, labels = summary.coords, summary.labels(label_key)
+    elif "X_umap" in reference.cells.obsm:
+        coords, labels = reference.cells.obsm["X_umap"], reference.cells.obs[label_key]
+    else:
+        coords, labels = None, reference.cells.obs[label_key]
+    labels = np.asarray(labels, dtype=object).astype(str)
+    kind = "cell type"
+    if by_lineage:
+        from scembed_core.lineage import to_lineages
+
+        labels, kind = to_lineages(labels, lineage_of), "lineage"
     left, right = st.columns([2, 3])
     with left:
-        counts = view.label_counts(label_key)
+        counts = pd.Series(labels).value_counts()
         widgets.plot(
             figures.count_bar(
                 counts,
-                title=f"Reference cells per {label_key}",
-                colors=results.chart_colors(view, label_key),
+                title=f"Reference cells per {'lineage' if by_lineage else label_key}",
+                colors=colors,
             ),
             key="reference_counts",
         )
     with right:
-        if summary is not None:
-            coords, labels = summary.coords, summary.labels(label_key)
-        elif "X_umap" in reference.cells.obsm:
-            coords, labels = reference.cells.obsm["X_umap"], reference.cells.obs[label_key]
-        else:
-            coords = labels = None
         if coords is not None:
             fig = figures.reference_map(
                 coords,
                 labels,
-                title="Reference map (UMAP) by cell type",
-                colors=results.chart_colors(view, label_key),
+                title=f"Reference map (UMAP) by {kind}",
+                colors=colors,
+                kind=kind,
             )
             widgets.plot(fig, key="reference_map")
 elif not has_cells:

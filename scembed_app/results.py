@@ -128,10 +128,11 @@ def chart_colors(reference: Any, label_key: str | None = None) -> dict[str, str]
     """
     from scembed_core import palette
 
-    base = dict(palette.LINEAGE_COLORS)
+    manifest = getattr(reference, "manifest", None) or {}
+    base = {**palette.LINEAGE_COLORS, **(manifest.get("lineage_colors") or {})}
     key = label_key or transfer_label_key(reference)
-    stored = (getattr(reference, "manifest", None) or {}).get("label_colors") or {}
-    if key is not None and (key in stored or getattr(reference, "cells", None) is not None):
+    stored = manifest.get("label_colors") or {}
+    if key is not None and (key in stored or _has_labels(reference)):
         from scembed_core.lineage import reference_label_colors
 
         base.update(reference_label_colors(reference, key))
@@ -143,14 +144,27 @@ def chart_colors(reference: Any, label_key: str | None = None) -> dict[str, str]
     return base
 
 
+def _has_labels(reference: Any) -> bool:
+    """Whether ``reference`` (or its compact view) has labelled cells to colour."""
+    return getattr(reference, "cells", None) is not None or bool(
+        getattr(reference, "categories", None)
+    )
+
+
 def lineages(reference: Any, label_key: str | None = None) -> dict[str, str]:
-    """Reference label -> lineage (the bundle's hierarchy, else guessed from the names)."""
+    """Reference label -> lineage (the bundle's hierarchy, else guessed from the names).
+
+    ``reference`` may be the compact view the Reference page draws first.
+    """
     from scembed_core.lineage import reference_lineages
 
     key = label_key or transfer_label_key(reference)
-    if key is None or getattr(reference, "cells", None) is None:
+    if key is None or not _has_labels(reference):
         return {}
-    return dict(reference.memoized(("lineages", key), lambda: reference_lineages(reference, key)))
+    memo = getattr(reference, "memoized", None)
+    if memo is None:
+        return reference_lineages(reference, key)
+    return dict(memo(("lineages", key), lambda: reference_lineages(reference, key)))
 
 
 NO_TRUTH = state.NO_TRUTH  # the Annotation page's "no truth column" choice

@@ -115,7 +115,8 @@ def reference_lineages(
     Parameters
     ----------
     reference
-        A :class:`~scembed_core.reference.Reference`.
+        A :class:`~scembed_core.reference.Reference`, or its compact view
+        (:class:`~scembed_core.compact.ReferenceSummary`: labels from its categories).
     label_key
         Reference obs column; None for its default.
     stored
@@ -132,9 +133,18 @@ def reference_lineages(
     kept = (reference.manifest.get("label_hierarchy") or {}).get(key) if stored else None
     if kept:
         return {str(k): str(v) for k, v in kept.items()}
-    labels = reference.cells.obs[key].astype(str).unique()
+    labels = _label_names(reference, key)
     guessed = {str(label): guess_lineage(label) for label in labels}
     return {k: v for k, v in guessed.items() if v is not None}
+
+
+def _label_names(reference: Any, key: str) -> list[str]:
+    """Return the distinct labels of ``key`` (the cells, else a compact view's categories)."""
+    cells = getattr(reference, "cells", None)
+    if cells is not None:
+        return [str(v) for v in cells.obs[key].astype(str).unique()]
+    categories = getattr(reference, "categories", None) or {}
+    return [str(v) for v in categories.get(key, [])]
 
 
 def to_lineages(
@@ -244,7 +254,7 @@ def reference_label_colors(reference: Any, label_key: str | None = None) -> dict
         return {str(k): str(v) for k, v in stored.items()}
 
     def compute() -> dict[str, str]:
-        labels = reference.cells.obs[key].astype(str).unique()
+        labels = _label_names(reference, key)
         return assign_colors(labels, reference_lineages(reference, key))
 
     memo = getattr(reference, "memoized", None)

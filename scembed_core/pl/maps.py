@@ -100,6 +100,7 @@ def reference_map(
     height: int = 600,
     reference: Reference | None = None,
     colors: Mapping | None = None,
+    kind: str = "cell type",
 ) -> go.Figure:
     """Draw the reference UMAP coloured by cell type (downsampled to ``max_points``).
 
@@ -118,6 +119,8 @@ def reference_map(
     colors
         A ``{label: colour}`` map used instead of ``reference``'s (the app passes the
         reference's map with the user's names for its labels).
+    kind
+        What ``labels`` are, as the hover text names them (``"lineage"`` for lineages).
 
     Returns
     -------
@@ -128,7 +131,7 @@ def reference_map(
     coords = np.asarray(coords, dtype=float)
     idx = downsample(len(coords), max_points)
     values = pd.Series(np.asarray(labels, dtype=object)[idx]).astype(str)
-    text = hover_text(pd.DataFrame({"cell type": values}))
+    text = hover_text(pd.DataFrame({kind: values}))
     fig = go.Figure(_categorical_traces(coords[idx], values, text, size=3, reference=reference))
     return _finish_map(fig, title, height)
 

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from scembed_app import exports, figures, state
 from scembed_app.uploads import LoadedDataset, load_upload, load_uploads, upload_digest
 from scembed_core.errors import InputFormatError, ScEmbedError, UnsafeInputError
+from scembed_core.palette import LINEAGE_COLORS, LINEAGE_SHADES
 
 pytestmark = pytest.mark.xdist_group("app")
 
@@ -69,6 +70,47 @@ def test_reference_page_shows_default_reference():
     assert sum({"scatter"} <= types for types in chart_types(at)) >= 2
 
 
+def trace_colors(at: AppTest) -> list[dict[str, str]]:
+    """Per Plotly chart: each named trace's label (its name without the count) -> colour."""
+    out = []
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        traces = {}
+        for trace in spec["data"]:
+            color = (trace.get("marker") or {}).get("color")
+            if trace.get("name") and isinstance(color, str):
+                traces[trace["name"].rsplit(" (", 1)[0]] = color.upper()
+        out.append(traces)
+    return out
+
+
+def test_reference_map_and_counts_colour_by_lineage():
+    """One control recolours the Reference page's map and bars by lineage, in lineage hues."""
+    at = open_app()
+    control = [g for g in at.button_group if g.label == "Colour reference cells by"]
+    assert control and control[0].value == "Cell type"
+    by_type = trace_colors(at)
+    assert any({"CD4.N1", "CD14.Mono.1", "HSC"} <= set(traces) for traces in by_type)
+    control[0].set_value("Lineage").run()
+    assert not at.exception, [e.value for e in at.exception]
+    maps = [
+        t
+        for t, types in zip(trace_colors(at), chart_types(at), strict=True)
+        if types == {"scattergl"}
+    ]
+    assert len(maps) == 1, chart_types(at)
+    lineages = maps[0]
+    assert set(lineages) == {"T", "NK", "B", "myeloid", "progenitor"}, lineages
+    assert all(lineages[name] == LINEAGE_COLORS[name] for name in lineages), lineages
+    # each lineage's colour is the first shade of its types: CD4.N1 (T) is drawn in T's hue
+    assert lineages["T"] == LINEAGE_SHADES["T"][0]
+    bars = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    bar = next(spec["data"][0] for spec in bars if spec["data"][0].get("type") == "bar")
+    names = next(v for v in (bar.get("x"), bar.get("y")) if isinstance(v, list))
+    assert sorted(names) == sorted(lineages)
+    assert [c.upper() for c in bar["marker"]["color"]] == [LINEAGE_COLORS[n] for n in names]
+
+
 def test_unreachable_hub_model_is_an_error_not_a_traceback(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never touch the network in tests
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -111,6 +153,12 @@ def test_demo_flow_end_to_end():
     assert placed.frames.shape[1] == np.isfinite(run.projection.umap).all(axis=1).sum()
     np.testing.assert_array_equal(placed.frames[-1], run.projection.umap[placed.sample])
     assert {"scattergl"} <= chart_types(at)[0]
+    at.selectbox(key="project_color_by").set_value("Lineage").run()  # fragment rerun
+    assert not at.exception, [e.value for e in at.exception]
+    query_traces = trace_colors(at)[0]  # the query map: grey reference, then the lineages
+    assert {"T", "NK", "B", "myeloid", "progenitor"} <= set(query_traces), query_traces
+    for lineage, color in LINEAGE_COLORS.items():
+        assert query_traces.get(lineage, color) == color, (lineage, query_traces)
     at.selectbox(key="project_color_by").set_value("Confidence").run()  # fragment rerun
     assert not at.exception
 

@@ -1,11 +1,12 @@
 """A biologist's first hour in a real browser (issue 23, items 3, 4 and 6).
 
 Headless Chromium against one real ``streamlit run`` server whose workspaces live in a
-temporary folder. The tests run in file order and share one browser context (one user):
-the owner keeps editing after a reload while another browser gets read-only; the Train page
-proposes the cell-type column of a real dataset whose first label-like column is a cluster
-id, and its progress bar moves during the map's epochs; "Delete this analysis now" removes
-the files from disk.
+temporary folder. The first two tests share one browser context (one user): the owner keeps
+editing after a reload while another browser gets read-only; the Train page proposes the
+cell-type column of a real dataset whose first label-like column is a cluster id, and its
+progress bar moves during map fitting. The delete test has its own browser and analysis
+("Delete this analysis now" removes the files from disk, and only those). Every context
+comes from :func:`screenshots.new_context` (it tracks script runs for ``wait_idle``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def labelled_upload(tmp_path_factory):
 @pytest.fixture(scope="module")
 def owner(browser):
     """One user's browser (cookies kept across reloads, as in a real browser)."""
-    context = browser.new_context(viewport=screenshots.VIEWPORT)
+    context = screenshots.new_context(browser)
     yield {"context": context, "page": context.new_page()}
     context.close()
 
@@ -149,7 +150,7 @@ def test_a_reload_keeps_editing_rights_and_others_get_read_only(
     dataset = WorkspaceStore(root).open(ws_id).read_dataset()[0]
     assert dataset.n_obs == N_CELLS, "the owner's change was saved in place"
 
-    other = browser.new_context(viewport=screenshots.VIEWPORT)  # someone else's browser
+    other = screenshots.new_context(browser)  # someone else's browser
     try:
         viewer = other.new_page()
         viewer.goto(f"{server['url']}/data?ws={ws_id}")
@@ -195,6 +196,8 @@ def test_the_train_page_proposes_cell_types_and_its_bar_moves_while_the_map_is_f
     assert any(t.startswith("Word2Vec: ") for t in texts), texts
     layout = {value for value, text in seen if "layout epoch" in text}
     assert len(layout) >= 2, f"the bar moves during map fitting: {seen}"
+    fitting = {value for value, text in seen if text.startswith("Fitting the reference map")}
+    assert len(fitting) >= 3, f"steps before the layout report too: {seen}"
     assert any("Label classifier" in t for t in texts), texts
     values = [float(v) for v, _ in seen if v is not None]
     assert values == sorted(values), "the bar never goes back"
@@ -204,30 +207,41 @@ def test_the_train_page_proposes_cell_types_and_its_bar_moves_while_the_map_is_f
     no_traceback(page, server["log"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky: in one of two full-suite runs the owner's page was still about:blank when "
-    "this test began (it relies on the first test's workspace); the store's delete is covered "
-    "by test_workspace_store.py::test_remove_deletes_every_file_of_the_workspace_at_once",
-)
-def test_delete_removes_the_files_at_once(server, browser, owner, root):
-    page = owner["page"]
-    ws_id = ws_of(page.url)
-    assert is_valid_id(ws_id) and (root / ws_id).is_dir()
-    screenshots.go_to(page, "About")
-    text = page.locator('[data-testid="stMain"]').inner_text()
-    assert "7 days after the analysis was last changed" in text
-    assert "Anyone who has its link" in text
-    page.get_by_role("button", name="Delete this analysis now").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_role("button", name="Delete permanently").click()
-    page.get_by_text("The analysis was deleted from this server").first.wait_for(timeout=SLOW)
-    settle(page)
-    assert not (root / ws_id).exists(), sorted(p.name for p in root.iterdir())
-    assert WorkspaceStore(root).ids() == []
-    assert ws_of(page.url) is None
+def demo_analysis(page, url: str) -> str:
+    """Open the app in ``page``, load the demo (a new analysis) and return its id."""
+    screenshots.open_app(page, url)
     screenshots.go_to(page, "Data")
-    assert WorkspaceStore(root).ids() == [], "nothing writes the analysis again"
-    page.goto(f"{server['url']}/clusters?ws={ws_id}")  # the old link
-    page.get_by_role("heading", name="Analysis not found").first.wait_for(timeout=SLOW)
-    no_traceback(page, server["log"])
+    page.get_by_role("button", name="Load demo dataset").click()
+    page.get_by_text("Peaks in universe").wait_for(timeout=SLOW)
+    settle(page)
+    return ws_of(page.url)
+
+
+def test_delete_removes_the_files_at_once(server, browser, root):
+    context = screenshots.new_context(browser)  # its own browser: its own analysis
+    try:
+        page = context.new_page()
+        ws_id = demo_analysis(page, server["url"])
+        assert is_valid_id(ws_id) and (root / ws_id).is_dir(), page.url
+        wait_for_cookie(context)
+        others = set(WorkspaceStore(root).ids()) - {ws_id}
+        screenshots.go_to(page, "About")
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "7 days after the analysis was last changed" in text
+        assert "Anyone who has its link" in text
+        page.get_by_role("button", name="Delete this analysis now").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("button", name="Delete permanently").click()
+        page.get_by_text("The analysis was deleted from this server").first.wait_for(timeout=SLOW)
+        settle(page)
+        assert not (root / ws_id).exists(), sorted(p.name for p in root.iterdir())
+        assert set(WorkspaceStore(root).ids()) == others, "only this analysis is deleted"
+        assert all((root / other).is_dir() for other in others)
+        assert ws_of(page.url) is None
+        screenshots.go_to(page, "Data")
+        assert set(WorkspaceStore(root).ids()) == others, "nothing writes the analysis again"
+        page.goto(f"{server['url']}/clusters?ws={ws_id}")  # the old link
+        page.get_by_role("heading", name="Analysis not found").first.wait_for(timeout=SLOW)
+        no_traceback(page, server["log"])
+    finally:
+        context.close()

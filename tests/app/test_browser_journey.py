@@ -1,6 +1,7 @@
 """A biologist's first hour in a real browser (issue 23): one colour per label on every
-chart, a truth column preselected and renamed labels scored after one click, a second
-dataset starting from the defaults, and figures saved as valid PNG and SVG images.
+chart (and the reference map by lineage), a truth column preselected and renamed labels
+scored after one click, a second dataset starting from the defaults, and figures saved as
+valid PNG and SVG images.
 
 One server, one browser session, the demo and a copy of it with renamed labels.
 """
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import screenshots  # noqa: E402
+
+from scembed_core.palette import LINEAGE_COLORS  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -128,6 +131,18 @@ def test_a_biologists_first_hour(tmp_path):
             )
             on_reference = _colours(page)  # the reference map and the bar of cell counts
             assert len({on_reference[k] for k in ("NK", "B", "CD14.Mono.1", "CD4.N1")}) == 4
+            # one control colours the reference map and its bar by lineage, in lineage hues
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_role("radio", name="Lineage").click()
+            screenshots.wait_idle(page)
+            page.locator(".js-plotly-plot .legendtext", has_text="myeloid").first.wait_for()
+            by_lineage = _colours(page)
+            lineages = {"T", "NK", "B", "myeloid", "progenitor"}
+            assert lineages <= set(by_lineage), by_lineage
+            assert {k: by_lineage[k] for k in lineages} == {k: LINEAGE_COLORS[k] for k in lineages}
+            assert "CD4.N1" not in by_lineage
+            main.get_by_role("radio", name="Cell type").click()
+            screenshots.wait_idle(page)
 
             # --- the demo: the same label has the same colour on the query maps -------------
             screenshots.go_to(page, "Data")

@@ -29,7 +29,7 @@ def planted_map():
     query_types = rng.integers(0, 8, 400)
     ref = (centers[ref_types] + rng.normal(size=(1500, 20))).astype(np.float32)
     query = (centers[query_types] + rng.normal(size=(400, 20))).astype(np.float32)
-    model = fit_reference_umap(ref)
+    model = fit_reference_umap(ref, transformable=True)
     assert isinstance(model, umap.UMAP)
     distances, indices = (
         NearestNeighbors(metric="cosine", algorithm="brute").fit(ref).kneighbors(query, 15)

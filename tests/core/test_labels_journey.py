@@ -21,6 +21,7 @@ from scembed_core.lineage import (
     guess_lineage,
     lineage_report,
     reference_label_colors,
+    reference_lineages,
 )
 from scembed_core.palette import GREY, LINEAGE_COLORS, assign_colors, label_colors
 from scembed_core.reference import DEFAULT_REFERENCE_DIR, load_bundle
@@ -92,6 +93,22 @@ def test_builtin_bundle_carries_its_colours_and_old_bundles_compute_the_same(tmp
     again = json.loads((old / "manifest.json").read_text())
     assert {k: again[k] for k in old_keys} == {k: reference.manifest[k] for k in old_keys}
     assert again["files"] == reference.manifest["files"]
+
+
+def test_compact_view_gives_the_lineages_and_colours_of_the_full_reference():
+    """The Reference page colours its first-drawn (compact) map by lineage as the full one."""
+    from scembed_core.compact import read_summary
+
+    reference = load_bundle(DEFAULT_REFERENCE_DIR)
+    summary = read_summary(DEFAULT_REFERENCE_DIR)
+    assert reference_lineages(summary) == reference_lineages(reference) == BUILTIN_HIERARCHY
+    # without a stored hierarchy or colours: guessed from the compact view's label names
+    old_keys = ("label_colors", "label_hierarchy", "lineage_colors")
+    manifest = {k: v for k, v in summary.manifest.items() if k not in old_keys}
+    bare = dataclasses.replace(summary, manifest=manifest)
+    assert reference_lineages(bare) == reference_lineages(reference, stored=False)
+    assert reference_lineages(bare) == BUILTIN_HIERARCHY
+    assert reference_label_colors(bare) == reference.manifest["label_colors"]["cell_type"]
 
 
 @pytest.mark.parametrize(

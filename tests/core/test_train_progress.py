@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from scembed_core._progress import Stages, time_left
@@ -71,3 +72,37 @@ def test_time_left_is_measured_on_the_stage():
     assert seen[3] == (0.25 + 0.75 * 0.5, "B: epoch 2/4, about 30 s left")
     assert time_left(0.5, 0.5) == "" and time_left(5, 0.0) == "" and time_left(5, 1.0) == ""
     assert time_left(600, 0.5) == "about 10 min left"
+
+
+def test_map_fitting_moves_before_its_first_layout_epoch(trained_with_progress):
+    """The steps umap-learn ran silently (neighbours, kernels, graph) report themselves."""
+    _, calls = trained_with_progress
+    start, span, title = Stages(None, BUILD_STAGES).spans["map"]
+    low, high = 0.6 + 0.4 * start, 0.6 + 0.4 * (start + span)
+    in_map = [(f, m) for f, m in calls if m.startswith(title)]
+    first_epoch = next(i for i, (_, m) in enumerate(in_map) if "layout epoch" in m)
+    before = in_map[:first_epoch]
+    assert all(low - 1e-9 <= f <= high + 1e-9 for f, _ in in_map)
+    assert len({round(f, 6) for f, _ in before}) >= 6, before
+    neighbours = [m for _, m in before if "nearest neighbours of" in m]
+    assert len(neighbours) >= 4 and "240/240 cells" in neighbours[-1], neighbours
+    assert any("graph kernels" in m for _, m in before)
+    assert any("fuzzy graph and spectral start" in m for _, m in before)
+
+
+def test_exact_cosine_neighbors_match_a_brute_force_search():
+    from sklearn.neighbors import NearestNeighbors
+
+    from scembed_core.mapfit import exact_cosine_neighbors
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(300, 12)).astype(np.float32)
+    seen = []
+    indices, distances = exact_cosine_neighbors(data, 10, progress=lambda f, m: seen.append(f))
+    theirs_d, theirs_i = (
+        NearestNeighbors(metric="cosine", algorithm="brute").fit(data).kneighbors(data, 10)
+    )
+    assert (indices[:, 0] == np.arange(300)).all() and (distances[:, 0] == 0).all()
+    assert np.allclose(distances, theirs_d, atol=1e-5)
+    assert (np.sort(indices[:, 1:], axis=1) == np.sort(theirs_i[:, 1:], axis=1)).mean() > 0.99
+    assert len(seen) >= 8 and seen == sorted(seen) and seen[-1] == 1.0
