@@ -39,6 +39,7 @@ import numpy as np
 from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
+from .priors import class_weights, prior_shift
 from .vote import vote_fractions
 
 __all__ = [
@@ -84,7 +85,12 @@ class LabelModelParams:
     C
         Inverse L2 regularisation strength of the logistic regression.
     class_weight
-        None, or ``"balanced"`` (weights inversely proportional to class frequencies).
+        None, or ``"balanced"``: class ``c`` weighs ``(n / (k n_c)) ** weight_power``.
+    weight_power
+        Exponent of the balanced weights (1: scikit-learn's ``"balanced"``).
+    prior_correction
+        Subtract ``prior_correction * log(n_c / n)`` from the intercepts after the fit
+        (0: the reference's type proportions, 1: a flat prior; see :mod:`.priors`).
     knn_weight
         Weight of the kNN vote fractions in the blended probability (0: classifier only).
     max_iter
@@ -96,6 +102,8 @@ class LabelModelParams:
     class_weight: str | None = None
     knn_weight: float = 0.25
     max_iter: int = 1000
+    weight_power: float = 1.0
+    prior_correction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -110,6 +118,8 @@ class LabelModelParams:
             raise ParameterError(f"knn_weight must be in [0, 1], got {self.knn_weight}.")
         if self.max_iter < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}.")
+        if not (0.0 <= self.weight_power <= 1.0 and 0.0 <= self.prior_correction <= 1.0):
+            raise ParameterError("weight_power and prior_correction must be in [0, 1].")
 
     def to_dict(self) -> dict:
         """Parameters as a plain dictionary (for the JSON file)."""
@@ -220,9 +230,10 @@ def _fit_arrays(
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
+    power = params.weight_power if params.class_weight == "balanced" else 0.0
     model = LogisticRegression(
         C=params.C,
-        class_weight=params.class_weight,
+        class_weight=class_weights(codes, power),
         max_iter=params.max_iter,
         random_state=seed,
     )
@@ -233,6 +244,8 @@ def _fit_arrays(
     if len(present) == 2:  # sklearn keeps one row for two classes: softmax([-z/2, z/2])
         coef = np.vstack([-coef[0] / 2, coef[0] / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    if params.prior_correction:
+        intercept = intercept + prior_shift(codes, present, params.prior_correction)
     full_coef = np.zeros((n_classes, x.shape[1]))
     full_intercept = np.full(n_classes, -50.0)  # a class missing from the fit: never chosen
     full_coef[present] = coef

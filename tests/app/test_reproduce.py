@@ -140,8 +140,8 @@ def test_the_command_reproduces_the_app(
     assert params["unknown_rate"] == rate
     unknown = cli.obs["scembed_unknown"].to_numpy(dtype=bool)
     np.testing.assert_array_equal(unknown, table["scembed_unknown"].to_numpy(dtype=bool))
-    if unknown_rate is not None:  # 1-2% of the demo at the calibrated 5%: this one is stricter
-        assert unknown.mean() > 0.05, unknown.mean()
+    if unknown_rate is not None:  # 1.2% of the demo at the calibrated 5%; 4% at 15%
+        assert unknown.mean() > 0.025, unknown.mean()
     assert params["resolution"] == (1.0 if resolution is None else resolution)
     assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
     if min_confidence:
