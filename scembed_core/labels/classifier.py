@@ -122,8 +122,9 @@ class LabelModelParams:
             raise ParameterError("weight_power and prior_correction must be in [0, 1].")
 
     def to_dict(self) -> dict:
-        """Parameters as a plain dictionary (for the JSON file)."""
-        return asdict(self)
+        """Parameters for the JSON file (rare-type knobs only when set: old entries stay equal)."""
+        unset = {("weight_power", 1.0), ("prior_correction", 0.0)}
+        return {k: v for k, v in asdict(self).items() if (k, v) not in unset}
 
 
 DEFAULT_PARAMS = LabelModelParams()
