@@ -69,7 +69,12 @@ def app_session(
     checked(at.switch_page(state.PAGE_EXPORT).run())
     commands = [c.value for c in at.code if "--params run.json" in c.value]
     assert len(commands) == 1, [c.value for c in at.code]
-    return {**dict(at.session_state.items()), "test_command": commands[0]}
+    captions = [c.value for c in at.caption]
+    return {
+        **dict(at.session_state.items()),
+        "test_command": commands[0],
+        "test_captions": captions,
+    }
 
 
 def export_view() -> None:
@@ -107,9 +112,7 @@ def app_results(session: dict) -> tuple[object, dict]:
     ],
     ids=["defaults", "changed", "hg38-upload-lifted", "hg38-pbmc-unmapped-cells"],
 )
-def test_the_command_reproduces_the_app(
-    tmp_path, resolution, min_confidence, lifted, unknown_rate
-):
+def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, lifted, unknown_rate):
     """``lifted``: an hg38 upload, which the app lifts at upload and the command in-run (the
     demo itself, or the real PBMC fixture, where 8 of 20 cells map nowhere after lifting).
     ``unknown_rate``: the Annotation page's Unknown strictness (default 0.05, the calibrated
@@ -142,6 +145,7 @@ def test_the_command_reproduces_the_app(
     np.testing.assert_array_equal(unknown, table["scembed_unknown"].to_numpy(dtype=bool))
     if unknown_rate is not None:  # 1.2% of the demo at the calibrated 5%; 4% at 15%
         assert unknown.mean() > 0.025, unknown.mean()
+        assert any("Unknown strictness 15%" in c for c in session["test_captions"])
     assert params["resolution"] == (1.0 if resolution is None else resolution)
     assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
     if min_confidence:
