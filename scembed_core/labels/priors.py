@@ -10,8 +10,9 @@ donor's priors into every query. Two knobs move it toward rarer types:
   (1: a flat prior, the Bayes-optimal shift when the query's type proportions are unknown
   and taken as equal; 0: the reference's own proportions).
 
-Both are chosen by ``python -m benchmarks.label_weighting`` (a new-donor-like validation,
-BENCHMARKS.md) and stored in the model's parameters.
+Both were measured by ``python -m benchmarks.label_weighting`` (a new-donor-like
+validation, BENCHMARKS.md): neither beat the unweighted default beyond noise there, so both
+are off by default. Set, they are stored in the model's parameters (``label_model.json``).
 """
 
 from __future__ import annotations
