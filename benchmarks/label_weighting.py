@@ -14,7 +14,7 @@ built-in reference's own cells (frozen region vectors, never the demo query):
 3. **another donor's type proportions**: held-out cells are weighted so the types have
    the proportions of the *other* Granja donor (BMMC_D5T1, counts from the data's
    PROVENANCE.md: the cells of that donor are not here), which differ strongly from
-   D6T1's (e.g. CD14.Mono.1 5% vs 24%, CD8.EM 4.5% vs 0.5%).
+   D6T1's (e.g. CD14.Mono.1 4% vs 20%, CD8.EM 4.5% vs 0.4%).
 
 Candidates: balanced-weight exponent ``weight_power`` in {0, 0.25, 0.5, 0.75, 1} (0: no
 weighting, the old default; 1: ``"balanced"``) times intercept prior correction
