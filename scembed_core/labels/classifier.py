@@ -75,7 +75,8 @@ class LabelModelParams:
 
     The defaults were chosen by cross-validation on the built-in reference's cells, on
     intact and on region-dropout-perturbed held-out folds (``python -m benchmarks.labels``,
-    table in BENCHMARKS.md); the demo query was never used.
+    table in BENCHMARKS.md); the demo query was never used. Weighting and priors were
+    re-checked on a new-donor proxy (``python -m benchmarks.label_weighting``): unchanged.
 
     Parameters
     ----------
