@@ -40,7 +40,7 @@ def main() -> None:
                 "concurrent",
             ],
             cwd=ROOT,
-            env={**os.environ, "SCEMBED_LOAD_REPORT": str(out)},
+            env={**os.environ, "SCEMBED_LOAD_REPORT": str(out), "SCEMBED_LOAD_SESSIONS": "8"},
             check=True,
         )
         seconds = time.perf_counter() - started

@@ -34,15 +34,30 @@ UCSC = "https://genome.ucsc.edu/cgi-bin/hgTracks?db={db}&position={chrom}:{start
 
 
 def _clusters_digest(clusters: pd.Series) -> str:
-    return hashlib.sha256("\t".join(clusters.astype(str)).encode()).hexdigest()[:16]
+    """A short key for a grouping: its labels in order (vectorized hash, no join of strings)."""
+    hashed = pd.util.hash_pandas_object(clusters.astype(str), index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-@st.cache_data(show_spinner="Computing gene activity...", max_entries=4, ttl=3600)
+def _freeze(activity: Any) -> Any:
+    """Make a shared activity matrix read-only (it is cached for every session)."""
+    for matrix in (activity.X, *activity.layers.values()):
+        for array in (getattr(matrix, "data", None), getattr(matrix, "indices", None)):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+    return activity
+
+
+@st.cache_resource(show_spinner="Computing gene activity...", max_entries=4, ttl=3600)
 def cached_gene_activity(digest: str, genome: str, _adata: Any) -> Any:
-    """Cells x genes activity of the upload (genes whose window holds a peak)."""
+    """Cells x genes activity of the upload (genes whose window holds a peak).
+
+    Kept once per (upload, genome) and shared, not copied on every rerun: its arrays are
+    read-only, and the page only reads slices of it.
+    """
     from scembed_core.gene_activity import gene_activity
 
-    return gene_activity(_adata, genome, drop_empty=True)
+    return _freeze(gene_activity(_adata, genome, drop_empty=True))
 
 
 @st.cache_data(show_spinner="Ranking marker regions...", max_entries=8, ttl=3600)

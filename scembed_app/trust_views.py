@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from scembed_app import cached, state, widgets
+from scembed_core.errors import ScEmbedError
 
 ICONS = {"good": ":material/verified:", "caution": ":material/warning:"}
 TITLES = {
@@ -28,7 +29,7 @@ def dataset_fit(dataset: Any, reference_key: str, reference: Any) -> dict | None
         return cached.cached_fit(
             dataset.digest, reference_key, lifted_from, dataset.adata, reference
         )
-    except Exception:  # noqa: BLE001 - the verdict is advice: never break a page over it
+    except ScEmbedError:  # the verdict is advice: a dataset it cannot judge gets none
         return None
 
 

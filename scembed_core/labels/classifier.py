@@ -227,6 +227,7 @@ def _fit_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardisation and softmax coefficients for all ``n_classes`` (absent ones: -inf-like)."""
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(features, dtype=np.float64)
     mean = x.mean(axis=0)
@@ -239,7 +240,11 @@ def _fit_arrays(
         max_iter=params.max_iter,
         random_state=seed,
     )
-    model.fit((x - mean) / scale, codes)
+    # One thread: on a few thousand cells x ~100 features, lbfgs's BLAS and OpenMP threads
+    # only wait on each other (8x slower on 2 cores, 60x on a busy machine; BENCHMARKS.md),
+    # and one thread gives the same coefficients on every machine.
+    with threadpool_limits(limits=1):
+        model.fit((x - mean) / scale, codes)
     present = model.classes_.astype(int)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)

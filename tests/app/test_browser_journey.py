@@ -59,6 +59,18 @@ def _metric(page, label: str) -> str:
     return metric.locator('[data-testid="stMetricValue"]').inner_text()
 
 
+def _metric_becomes(page, label: str, value: str) -> None:
+    """Wait until the metric shows ``value`` (a slider sends its value after a short pause,
+    so the rerun it asks for may not have started when the key press returns)."""
+    from playwright.sync_api import expect
+
+    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
+    expect(metric.locator('[data-testid="stMetricValue"]')).to_have_text(
+        value, timeout=screenshots.SLOW_MS
+    )
+    screenshots.wait_idle(page)
+
+
 def _save_chart(page, chart, path: Path) -> bytes:
     """Click the chart's camera button (plotly.js makes the image in the browser)."""
     chart.scroll_into_view_if_needed()
@@ -108,7 +120,7 @@ def test_a_biologists_first_hour(tmp_path):
     with screenshots.running_app() as url, sync_api.sync_playwright() as playwright:
         browser = screenshots.launch_browser(playwright)
         try:
-            context = browser.new_context(viewport=screenshots.VIEWPORT, accept_downloads=True)
+            context = screenshots.new_context(browser, accept_downloads=True)
             page = context.new_page()
             screenshots.open_app(page, url)
             page.locator(".js-plotly-plot").first.wait_for(
@@ -146,8 +158,7 @@ def test_a_biologists_first_hour(tmp_path):
             screenshots.go_to(page, "Clusters")
             page.get_by_role("slider").first.focus()
             page.keyboard.press("ArrowRight")
-            screenshots.wait_idle(page)
-            assert _metric(page, "Resolution") == "1.050"
+            _metric_becomes(page, "Resolution", "1.050")
 
             # --- figures: PNG at print resolution and SVG, made in the browser ---------------
             screenshots.go_to(page, "Annotation")

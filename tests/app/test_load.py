@@ -32,8 +32,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import screenshots  # noqa: E402
 
 APP = str(ROOT / "app.py")
-#: Eight users at once, each with a slice of a different size (so any cross-talk shows).
-SESSION_SIZES = (120, 140, 160, 180, 200, 220, 240, 260)
+#: Users at once, each with a slice of a different size (so any cross-talk shows): four in
+#: the suite, eight when `make bench-sessions` measures memory (``SCEMBED_LOAD_SESSIONS``).
+SESSION_SIZES = (120, 140, 160, 180, 200, 220, 240, 260)[
+    : int(os.environ.get("SCEMBED_LOAD_SESSIONS", "4"))
+]
 SLICE_STEP = 160
 
 
