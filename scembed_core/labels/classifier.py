@@ -75,8 +75,7 @@ class LabelModelParams:
 
     The defaults were chosen by cross-validation on the built-in reference's cells, on
     intact and on region-dropout-perturbed held-out folds (``python -m benchmarks.labels``,
-    table in BENCHMARKS.md); the demo query was never used. Weighting and priors were
-    re-checked on a new-donor proxy (``python -m benchmarks.label_weighting``): unchanged.
+    table in BENCHMARKS.md; weighting re-checked by ``benchmarks.label_weighting``).
 
     Parameters
     ----------
@@ -85,13 +84,10 @@ class LabelModelParams:
         (the reference's analysis space) or ``"both"`` (concatenated).
     C
         Inverse L2 regularisation strength of the logistic regression.
-    class_weight
+    class_weight, weight_power
         None, or ``"balanced"``: class ``c`` weighs ``(n / (k n_c)) ** weight_power``.
-    weight_power
-        Exponent of the balanced weights (1: scikit-learn's ``"balanced"``).
     prior_correction
-        Subtract ``prior_correction * log(n_c / n)`` from the intercepts after the fit
-        (0: the reference's type proportions, 1: a flat prior; see :mod:`.priors`).
+        ``prior_correction * log(n_c / n)`` is subtracted from the intercepts (:mod:`.priors`).
     knn_weight
         Weight of the kNN vote fractions in the blended probability (0: classifier only).
     max_iter
@@ -233,10 +229,9 @@ def _fit_arrays(
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
-    power = params.weight_power if params.class_weight == "balanced" else 0.0
     model = LogisticRegression(
         C=params.C,
-        class_weight=class_weights(codes, power),
+        class_weight=class_weights(codes, params.weight_power * (params.class_weight is not None)),
         max_iter=params.max_iter,
         random_state=seed,
     )
