@@ -69,7 +69,13 @@ st.caption(
     f"{', '.join(c for c in table.columns if not c.startswith(exports.PROBABILITY_CSV_PREFIX))}"
     f" and {sum(c.startswith(exports.PROBABILITY_CSV_PREFIX) for c in table.columns)} class "
     "probabilities (scembed_prob_<class>). Settings: resolution "
-    f"{settings['resolution']:.3f}, minimum confidence {settings['min_confidence']:.2f}."
+    f"{settings['resolution']:.3f}, minimum confidence {settings['min_confidence']:.2f}"
+    + (
+        ""
+        if settings.get("unknown_rate") is None
+        else f", Unknown strictness {settings['unknown_rate']:.0%}"
+    )
+    + "."
 )
 cols = st.columns(3)
 download(

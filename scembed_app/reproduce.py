@@ -30,8 +30,13 @@ def run_params(
     min_confidence: float,
     max_mapping_distance: float | None,
     liftover: bool,
+    unknown_rate: float | None = None,
 ) -> dict:
-    """The command line's parameters for the app's settings (every seed the app uses is 0)."""
+    """The command line's parameters for the app's settings (every seed the app uses is 0).
+
+    ``unknown_rate`` is the Annotation page's Unknown strictness (None: the reference's
+    calibrated rate, as the command line's default).
+    """
     return {
         "ev": bool(ev),
         "resolution": float(resolution),
@@ -43,6 +48,7 @@ def run_params(
         "max_mapping_distance": None
         if max_mapping_distance is None
         else float(max_mapping_distance),
+        "unknown_rate": None if unknown_rate is None else float(unknown_rate),
         "label_key": label_key,
         "label_method": label_method,
         "seed": 0,

@@ -341,6 +341,7 @@ def run_document(
         min_confidence=settings["min_confidence"],
         max_mapping_distance=settings["max_mapping_distance"],
         liftover=bool(st.session_state[state.LIFTOVER]),
+        unknown_rate=settings.get("unknown_rate"),
     )
     doc = reproduce.run_spec(
         spec=st.session_state[state.REFERENCE_SPEC],

@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     project.add_argument("--min-confidence", type=float, default=0.0)
     project.add_argument("--max-mapping-distance", type=float, default=None)
+    project.add_argument(
+        "--unknown-rate",
+        type=float,
+        default=None,
+        help="strictness of the Unknown rule: share of known cells it may call Unknown "
+        "(0: off; default: the reference's calibrated rate)",
+    )
     project.add_argument("--label-key", default=None, help="reference label column to transfer")
     project.add_argument(
         "--label-method",

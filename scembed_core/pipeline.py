@@ -136,6 +136,7 @@ def run_pipeline(
     label_key: str | None = None,
     label_method: str = "classifier",
     truth_key: str | None = None,
+    unknown_rate: float | None = None,
     label_map: dict[str, str] | None = None,
     random_state: int = 0,
     progress: ProgressCallback | None = None,
@@ -159,6 +160,9 @@ def run_pipeline(
     a note in ``params["label_note"]`` when it has none) or ``"knn"``; see
     :func:`scembed_core.labels.assign.assign_labels`.
 
+    ``unknown_rate`` is the Unknown rule's strictness (share of known cells it may call
+    Unknown; None: the reference's calibrated rate, 0: off).
+
     ``random_state`` seeds the graph and the community detection (``seed`` is its
     deprecated name).
 
@@ -173,6 +177,8 @@ def run_pipeline(
     ev, resolution, n_clusters, method, k_neighbors, n_neighbors, min_confidence
         See above.
     max_mapping_distance, label_key, label_method, truth_key, random_state
+        See above.
+    unknown_rate
         See above.
     progress
         ``progress(fraction, message)`` callback.
@@ -230,6 +236,7 @@ def run_pipeline(
             n_neighbors=k_neighbors,
             min_confidence=min_confidence,
             max_mapping_distance=max_mapping_distance,
+            unknown_rate=unknown_rate,
             warn=False,
         )
         tl.annotate_clusters(out, reference)

@@ -56,6 +56,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "n_neighbors": 15,
     "min_confidence": 0.0,
     "max_mapping_distance": None,
+    "unknown_rate": None,
     "label_key": None,
     "label_method": "classifier",
     "seed": 0,
@@ -339,15 +340,15 @@ def _check_param(key: str, value: Any) -> Any:
                 f"run.json: {name} must be a whole number >= {lowest}, got {value!r}."
             )
         return value
-    # resolution, min_confidence, max_mapping_distance: numbers
-    if value is None and key in ("resolution", "max_mapping_distance"):
+    # resolution, min_confidence, max_mapping_distance, unknown_rate: numbers
+    if value is None and key in ("resolution", "max_mapping_distance", "unknown_rate"):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ParameterError(f"run.json: {name} must be a finite number, got {value!r}.")
     value = float(value)
     if key == "resolution" and value <= 0:
         raise ParameterError(f"run.json: {name} must be > 0, got {value!r}.")
-    if key == "min_confidence" and not 0.0 <= value <= 1.0:
+    if key in ("min_confidence", "unknown_rate") and not 0.0 <= value <= 1.0:
         raise ParameterError(f"run.json: {name} must be between 0 and 1, got {value!r}.")
     if key == "max_mapping_distance" and value < 0:
         raise ParameterError(f"run.json: {name} must be >= 0, got {value!r}.")

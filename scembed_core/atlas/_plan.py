@@ -34,6 +34,7 @@ class Plan:
     categories: tuple[str, ...]
     umap_epochs: int | None
     analysis_dim: int | None  # dimension of the reference's whitened analysis space, if any
+    unknown_rate: float | None = None  # the Unknown rule's strictness (None: calibrated)
 
 
 @dataclass(frozen=True)

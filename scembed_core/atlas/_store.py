@@ -55,6 +55,7 @@ def run_fingerprint(plan: Plan, reference: Reference) -> dict:
         "max_mapping_distance": -1.0
         if plan.max_mapping_distance is None
         else plan.max_mapping_distance,
+        "unknown_rate": -1.0 if plan.unknown_rate is None else plan.unknown_rate,
         "ev": plan.ev,
         "layout": STORE_LAYOUT,
     }

@@ -227,6 +227,7 @@ def project_chunk(
                 k=plan.k_neighbors,
                 min_confidence=plan.min_confidence,
                 max_mapping_distance=plan.max_mapping_distance,
+                unknown_rate=plan.unknown_rate,
                 neighbors=neighbors,
                 warn=False,
                 n_regions=n_regions,

@@ -177,6 +177,7 @@ def project_out_of_core(
     label_key: str | None = None,
     label_method: LabelMethod = "classifier",
     ev: bool = True,
+    unknown_rate: float | None = None,
     layer: str | None = None,
     n_workers: int = 2,
     memory_limit: str | int = DEFAULT_WORKER_MEMORY,
@@ -213,6 +214,8 @@ def project_out_of_core(
         ``uns["scembed"]["label_classes"]``.
     ev
         Also place the cells on the reference UMAP.
+    unknown_rate
+        Strictness of the Unknown rule (None: the reference's calibrated rate, 0: off).
     layer
         The layer holding the counts (default ``X``, else the ``counts`` layer).
     n_workers, memory_limit
@@ -316,6 +319,7 @@ def project_out_of_core(
         categories=categories,
         umap_epochs=umap_epochs(reference, source.n_obs) if ev else None,
         analysis_dim=analysis_dim(reference),
+        unknown_rate=None if unknown_rate is None else float(unknown_rate),
     )
     if plan.reference_path is not None:  # in-process (threaded) workers reuse this copy
         remember_reference(plan.reference_path, trust, reference)
@@ -394,6 +398,7 @@ def project_out_of_core(
             min_confidence=plan.min_confidence,
             max_mapping_distance=plan.max_mapping_distance,
         )
+        labelled["unknown_rate"] = plan.unknown_rate
         record_into(scembed, "transfer_labels", labelled)
     stored_coverage = {k: v for k, v in coverage.items() if k != "label_counts"}
     scale = {k: v for k, v in summary.items() if not isinstance(v, dict)}

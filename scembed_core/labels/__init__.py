@@ -32,6 +32,8 @@ Which file owns which rule:
   (``suggest_label_map``: each label to the user's label most of its cells carry).
 - :mod:`.unknown`: the signals and the rule that call a cell Unknown (a type the reference
   does not contain), calibrated per reference by :mod:`.loto`.
+- :mod:`.priors`: the classifier's rare-type knobs: partial class weights
+  (``class_weights``) and the intercept prior correction (``prior_shift``).
 
 Rules added by later work get their own file here and a line above.
 

@@ -39,6 +39,7 @@ import numpy as np
 from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
+from .priors import class_weights, prior_shift
 from .vote import vote_fractions
 
 __all__ = [
@@ -74,7 +75,7 @@ class LabelModelParams:
 
     The defaults were chosen by cross-validation on the built-in reference's cells, on
     intact and on region-dropout-perturbed held-out folds (``python -m benchmarks.labels``,
-    table in BENCHMARKS.md); the demo query was never used.
+    table in BENCHMARKS.md; weighting re-checked by ``benchmarks.label_weighting``).
 
     Parameters
     ----------
@@ -83,8 +84,10 @@ class LabelModelParams:
         (the reference's analysis space) or ``"both"`` (concatenated).
     C
         Inverse L2 regularisation strength of the logistic regression.
-    class_weight
-        None, or ``"balanced"`` (weights inversely proportional to class frequencies).
+    class_weight, weight_power
+        None, or ``"balanced"``: class ``c`` weighs ``(n / (k n_c)) ** weight_power``.
+    prior_correction
+        ``prior_correction * log(n_c / n)`` is subtracted from the intercepts (:mod:`.priors`).
     knn_weight
         Weight of the kNN vote fractions in the blended probability (0: classifier only).
     max_iter
@@ -96,6 +99,8 @@ class LabelModelParams:
     class_weight: str | None = None
     knn_weight: float = 0.25
     max_iter: int = 1000
+    weight_power: float = 1.0
+    prior_correction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -110,10 +115,13 @@ class LabelModelParams:
             raise ParameterError(f"knn_weight must be in [0, 1], got {self.knn_weight}.")
         if self.max_iter < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}.")
+        if not (0.0 <= self.weight_power <= 1.0 and 0.0 <= self.prior_correction <= 1.0):
+            raise ParameterError("weight_power and prior_correction must be in [0, 1].")
 
     def to_dict(self) -> dict:
-        """Parameters as a plain dictionary (for the JSON file)."""
-        return asdict(self)
+        """Parameters for the JSON file (rare-type knobs only when set: old entries stay equal)."""
+        unset = {("weight_power", 1.0), ("prior_correction", 0.0)}
+        return {k: v for k, v in asdict(self).items() if (k, v) not in unset}
 
 
 DEFAULT_PARAMS = LabelModelParams()
@@ -223,7 +231,7 @@ def _fit_arrays(
     scale = np.where(scale > 1e-12, scale, 1.0)
     model = LogisticRegression(
         C=params.C,
-        class_weight=params.class_weight,
+        class_weight=class_weights(codes, params.weight_power * (params.class_weight is not None)),
         max_iter=params.max_iter,
         random_state=seed,
     )
@@ -238,6 +246,8 @@ def _fit_arrays(
     if len(present) == 2:  # sklearn keeps one row for two classes: softmax([-z/2, z/2])
         coef = np.vstack([-coef[0] / 2, coef[0] / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    if params.prior_correction:
+        intercept = intercept + prior_shift(codes, present, params.prior_correction)
     full_coef = np.zeros((n_classes, x.shape[1]))
     full_intercept = np.full(n_classes, -50.0)  # a class missing from the fit: never chosen
     full_coef[present] = coef

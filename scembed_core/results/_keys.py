@@ -32,6 +32,7 @@ RUN_PARAMS: dict[str, tuple[str, str]] = {
     "label_note": (LABEL, "note"),
     "min_confidence": (LABEL, "min_confidence"),
     "max_mapping_distance": (LABEL, "max_mapping_distance"),
+    "unknown_rate": (LABEL, "unknown_rate"),
 }
 
 

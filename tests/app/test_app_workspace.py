@@ -52,7 +52,8 @@ def sidebar_text(at: AppTest) -> str:
 
 @pytest.fixture(scope="module")
 def analysis(root):
-    """The demo projected, at resolution 2.0, min. probability 0.3, left on Clusters."""
+    """The demo projected, at resolution 2.0, min. probability 0.3, Unknown strictness 0.12,
+    left on Clusters."""
     at = goto(session(), state.PAGE_DATA)
     assert "ws" not in at.query_params, "no workspace before the first dataset"
     checked(button(at, "Load demo dataset").click().run())
@@ -63,6 +64,7 @@ def analysis(root):
     assert at.query_params["ws"] == ws_id, "the same analysis, re-set after navigation"
     goto(at, state.PAGE_ANNOTATE)
     checked(at.slider(key="w_min_confidence").set_value(0.3).run())
+    checked(at.slider(key="w_unknown_rate").set_value(0.12).run())
     goto(at, state.PAGE_CLUSTERS)
     checked(at.slider(key="w_resolution").set_value(2.0).run())
     assert at.query_params["ws"] == ws_id
@@ -78,6 +80,7 @@ def test_the_first_dataset_creates_an_owned_workspace(root, analysis):
     assert saved["page"] == state.PAGE_CLUSTERS
     assert saved["settings"][state.RESOLUTION] == 2.0
     assert saved["settings"][state.MIN_CONFIDENCE] == 0.3
+    assert saved["settings"][state.UNKNOWN_RATE] == 0.12
     assert saved["reference"]["spec"] == "default"
     assert workspace.read_results()["key"]["clusters"]["resolution"] == 2.0
     text = sidebar_text(at)
@@ -106,6 +109,7 @@ def test_restore_in_a_new_session_recomputes_nothing(root, analysis):
 
     goto(again, state.PAGE_ANNOTATE)  # labels at the stored thresholds, from the workspace
     assert again.slider(key="w_min_confidence").value == 0.3
+    assert again.slider(key="w_unknown_rate").value == 0.12
     for name in ("e_project", "ev_project", "transfer"):
         assert cached.COMPUTED[name] == before.get(name, 0), f"{name} was recomputed"
     stored = WorkspaceStore(root).open(ws_id).read_results()

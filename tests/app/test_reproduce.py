@@ -69,7 +69,12 @@ def app_session(
     checked(at.switch_page(state.PAGE_EXPORT).run())
     commands = [c.value for c in at.code if "--params run.json" in c.value]
     assert len(commands) == 1, [c.value for c in at.code]
-    return {**dict(at.session_state.items()), "test_command": commands[0]}
+    captions = [c.value for c in at.caption]
+    return {
+        **dict(at.session_state.items()),
+        "test_command": commands[0],
+        "test_captions": captions,
+    }
 
 
 def export_view() -> None:
@@ -98,18 +103,20 @@ def app_results(session: dict) -> tuple[object, dict]:
 
 
 @pytest.mark.parametrize(
-    ("resolution", "min_confidence", "lifted"),
+    ("resolution", "min_confidence", "lifted", "unknown_rate"),
     [
-        (None, None, None),
-        (0.5, 0.5, None),
-        (0.8, None, "demo"),
-        (None, None, "pbmc"),
+        (None, None, None, None),
+        (0.5, 0.5, None, 0.15),
+        (0.8, None, "demo", None),
+        (None, None, "pbmc", None),
     ],
     ids=["defaults", "changed", "hg38-upload-lifted", "hg38-pbmc-unmapped-cells"],
 )
-def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, lifted):
+def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, lifted, unknown_rate):
     """``lifted``: an hg38 upload, which the app lifts at upload and the command in-run (the
-    demo itself, or the real PBMC fixture, where 8 of 20 cells map nowhere after lifting)."""
+    demo itself, or the real PBMC fixture, where 8 of 20 cells map nowhere after lifting).
+    ``unknown_rate``: the Annotation page's Unknown strictness (default 0.05, the calibrated
+    point), recorded in run.json; the command calls the same cells Unknown."""
     if lifted == "demo":
         from test_app_liftover import write_demo_hg38
 
@@ -119,15 +126,26 @@ def test_the_command_reproduces_the_app(tmp_path, resolution, min_confidence, li
         query = PBMC_TINY
     else:
         query = DEMO_QUERY_PATH
-    session = app_session(resolution, min_confidence, upload=query if lifted else None)
+    annotate = () if unknown_rate is None else (("slider", "w_unknown_rate", unknown_rate),)
+    session = app_session(
+        resolution, min_confidence, upload=query if lifted else None, annotate=annotate
+    )
     if lifted:
         assert session[state.DATASET].liftover["source_build"] == "hg38"
     table, spec = app_results(session)
     assert spec["params"]["resolution"] == (1.0 if resolution is None else resolution)
     assert spec["params"]["min_confidence"] == (min_confidence or 0.0)
+    rate = 0.05 if unknown_rate is None else unknown_rate
+    assert spec["params"]["unknown_rate"] == rate
     cli = run_command(tmp_path, query, spec, session["test_command"])
     assert_same(cli, table)
     params = cli.uns["scembed"]["params"]
+    assert params["unknown_rate"] == rate
+    unknown = cli.obs["scembed_unknown"].to_numpy(dtype=bool)
+    np.testing.assert_array_equal(unknown, table["scembed_unknown"].to_numpy(dtype=bool))
+    if unknown_rate is not None:  # 1.2% of the demo at the calibrated 5%; 4% at 15%
+        assert unknown.mean() > 0.025, unknown.mean()
+        assert any("Unknown strictness 15%" in c for c in session["test_captions"])
     assert params["resolution"] == (1.0 if resolution is None else resolution)
     assert params["min_confidence"] == (0.0 if min_confidence is None else min_confidence)
     if min_confidence:

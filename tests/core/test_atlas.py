@@ -169,8 +169,31 @@ def test_other_parameters_do_not_mix_into_an_existing_store(store, reference, tm
     out = _copy(store, tmp_path)
     with pytest.raises(ParameterError, match="k_neighbors"):
         project_out_of_core(DEMO_QUERY_PATH, reference, out, chunk_size=CHUNK, k_neighbors=5)
+    with pytest.raises(ParameterError, match="unknown_rate"):
+        project_out_of_core(DEMO_QUERY_PATH, reference, out, chunk_size=CHUNK, unknown_rate=0.2)
     with pytest.raises(ParameterError, match=".zarr"):
         project_out_of_core(DEMO_QUERY_PATH, reference, tmp_path / "x.h5ad")
+
+
+def test_the_unknown_strictness_reaches_the_chunks(reference, in_memory, client, tmp_path):
+    """``unknown_rate`` (run.json's, ``--unknown-rate``): the same Unknown cells as in memory."""
+    adata, projection, _ = in_memory
+    out = tmp_path / "strict.zarr"
+    project_out_of_core(
+        DEMO_QUERY_PATH, reference, out, chunk_size=800, scheduler=client, ev=False,
+        unknown_rate=0.2,
+    )  # fmt: skip
+    expected = assign_labels(
+        projection.embedding,
+        reference,
+        neighbors=projection.neighbors,
+        n_regions=projection.coverage.n_regions_per_cell,
+        unknown_rate=0.2,
+    )
+    result = ad.read_zarr(out)
+    np.testing.assert_array_equal(result.obs["scembed_unknown"], expected["unknown"])
+    assert expected["unknown"].mean() > 0.025  # 1.2% at the calibrated rate
+    assert result.uns["scembed"]["params"]["unknown_rate"] == 0.2
 
 
 def test_open_result_reads_a_sample_for_plotting(store):

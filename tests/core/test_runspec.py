@@ -80,6 +80,8 @@ def test_build_and_read_round_trip(tmp_path, reference, demo_sha):
         ("min_confidence", 1.5),
         ("min_confidence", None),
         ("max_mapping_distance", -0.1),
+        ("unknown_rate", 1.5),
+        ("unknown_rate", "strict"),
         ("label_key", 3),
         ("label_method", "svm"),
         ("seed", -1),
@@ -159,7 +161,13 @@ def write_spec(tmp_path, doc) -> str:
 
 def test_the_file_sets_every_parameter_and_flags_win(tmp_path, capsys, reference, demo_sha):
     doc = spec_doc(
-        reference, demo_sha, ev=False, resolution=0.5, min_confidence=0.5, label_method="knn"
+        reference,
+        demo_sha,
+        ev=False,
+        resolution=0.5,
+        min_confidence=0.5,
+        label_method="knn",
+        unknown_rate=0.2,
     )
     run = write_spec(tmp_path, doc)
     out = tmp_path / "from_file.h5ad"
@@ -168,16 +176,21 @@ def test_the_file_sets_every_parameter_and_flags_win(tmp_path, capsys, reference
     assert "warning" not in captured.err, captured.err
     params = ad.read_h5ad(out).uns["scembed"]["params"]
     assert params["resolution"] == 0.5 and params["min_confidence"] == 0.5
+    # the Unknown strictness from the file: 1-2% of the demo at the calibrated 5%
+    assert params["unknown_rate"] == 0.2
+    assert ad.read_h5ad(out).obs["scembed_unknown"].mean() > 0.05
     assert params["label_method_requested"] == "knn"
     assert "X_scembed_umap" not in ad.read_h5ad(out).obsm  # ev: false from the file
 
     # Explicit options win, even one equal to the built-in default (--resolution 1.0).
     out2 = tmp_path / "flags.h5ad"
     args = ["project", str(DEMO_QUERY_PATH), "--params", run, "--out", str(out2)]
-    assert cli.main([*args, "--resolution", "1.0", "--label-method", "classifier"]) == 0
+    flags = ["--resolution", "1.0", "--label-method", "classifier", "--unknown-rate", "0"]
+    assert cli.main([*args, *flags]) == 0
     params = ad.read_h5ad(out2).uns["scembed"]["params"]
     assert params["resolution"] == 1.0 and params["label_method_requested"] == "classifier"
     assert params["min_confidence"] == 0.5  # still from the file
+    assert params["unknown_rate"] == 0.0 and not ad.read_h5ad(out2).obs["scembed_unknown"].any()
 
 
 def test_out_defaults_to_the_input_stem(tmp_path, monkeypatch, reference, demo_sha):
