@@ -14,7 +14,7 @@ softmax under- or over-confident), and the same cells give the calibration: a re
 curve (mean predicted probability vs observed accuracy per bin), the expected calibration
 error and the accuracy-versus-coverage curve (slightly optimistic, as the one temperature
 parameter was fitted on them). The stored model is then refitted on all cells and keeps
-that temperature.
+that temperature. Both fits run on one thread.
 
 Bundle files::
 
@@ -226,19 +226,13 @@ def _fit_arrays(
     from threadpoolctl import threadpool_limits
 
     x = np.asarray(features, dtype=np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
+    weights = class_weights(codes, params.weight_power * (params.class_weight is not None))
     model = LogisticRegression(
-        C=params.C,
-        class_weight=class_weights(codes, params.weight_power * (params.class_weight is not None)),
-        max_iter=params.max_iter,
-        random_state=seed,
+        C=params.C, class_weight=weights, max_iter=params.max_iter, random_state=seed
     )
-    # One thread: on a few thousand cells x ~100 features, lbfgs's BLAS and OpenMP threads
-    # only wait on each other (8x slower on 2 cores, 60x on a busy machine; BENCHMARKS.md),
-    # and one thread gives the same coefficients on every machine.
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1):  # threads only wait on each other at this size
         model.fit((x - mean) / scale, codes)
     present = model.classes_.astype(int)
     coef = np.asarray(model.coef_, dtype=np.float64)
