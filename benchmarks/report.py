@@ -278,24 +278,32 @@ def _placeholder(name: str) -> str:
 
 
 def replace_section(name: str, body: str, path: Path = REPORT) -> Path:
-    """Rewrite the ``name`` section of ``BENCHMARKS.md``, keeping every other section.
+    """Rewrite the ``name`` section of ``BENCHMARKS.md``, keeping everything else verbatim.
 
-    The file is created with the title and placeholders for the other sections when it does
-    not exist yet.
+    Only the text between the section's own markers changes: sections written by hand or
+    by benchmarks not listed in :data:`SECTIONS`, and prose between sections, stay as they
+    are. A section the file lacks is appended; a missing file is created with the title
+    and placeholders for the listed sections.
     """
     if name not in SECTIONS:
         raise ValueError(f"Unknown section {name!r}; expected one of {list(SECTIONS)}.")
-    existing = path.read_text() if path.exists() else ""
-    parts = [TITLE.strip()]
-    for section in SECTIONS:
-        begin, end = _markers(section)
-        if section == name:
-            content = body.strip()
-        else:
-            found = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), existing, re.S)
-            content = found.group(1).strip() if found else _placeholder(section)
-        parts.append(f"{begin}\n{content}\n{end}")
-    path.write_text("\n\n".join(parts) + "\n")
+    begin, end = _markers(name)
+    block = f"{begin}\n{body.strip()}\n{end}"
+    if not path.exists():
+        parts = [TITLE.strip()]
+        for section in SECTIONS:
+            first, last = _markers(section)
+            content = body.strip() if section == name else _placeholder(section)
+            parts.append(f"{first}\n{content}\n{last}")
+        path.write_text("\n\n".join(parts) + "\n")
+        return path
+    existing = path.read_text()
+    pattern = re.compile(re.escape(begin) + r"\n.*?\n" + re.escape(end), re.S)
+    if pattern.search(existing):
+        updated = pattern.sub(lambda _: block, existing, count=1)
+    else:
+        updated = existing.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(updated)
     return path
 
 
