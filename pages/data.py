@@ -82,9 +82,10 @@ if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
         st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
     del payload
     if not keep:  # a fragments file stays for its TSS enrichment (QC below)
-        widgets.release_uploads(files)  # the bytes leave; the QC below runs without them
-        del files
-        st.rerun()
+        # the bytes leave Streamlit's store now; no st.rerun() after it: a rerun from here
+        # made the build panel's liftover toggle vanish in the browser (Streamlit 1.67)
+        widgets.release_uploads(files)
+        files = []  # released: nothing of them is read again
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

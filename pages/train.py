@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from scembed_app import guards, results, state, widgets
+from scembed_app import cached, guards, results, state, widgets
 from scembed_app.progress import progress_bar
 from scembed_core.errors import ScEmbedError
 from scembed_core.io import guess_label_key
@@ -38,8 +38,22 @@ if not label_cols:
     st.page_link(state.PAGE_DATA, label="Go to Data", icon=":material/upload_file:")
     state.stop_page()
 
-_, current = guards.require_reference()
+ref_key, current = guards.require_reference()
 region_only = current.cells is None
+
+
+def default_genome() -> str:
+    """The build to record: the file's own, else the reference's after a liftover, else the
+    build the Data page detected (the demo is hg19 without saying so)."""
+    declared = adata.uns.get("genome")
+    if declared:
+        return str(declared)
+    if dataset.liftover:
+        return str(current.genome)  # the cells were lifted onto the reference's build
+    detection = cached.cached_build_detection(dataset.digest, ref_key, adata, current)
+    return detection.build or "unknown"
+
+
 if region_only:
     st.info(
         f"The current reference ({widgets.md(current.name)}) carries region vectors only. "
@@ -70,7 +84,9 @@ with st.form("train_form"):
             help="The column of cell types the reference will transfer. Preselected: the "
             "column that looks like cell types (cluster ids are never proposed).",
         )
-        genome = st.text_input("Genome build", value=str(adata.uns.get("genome", "unknown")))
+        genome = st.text_input(
+            "Genome build", value=default_genome(), help="Detected from the peaks; edit if wrong."
+        )
     with right:
         epochs = st.number_input(
             "Epochs",

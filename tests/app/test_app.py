@@ -211,11 +211,14 @@ def test_train_a_reference_and_use_it():
     at = goto(open_app(), state.PAGE_DATA)
     button(at, "Load demo dataset").click().run()
     goto(at, state.PAGE_TRAIN)
+    # the demo declares no build: the form proposes the one the peaks show
+    assert [t.value for t in at.text_input if t.label == "Genome build"] == ["hg19"]
     at.number_input(key="train_epochs").set_value(2)
     button(at, "Train reference").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     trained = at.session_state[state.TRAINED]
+    assert trained["my-reference"].reference.genome == "hg19"
     assert list(trained) == ["my-reference"]
     item = trained["my-reference"]
     assert item.bundle_zip[:2] == b"PK", "downloadable zip bundle"
