@@ -42,6 +42,7 @@ SECTIONS = {
     "bench-workspace": "make bench-workspace",
     "bench-cold": "make bench-cold",
     "bench-cold-cpu": "python -m benchmarks.cold --cpu-only",
+    "classifier-threads": "python -m benchmarks.classifier_threads",
 }
 
 TITLE = """# Benchmarks

@@ -242,8 +242,8 @@ def run_pipeline(
         tl.annotate_clusters(out, reference)
         if "scembed_unknown" in out.obs:
             mapped = ~out.obs["scembed_unmapped"].to_numpy(dtype=bool)
-            share = float(out.obs["scembed_unknown"].to_numpy(dtype=bool)[mapped].mean())
-            fit = with_unknown(fit, share if mapped.any() else 0.0)
+            unknown = out.obs["scembed_unknown"].to_numpy(dtype=bool)[mapped]
+            fit = with_unknown(fit, float(unknown.mean()) if mapped.any() else 0.0)
     evaluation = {}
     if truth_key is not None:
         truth = out.obs[truth_key]
