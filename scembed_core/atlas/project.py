@@ -58,6 +58,29 @@ FORKSERVER_PRELOAD = ("scembed_core._worker_env", "distributed", "scembed_core.a
 
 
 @contextmanager
+def _workers_skip_main() -> Iterator[None]:
+    """Start worker processes without re-running the caller's ``__main__`` script.
+
+    multiprocessing re-runs a main module that was started from a path in every new process
+    (to find pickled functions in it). Workers only run this package's chunk code, and a main
+    script may not be re-runnable (a notebook's, a test runner's temporary script, one
+    without an ``if __name__ == "__main__"`` guard), so it is hidden while they start.
+    """
+    import sys
+    import types
+
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield  # started with -m (or none): workers import it by name, which is safe
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+@contextmanager
 def _dask_client(scheduler: Any, n_workers: int, memory_limit: str | int) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
@@ -74,7 +97,8 @@ def _dask_client(scheduler: Any, n_workers: int, memory_limit: str | int) -> Ite
 
         # Workers fork from a forkserver that imports the chunk code once, instead of each
         # spawned worker importing it again (most of a worker's start-up CPU; BENCHMARKS.md).
-        with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        config = {"distributed.worker.multiprocessing-method": "forkserver"}
+        with dask.config.set(config), _workers_skip_main():
             get_mp_context().set_forkserver_preload(list(FORKSERVER_PRELOAD))
             cluster = LocalCluster(
                 n_workers=n_workers,

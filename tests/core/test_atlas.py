@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import sys
 
 import anndata as ad
 import h5py
@@ -458,9 +459,20 @@ def test_command_line_on_a_scheduler_in_another_process(remote_address, in_memor
     assert list(imported.values()) == [False]  # the reference was opened without it
 
 
-def test_local_worker_processes_fork_from_a_preloaded_server(reference, in_memory, tmp_path):
+def test_local_worker_processes_fork_from_a_preloaded_server(
+    reference, in_memory, tmp_path, monkeypatch
+):
     """The default local cluster (worker processes forked from a forkserver that imported
-    the chunk code once, one numba thread each) gives the in-memory results."""
+    the chunk code once, one numba thread each) gives the in-memory results, also when the
+    caller's main script cannot be re-run (an AppTest's temporary script left as __main__
+    in this process made every worker exit before)."""
+    import types
+
+    script = tmp_path / "not_rerunnable.py"
+    script.write_text("raise NameError('a worker re-ran the caller main script')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
     out = tmp_path / "local.zarr"
     summary = project_out_of_core(DEMO_QUERY_PATH, reference, out, chunk_size=800, n_workers=2)
     assert summary["n_chunks_computed"] == 2 and summary["timings"]["hold_reference"] > 0
