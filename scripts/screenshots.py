@@ -280,6 +280,8 @@ def run_demo_flow(page, timeout: int = SLOW_MS) -> None:
 
 def select_option(page, label_text: str, option: str, timeout: int = SLOW_MS) -> None:
     """Choose ``option`` in the st.selectbox whose label contains ``label_text``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     combo = page.get_by_role("combobox", name=re.compile(re.escape(label_text)))
     wanted = page.get_by_role("option", name=option, exact=True)
     deadline = time.monotonic() + timeout / 1000
@@ -292,7 +294,7 @@ def select_option(page, label_text: str, option: str, timeout: int = SLOW_MS) ->
             # list: open it again rather than wait for an option that is gone
             wanted.click(timeout=10_000)
             break
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+        except PlaywrightTimeout:
             if time.monotonic() > deadline:
                 raise
             page.keyboard.press("Escape")

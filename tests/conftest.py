@@ -104,3 +104,18 @@ def shifted_query(planted, shift=200):
         f"chr1_{s}_{e}" for s, e in zip(query.var["start"], query.var["end"], strict=True)
     ]
     return query
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium (``scripts/screenshots.launch_browser``), one per test module."""
+    import sys
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sys.path.insert(0, str(REPO / "scripts"))
+    import screenshots
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = screenshots.launch_browser(playwright)
+        yield chromium
+        chromium.close()

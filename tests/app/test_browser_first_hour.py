@@ -57,15 +57,6 @@ def server(root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = screenshots.launch_browser(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def labelled_upload(tmp_path_factory):
     """Real Granja cells whose obs lists cluster ids (initialClusters) before cell_type."""
     import anndata as ad

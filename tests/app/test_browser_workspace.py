@@ -52,15 +52,6 @@ def server(root, tmp_path_factory):
     stack.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = screenshots.launch_browser(playwright)
-        yield chromium
-        chromium.close()
-
-
 def new_page(browser):
     context = screenshots.new_context(browser, accept_downloads=True)
     return context, context.new_page()

@@ -87,15 +87,6 @@ new MutationObserver(() => {{
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = screenshots.launch_browser(playwright)
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("path", list(URLS), ids=[p or "root" for p in URLS])
 def test_page_url_as_first_request_of_a_fresh_server(browser, path, tmp_path):
     log = tmp_path / "server.log"
