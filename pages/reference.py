@@ -4,6 +4,8 @@ from scembed_app import router
 
 router.start_page()  # first: hands over to the router when run alone
 
+import json
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -20,6 +22,7 @@ from scembed_app import (
     widgets,
 )
 from scembed_core.errors import HubUnavailableError, ScEmbedError, UntrustedSourceError
+from scembed_core.labels.unknown import TRUST_KEY
 
 st.title("Reference")
 st.caption(
@@ -230,22 +233,32 @@ elif not has_cells:
         "but there are no reference cells to transfer labels from or to draw a map."
     )
 
-if reference is None:  # drawn from the compact map: now load the reference itself
-    ref_key, reference = guards.require_reference()
+# The sections below read the bundle's manifest and label classifier: from the compact
+# view for the built-in reference (the full reference is loaded in the background once this
+# page is drawn: scembed_app.quickref.start_projection_warmup), else from the reference.
+if summary is not None:
+    try:
+        label_model = quickref.cached_label_model(str(summary.path))
+    except ScEmbedError:
+        summary = None
+if summary is None:
+    if reference is None:
+        ref_key, reference = guards.require_reference()
+    view, label_model = reference, reference.label_model
 
 abilities = [
     ("E-projection (embed new cells)", True),
-    ("EV-projection (place cells on the reference map)", reference.can_ev_project),
-    ("kNN label transfer", reference.can_transfer_labels),
-    ("Label classifier with calibrated probabilities", reference.label_model is not None),
+    ("EV-projection (place cells on the reference map)", view.can_ev_project),
+    ("kNN label transfer", view.can_transfer_labels),
+    ("Label classifier with calibrated probabilities", label_model is not None),
 ]
 st.markdown(
     "  \n".join(f":material/{'check_circle' if ok else 'block'}: {text}" for text, ok in abilities)
 )
 
-if reference.can_transfer_labels:
+if view.can_transfer_labels:
     st.subheader("Label classifier and its calibration", anchor=False)
-    model = reference.label_model
+    model = label_model
     if model is None:
         st.info(
             "This reference has no label classifier (it was built before scEmbed stored "
@@ -279,22 +292,37 @@ if reference.can_transfer_labels:
             "and how accuracy rises as a probability threshold leaves more cells 'Unassigned'. "
             "They are measured on the reference's own donor; a new donor scores lower."
         )
-        if calibration:
-            left, right = st.columns(2)
-            with left:
-                widgets.plot(figures.reliability_curve(calibration), key="reference_reliability")
-            with right:
-                widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
-if reference.can_transfer_labels:
-    trust_views.reference_rule(reference)
+        if calibration:  # on demand: four charts at once delay the landing page's first one
+            with st.expander("Reliability and accuracy-vs-coverage curves", expanded=False):
+                left, right = st.columns(2)
+                with left:
+                    widgets.plot(
+                        figures.reliability_curve(calibration), key="reference_reliability"
+                    )
+                with right:
+                    widgets.plot(figures.coverage_curve(calibration), key="reference_coverage")
+if view.can_transfer_labels:
+    if summary is not None and TRUST_KEY not in summary.manifest:  # computed from the cells
+        ref_key, reference = guards.require_reference()
+    trust_views.reference_rule(reference if reference is not None else summary)
 
 with st.expander("Training parameters and provenance", icon=":material/description:"):
-    manifest = {k: v for k, v in reference.manifest.items() if k != "files"}
-    shown = manifest or reference.model.metadata
+    manifest = {k: v for k, v in view.manifest.items() if k != "files"}
+    shown = manifest or (reference.model.metadata if reference is not None else {})
     if HOSTED:  # e.g. a hub model's "source" is its folder in the server's download cache
         shown = {
             k: deployment.redact_paths(v) if isinstance(v, str) else v for k, v in shown.items()
         }
-    st.json(shown, expanded=1)
+    # key facts as text and the whole manifest as a file: a JSON tree view of it cost the
+    # browser ~1 s before the first chart (benchmarks.cold, browser main-thread time)
+    st.markdown(quickref.provenance_table(shown))
+    st.download_button(
+        "Download manifest.json",
+        json.dumps(shown, indent=1, default=str),
+        file_name="manifest.json",
+        mime="application/json",
+        icon=":material/download:",
+        on_click="ignore",
+    )
 
 st.page_link(state.PAGE_DATA, label="Next: load your data", icon=":material/arrow_forward:")

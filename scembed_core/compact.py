@@ -104,6 +104,45 @@ class ReferenceSummary:
         """The label column used unless another is chosen."""
         return self.label_keys[0] if self.label_keys else None
 
+    @property
+    def can_ev_project(self) -> bool:
+        """Whether new cells can be placed on the map (as ``Reference.can_ev_project``)."""
+        return "map.json" in (self.manifest.get("files") or {})
+
+    @property
+    def can_transfer_labels(self) -> bool:
+        """Whether the bundle has labelled cells (as ``Reference.can_transfer_labels``)."""
+        return bool(self.label_keys)
+
+    def read_label_model(self) -> Any:
+        """Read the bundle's label classifier (checksums verified), or ``None``.
+
+        Small JSON and ``.npy`` files only (no anndata, no pickle); the same reader the full
+        bundle loader uses (:func:`~scembed_core.labels.classifier.load_label_model`).
+
+        Returns
+        -------
+        LabelModel or None
+            ``None`` for a bundle without a classifier.
+
+        Raises
+        ------
+        ReferenceBundleError
+            A label model file that is missing or does not match its checksum.
+
+        """
+        from .labels.classifier import LABEL_MODEL_FILES, load_label_model
+
+        files = self.manifest.get("files") or {}
+        for name in LABEL_MODEL_FILES.values():
+            path = self.path / name
+            if name in files and (not path.is_file() or _sha256(path) != files[name]):
+                raise ReferenceBundleError(
+                    f"Bundle file {name} does not match its checksum in manifest.json. The "
+                    "bundle is corrupt or was modified; download it again."
+                )
+        return load_label_model(self.path, files)
+
     def labels(self, key: str | None = None) -> np.ndarray:
         """Each reference cell's label under ``key`` as an object array of strings.
 

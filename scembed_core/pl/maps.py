@@ -69,13 +69,25 @@ def _categorical_traces(
     *,
     size: int,
     reference: Reference | None = None,
+    label_hover: bool = False,
 ) -> list[go.Scattergl]:
+    """Build one WebGL trace per category.
+
+    Hover: ``text`` per point; else (``label_hover``) the category's name, one string per
+    trace rather than one per point; else none.
+    """
     cats = sorted_categories(values)
     colors = label_colors(cats, reference)
     traces = []
     array = values.to_numpy()
     for cat in cats:
         mask = array == cat
+        if text is not None:
+            hover = {"text": text[mask], "hovertemplate": "%{text}<extra></extra>"}
+        elif label_hover:  # one string for the whole trace, not one per point
+            hover = {"hovertext": f"<b>{html.escape(str(cat))}</b>", "hoverinfo": "text"}
+        else:
+            hover = {"hoverinfo": "skip"}
         traces.append(
             go.Scattergl(
                 x=coords[mask, 0],
@@ -83,9 +95,7 @@ def _categorical_traces(
                 mode="markers",
                 name=f"{html.escape(str(cat))} ({int(mask.sum())})",
                 marker={"size": size, "color": colors[cat]},
-                text=None if text is None else text[mask],
-                hovertemplate="%{text}<extra></extra>" if text is not None else None,
-                hoverinfo=None if text is not None else "skip",
+                **hover,
             )
         )
     return traces
@@ -128,12 +138,14 @@ def reference_map(
         One WebGL trace per label, named ``"label (n)"``.
     """
     reference = colors if colors is not None else reference
-    coords = np.asarray(coords, dtype=float)
+    # single precision is plenty for a picture and halves what the browser receives
+    coords = np.asarray(coords, dtype=np.float32)
     idx = downsample(len(coords), max_points)
     values = pd.Series(np.asarray(labels, dtype=object)[idx]).astype(str)
-    text = hover_text(pd.DataFrame({kind: values}))
-    fig = go.Figure(_categorical_traces(coords[idx], values, text, size=3, reference=reference))
-    return _finish_map(fig, title, height)
+    traces = _categorical_traces(
+        coords[idx], values, None, size=3, reference=reference, label_hover=True
+    )
+    return _finish_map(go.Figure(traces), title, height)
 
 
 def query_map(

@@ -68,6 +68,10 @@ def test_reference_page_shows_default_reference():
     assert 0.0 <= float(metric(at, "ECE")) <= 0.1
     assert 0.7 <= float(metric(at, "Held-out accuracy")) <= 1.0
     assert sum({"scatter"} <= types for types in chart_types(at)) >= 2
+    # provenance: key facts as a table, the whole manifest as a download
+    facts = " ".join(m.value for m in at.markdown)
+    assert "| Genome build | hg19 |" in facts and "| Word2Vec epochs | 100 |" in facts
+    assert "Download manifest.json" in [b.proto.label for b in at.get("download_button")]
 
 
 def trace_colors(at: AppTest) -> list[dict[str, str]]:

@@ -13,8 +13,10 @@ HEAVY = ("anndata", "h5py", "scipy", "numba", "sklearn", "hnswlib", "igraph", "u
 
 
 def test_the_landing_page_draws_its_charts_without_heavy_imports():
-    """Everything the router and the Reference page run before the first chart, in a fresh
-    process: their modules, the compact map of the built-in reference and both figures."""
+    """Everything the router and the Reference page run, in a fresh process: their modules,
+    the compact map of the built-in reference, both figures and what the sections below
+    them read (the classifier card, the Unknown rule): the full reference is loaded in the
+    background afterwards, never by the landing page."""
     code = (
         "import sys\n"
         "from scembed_app import router, workspaces, cached, deployment, figures, guards\n"
@@ -22,6 +24,8 @@ def test_the_landing_page_draws_its_charts_without_heavy_imports():
         "summary = quickref.quick_summary('default')\n"
         "figures.count_bar(summary.label_counts('cell_type'))\n"
         "figures.reference_map(summary.coords, summary.labels('cell_type'))\n"
+        "from scembed_core.labels.loto import trust_calibration\n"  # the sections below them
+        "assert summary.read_label_model() is not None and trust_calibration(summary)\n"
         f"print(summary.n_cells, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -105,6 +105,30 @@ def test_a_modified_compact_file_is_refused(tmp_path, small_reference):
         load_bundle(folder)
 
 
+def test_the_summary_reads_the_same_classifier_and_abilities_as_the_full_bundle(tmp_path):
+    """The landing page's lower sections (abilities, classifier card, Unknown rule) come
+    from the compact view; they must say what the full reference says."""
+    summary = read_summary(DEFAULT_REFERENCE_DIR)
+    reference = load_bundle(DEFAULT_REFERENCE_DIR)
+    assert summary.can_ev_project == reference.can_ev_project is True
+    assert summary.can_transfer_labels == reference.can_transfer_labels is True
+    mine, theirs = summary.read_label_model(), reference.label_model
+    assert mine.classes == theirs.classes and mine.params == theirs.params
+    assert mine.calibration == theirs.calibration and mine.temperature == theirs.temperature
+    assert np.array_equal(mine.coef, theirs.coef)
+    from scembed_core.labels.loto import trust_calibration
+
+    assert trust_calibration(summary) == trust_calibration(reference)
+
+    copy = tmp_path / "bundle"  # a tampered classifier is refused, as the full loader does
+    shutil.copytree(DEFAULT_REFERENCE_DIR, copy)
+    meta = json.loads((copy / "label_model.json").read_text())
+    meta["temperature"] = 0.01
+    (copy / "label_model.json").write_text(json.dumps(meta))
+    with pytest.raises(ReferenceBundleError, match="label_model.json"):
+        read_summary(copy).read_label_model()
+
+
 def test_reading_the_summary_imports_no_heavy_library():
     code = (
         "import sys; from scembed_core.compact import read_summary; "
