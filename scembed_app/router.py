@@ -117,6 +117,9 @@ def run() -> None:
             workspaces.save(path)  # what this run changed, before the sidebar shows the link
         widgets.sidebar_summary()  # after the page, so it shows what this run just loaded
         workspaces.sidebar(page.url_path)
+        from scembed_app.memory import release_freed_memory
+
+        release_freed_memory()  # what this run freed goes back to the system, not kept
 
 
 def start_page() -> None:

@@ -87,6 +87,7 @@ def exact_cosine_neighbors(
     k: int,
     *,
     progress: ProgressCallback | None = None,
+    task: str = "The map fit",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` nearest rows by cosine distance (itself first), computed exactly.
 
@@ -101,6 +102,8 @@ def exact_cosine_neighbors(
         Neighbours per row, the row itself included (``k <= n``).
     progress
         ``progress(fraction, message)`` after every chunk (at least eight chunks).
+    task
+        What a stop between chunks names (:func:`~scembed_core.stopping.check_stop`).
 
     Returns
     -------
@@ -129,7 +132,7 @@ def exact_cosine_neighbors(
         nearest[:, 0] = 1.0
         distances[start:stop] = np.clip(1.0 - nearest, 0.0, 2.0)
         report(stop / n, f"nearest neighbours of {stop:,}/{n:,} cells")
-        check_stop("The map fit")
+        check_stop(task)
     return indices, distances
 
 
