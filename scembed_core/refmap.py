@@ -21,8 +21,12 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
    per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
 
 Random numbers are drawn in umap-learn's order from ``numpy.random.RandomState(seed)``, so
-the same neighbours give umap-learn's map to float rounding (``benchmarks/mapfit_own.py``
-compares the two).
+the same neighbours and seed give umap-learn's map bit for bit on a connected graph
+(``benchmarks/mapfit_own.py``: the built-in reference's 8,785 cells). One deliberate
+difference, for a graph of more than ``2 * dim`` components: umap-learn measures the gaps
+between component centres with scikit-learn's ``euclidean_distances``, whose rounding can
+give a centre a distance of ~1e-8 to itself; that distance then sets the component's
+radius and squeezes it to a point. Here a centre's distance to itself is 0.
 """
 
 from __future__ import annotations
@@ -198,10 +202,11 @@ def _component_centres(
     from sklearn.manifold import SpectralEmbedding
     from sklearn.metrics import pairwise_distances
 
-    counts = np.bincount(labels, minlength=n_parts).astype(np.float64)
-    sums = np.zeros((n_parts, data.shape[1]))
-    np.add.at(sums, labels, data.astype(np.float64))
-    centroids = sums / counts[:, None]
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_parts + 1))
+    centroids = np.empty((n_parts, data.shape[1]), dtype=np.float64)
+    for label in range(n_parts):  # umap's means (its float32 sums), one per component
+        centroids[label] = data[order[bounds[label] : bounds[label + 1]]].mean(axis=0)
     affinity = np.exp(-(pairwise_distances(centroids, metric="cosine") ** 2))
     layout = SpectralEmbedding(
         n_components=dim, affinity="precomputed", random_state=random_state
@@ -243,10 +248,14 @@ def spectral_start(
         half = int(np.ceil(n_parts / 2.0))
         base = np.hstack([np.eye(half), np.zeros((half, dim - half))])
         centres = np.vstack([base, -base])[:n_parts]
-    csr = graph.tocsr()
+    # cells grouped by component once (umap masks the whole graph per component: n x parts)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_parts + 1))
+    blocks = graph.tocsr()[order][:, order]
     for label in range(n_parts):  # a loop over components, each one vectorised
-        members = labels == label
-        part = csr[members][:, members].tocoo()
+        first, last = bounds[label], bounds[label + 1]
+        members = order[first:last]  # ascending: umap's ``labels == label`` rows
+        part = blocks[first:last, first:last].tocoo()
         gaps = np.linalg.norm(centres - centres[label], axis=1)
         reach = gaps[gaps > 0.0].min() / 2.0
         size = part.shape[0]
