@@ -108,3 +108,14 @@ def test_the_built_in_reference_map_keeps_its_cell_types_together():
     in_space = exact_cosine_neighbors(space, 16)[0][:, 1:]
     space_agreement = float((labels[in_space] == labels[:, None]).mean())
     assert _map_agreement(coords, labels) > 0.9 * space_agreement
+
+
+def test_the_large_graph_spectral_solve_finds_umaps_eigenvectors(monkeypatch):
+    cells, _ = _groups(3, 100, spread=0.9, seed=2)
+    graph = fuzzy_graph(*exact_cosine_neighbors(cells, 15))
+    assert connected_components(graph)[0] == 1
+    umaps = refmap.spectral_start(cells, graph, np.random.RandomState(0))
+    monkeypatch.setattr(refmap, "LARGEST_ABOVE", 100)  # 300 cells count as large
+    faster = refmap.spectral_start(cells, graph, np.random.RandomState(0))
+    for axis in range(2):  # the same vectors, up to sign
+        assert abs(np.corrcoef(umaps[:, axis], faster[:, axis])[0, 1]) > 0.999
