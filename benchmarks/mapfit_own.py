@@ -187,7 +187,8 @@ def main() -> None:
 
 def _print(rows, quality, diff, build, load, n_full, n_small) -> None:  # noqa: ANN001
     print("## `python -m benchmarks.mapfit_own`: the reference map without umap-learn (issue 24)\n")
-    print("```bash\nnice -n 10 .venv/bin/python -m benchmarks.mapfit_own --build\n```\n")
+    command = " ".join(["nice -n 10 .venv/bin/python -m benchmarks.mapfit_own", *sys.argv[1:]])
+    print(f"```bash\n{command}\n```\n")
     print(
         "| map fit, fresh process (import included) | cells | wall | CPU | umap imported "
         "| trustworthiness (k=15, cosine, 3,000 cells) | 2-D 15-NN label agreement "
