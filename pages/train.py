@@ -123,8 +123,8 @@ with st.form("train_form"):
         f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {int(adata.X.nnz):,} words per epoch. "
         "The time per epoch depends on the server: it is measured on the first epoch and "
         "the bar then shows the time left. Word2Vec is followed by the map (nearest "
-        "neighbours, then umap-learn's epochs), the kNN index and the label classifier "
-        "with its calibration."
+        "neighbours, fuzzy graph, spectral start, layout epochs), the kNN index and the "
+        "label classifier with its calibration."
     )
     submitted = st.form_submit_button("Train reference", type="primary")
 

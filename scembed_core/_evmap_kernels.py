@@ -239,3 +239,7 @@ def optimize(
                     for d in range(dim):
                         snaps[snap, snap_slot[j], d] = current[d]
                     snap += 1
+
+
+#: umap's generator and clamp, shared with the map fit's kernel (:mod:`._mapfit_kernels`).
+tau_rand_int, clip = _tau_rand_int, _clip

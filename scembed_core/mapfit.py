@@ -1,12 +1,15 @@
-"""Fitting the reference map with umap-learn, reporting progress through every step.
+"""Exact cosine neighbours, and the reference map fitted with umap-learn (for comparisons).
 
-The only place umap-learn is used: the fit's coordinates and curve parameters go into the
-bundle as arrays (:class:`scembed_core.evmap.MapParams`) and new cells are placed by
-:mod:`scembed_core.evmap`. umap-learn has no progress callback, and before its first layout
-epoch it spent most of a reference's map stage silent (measured on the built-in reference's
-8,785 cells on the shared 2-core VM: 30 s building a random-projection forest and 59 s of
-NN-descent, mostly numba compiling pynndescent, then 22 s for the fuzzy graph, whose numba
-kernels are compiled once per process, and the spectral start). So the steps are run here,
+References are built with :func:`scembed_core.refmap.fit_reference_map` (umap-learn's
+recipe on the engine's cached kernels, no umap-learn import); :func:`fit_reference_umap` is
+kept for comparisons with umap-learn (``transformable=True`` gives a model whose own
+``transform`` works) and :func:`exact_cosine_neighbors` serves both.
+
+umap-learn has no progress callback, and before its first layout epoch it spent most of a
+reference's map stage silent (measured on the built-in reference's 8,785 cells on the
+shared 2-core VM: 30 s building a random-projection forest and 59 s of NN-descent, mostly
+numba compiling pynndescent, then 22 s for the fuzzy graph, whose numba kernels are
+compiled once per process, and the spectral start). So the steps are run here,
 each reporting:
 
 1. umap-learn is imported, a step per library (tens of seconds on a busy machine: its

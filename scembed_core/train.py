@@ -46,7 +46,7 @@ __all__ = [
 #: Stages of :func:`build_reference` and their shares of its progress bar, in order.
 BUILD_STAGES = {
     "embed": (0.05, "Embedding the reference cells"),
-    "map": (0.5, "Fitting the reference map (umap-learn)"),
+    "map": (0.5, "Fitting the reference map"),
     "index": (0.05, "Building the kNN index"),
     "classifier": (0.2, "Label classifier"),
     "distances": (0.05, "Measuring mapping distances"),
@@ -391,12 +391,10 @@ def build_reference(
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
     map_params = None
     if fit_umap and keep.sum() > 16:
-        from .evmap import MapParams
+        from .refmap import fit_reference_map
 
-        umap_model = fit_reference_umap(space, progress=stages.stage("map"))
-        cells.obsm["X_umap"] = umap_model.embedding_.astype(np.float32)
-        map_params = MapParams.from_umap(umap_model)
-        del umap_model
+        coords, map_params = fit_reference_map(space, progress=stages.stage("map"))
+        cells.obsm["X_umap"] = coords
     stages.stage("index", f"{int(keep.sum()):,} cells")
     # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
     # trained reference finds the same neighbours in memory as from its bundle.

@@ -75,7 +75,7 @@ def test_time_left_is_measured_on_the_stage():
 
 
 def test_map_fitting_moves_before_its_first_layout_epoch(trained_with_progress):
-    """The steps umap-learn ran silently (neighbours, kernels, graph) report themselves."""
+    """The steps before the layout (neighbours, graph, spectral start) report themselves."""
     _, calls = trained_with_progress
     start, span, title = Stages(None, BUILD_STAGES).spans["map"]
     low, high = 0.6 + 0.4 * start, 0.6 + 0.4 * (start + span)
@@ -86,8 +86,8 @@ def test_map_fitting_moves_before_its_first_layout_epoch(trained_with_progress):
     assert len({round(f, 6) for f, _ in before}) >= 6, before
     neighbours = [m for _, m in before if "nearest neighbours of" in m]
     assert len(neighbours) >= 4 and "240/240 cells" in neighbours[-1], neighbours
-    assert any("graph kernels" in m for _, m in before)
-    assert any("fuzzy graph and spectral start" in m for _, m in before)
+    assert any(m.endswith("fuzzy graph") for _, m in before)
+    assert any(m.endswith("spectral start") for _, m in before)
 
 
 def test_exact_cosine_neighbors_match_a_brute_force_search():

@@ -1,0 +1,252 @@
+"""``python -m benchmarks.mapfit_own``: the engine's own map fit against umap-learn's, same run.
+
+The reference builder used to fit its map with umap-learn (``mapfit.fit_reference_umap``:
+exact cosine neighbours handed over as ``precomputed_knn``); it now runs
+:func:`scembed_core.refmap.fit_reference_map` (umap-learn 0.5's fit ported onto numba
+kernels cached on disk). Each fit runs in a fresh interpreter, as the Train page's first
+build in a new server or a ``train`` command: wall and CPU seconds from the fit's import to
+its coordinates, import included.
+
+Data: the built-in reference's 8,785 cells in its analysis space (``reference.cell_space``)
+and a 3,790-cell reference (the first 3,790 cells of ``../shared/data/granja2019_bmmc``
+embedded with the built-in model). Quality of each 8,785-cell map, same run:
+
+* trustworthiness (``sklearn.manifold.trustworthiness``, cosine, k = 15) on a 3,000-cell
+  sample;
+* 2-D kNN label agreement: share of each cell's 15 nearest cells on the map with its
+  ``cell_type``;
+* the demo query (1,550 held-out cells) placed on each map by EV-projection
+  (:func:`scembed_core.evmap.transform`): accuracy of the 15-nearest-reference-cells vote on
+  the map against the demo's ``cell_type``, and neighbourhood preservation
+  (:func:`scembed_core.evaluate.map_quality`);
+* the largest coordinate difference between the two maps.
+
+``--build`` also times a whole reference build without Word2Vec on the 3,790 cells
+(``build_reference`` with the built-in model: embedding, map, index, classifier, mapping
+distances, Unknown calibration), per stage, in a fresh interpreter. Prints a Markdown
+section for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GRANJA = ROOT.parent / "shared" / "data" / "granja2019_bmmc" / "granja2019_bmmc_D6T1.h5ad"
+N_SMALL = 3790
+
+_FIT = r"""
+import json, sys, time
+import numpy as np
+space = np.load(sys.argv[2])
+steps = {}
+def report(fraction, message):  # when each step begins, seconds into the fit
+    step = "layout" if message.startswith("layout") else message.split(":")[0].split(" of ")[0]
+    steps.setdefault(step, time.perf_counter() - wall)
+wall, cpu = time.perf_counter(), time.process_time()
+if sys.argv[1] == "umap-learn":
+    from scembed_core.mapfit import fit_reference_umap
+    coords = fit_reference_umap(space).embedding_
+else:
+    from scembed_core.refmap import fit_reference_map
+    coords, _ = fit_reference_map(space, progress=report)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+np.save(sys.argv[3], coords)
+print(json.dumps({"wall": wall, "cpu": cpu, "umap_imported": "umap" in sys.modules,
+                  "steps": steps}))
+"""
+
+_BUILD = r"""
+import json, sys, time
+import anndata as ad
+marks = []
+started = time.perf_counter()
+from scembed_core.reference import load_default_reference
+from scembed_core.train import build_reference
+model = load_default_reference().model
+cells = ad.read_h5ad(sys.argv[1])[: int(sys.argv[2])].copy()
+loaded = time.perf_counter() - started
+started = time.perf_counter()
+build_reference(model, cells, label_key="cell_type", name="bench",
+                progress=lambda f, m: marks.append((time.perf_counter() - started, m)))
+print(json.dumps({"total": time.perf_counter() - started, "loaded": loaded, "marks": marks,
+                  "umap_imported": "umap" in sys.modules}))
+"""
+
+
+def _child(code: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _spaces() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The built-in reference's space and labels, the 3,790-cell space, the demo on each map."""
+    import anndata as ad
+
+    from scembed_core.io import read_dataset
+    from scembed_core.labels.vote import query_reference_neighbors
+    from scembed_core.project import project
+    from scembed_core.reference import DEMO_QUERY_PATH, load_default_reference
+
+    reference = load_default_reference()
+    space = np.asarray(reference.cell_space, dtype=np.float32)
+    labels = reference.cells.obs["cell_type"].astype(str).to_numpy()
+    small = ad.read_h5ad(GRANJA)[:N_SMALL].copy()
+    small_space = project(small, reference, ev=False).space
+    small_space = small_space[np.isfinite(small_space).all(axis=1)].astype(np.float32)
+    query = read_dataset(DEMO_QUERY_PATH)
+    projection = project(query, reference, ev=False)
+    ok = np.isfinite(projection.space).all(axis=1)
+    indices, distances = query_reference_neighbors(reference, projection.embedding[ok], k=15)
+    demo = {
+        "space": projection.space[ok],
+        "labels": query.obs["cell_type"].astype(str).to_numpy()[ok],
+        "indices": indices,
+        "distances": distances,
+        "params": reference.map_params,
+    }
+    return space, labels, small_space, demo
+
+
+def _resampled(space: np.ndarray, n: int) -> np.ndarray:
+    """``n`` cells drawn SMOTE-style: a cell moved towards one of its 15 nearest cells."""
+    from scembed_core.mapfit import exact_cosine_neighbors
+
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(space), n)
+    near = exact_cosine_neighbors(space, 16)[0][:, 1:]
+    other = near[rows, rng.integers(0, 15, n)]
+    weight = rng.random((n, 1)).astype(np.float32)
+    return (space[rows] + weight * (space[other] - space[rows])).astype(np.float32)
+
+
+def _quality(space: np.ndarray, labels: np.ndarray, coords: np.ndarray, demo: dict) -> dict:
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import NearestNeighbors
+
+    from scembed_core.evaluate import map_quality
+    from scembed_core.evmap import transform
+
+    sample = np.random.default_rng(0).choice(len(space), 3000, replace=False)
+    trust = trustworthiness(space[sample], coords[sample], n_neighbors=15, metric="cosine")
+    _, idx = NearestNeighbors(n_neighbors=16).fit(coords).kneighbors(coords)
+    agreement = float((labels[idx[:, 1:]] == labels[:, None]).mean())
+    # the built-in map's parameters: umap-learn's defaults, the same as both fits'
+    placed = transform(demo["indices"], demo["distances"], coords, demo["params"]).coords
+    ev = map_quality(demo["space"], space, placed, coords, labels, demo["labels"])
+    return {"trust": float(trust), "agreement": agreement, **ev}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", action="store_true", help="also time a whole build")
+    parser.add_argument("--large", type=int, default=0, help="also fit N resampled cells")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    space, labels, small_space, demo = _spaces()
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in (("full", space), ("small", small_space)):
+            np.save(Path(tmp) / f"{name}.npy", data)
+        if args.large:
+            np.save(Path(tmp) / "large.npy", _resampled(space, args.large))
+            out = Path(tmp) / "large-out.npy"
+            rows["scembed", "large"] = _child(
+                _FIT, "scembed", str(Path(tmp) / "large.npy"), str(out)
+            )
+            rows["scembed", "large"]["n"] = args.large
+        for engine in ("umap-learn", "scembed"):
+            for name in ("full", "small"):
+                out = Path(tmp) / f"{engine}-{name}.npy"
+                rows[engine, name] = _child(_FIT, engine, str(Path(tmp) / f"{name}.npy"), str(out))
+                rows[engine, name]["coords"] = np.load(out)
+    quality = {
+        e: _quality(space, labels, rows[e, "full"]["coords"], demo)
+        for e in ("umap-learn", "scembed")
+    }
+    diff = float(
+        np.abs(rows["umap-learn", "full"]["coords"] - rows["scembed", "full"]["coords"]).max()
+    )
+    build = _child(_BUILD, str(GRANJA), str(N_SMALL)) if args.build else None
+    _print(rows, quality, diff, build, load, len(space), len(small_space))
+
+
+def _print(rows, quality, diff, build, load, n_full, n_small) -> None:  # noqa: ANN001
+    print("## `python -m benchmarks.mapfit_own`: the reference map without umap-learn (issue 24)\n")
+    command = " ".join(["nice -n 10 .venv/bin/python -m benchmarks.mapfit_own", *sys.argv[1:]])
+    print(f"```bash\n{command}\n```\n")
+    print(
+        "| map fit, fresh process (import included) | cells | wall | CPU | umap imported "
+        "| trustworthiness (k=15, cosine, 3,000 cells) | 2-D 15-NN label agreement "
+        "| demo on the map: vote accuracy | demo: neighbourhood preservation |"
+    )
+    print("|:---|---:|---:|---:|:---|---:|---:|---:|---:|")
+    names = {
+        "umap-learn": "before: umap-learn (`mapfit.fit_reference_umap`, exact kNN)",
+        "scembed": "after: `refmap.fit_reference_map`",
+    }
+    for engine in ("umap-learn", "scembed"):
+        for name, n in (("full", n_full), ("small", n_small)):
+            row = rows[engine, name]
+            q = quality[engine] if name == "full" else None
+            metrics = (
+                f"{q['trust']:.4f} | {q['agreement']:.4f} | {q['vote_accuracy']:.4f} | "
+                f"{q['preservation']:.4f}"
+                if q
+                else "| | |"
+            )
+            print(
+                f"| {names[engine]} | {n:,} | {row['wall']:.1f} s | {row['cpu']:.1f} s | "
+                f"{'yes' if row['umap_imported'] else 'no'} | {metrics} |"
+            )
+    print(f"\n- Largest coordinate difference between the two 8,785-cell maps: {diff:.3g}.")
+    sizes = {"full": n_full, "small": n_small}
+    for name in ("full", "small", "large"):
+        row = rows.get(("scembed", name))
+        if row is None:
+            continue
+        n = row.get("n", sizes.get(name))
+        marks = [*row["steps"].items(), ("end", row["wall"])]
+        parts = ", ".join(
+            f"{a} {t1 - t0:.1f} s" for (a, t0), (_, t1) in zip(marks, marks[1:], strict=False)
+        )
+        kind = " (resampled SMOTE-style from the built-in cells)" if name == "large" else ""
+        print(
+            f"- Engine fit, {n:,} cells{kind}: {row['wall']:.1f} s wall, {row['cpu']:.1f} s CPU; "
+            f"import and kernels from the disk cache {marks[0][1]:.1f} s, then {parts}."
+        )
+    if build:
+        marks = build["marks"]
+        stages: dict[str, float] = {}
+        for (t0, m0), (t1, _) in zip(marks, marks[1:] + [(build["total"], "")], strict=True):
+            stage = m0.split(":")[0]
+            stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if v >= 0.05)
+        print(
+            f"- Whole build without Word2Vec, {N_SMALL:,} Granja cells with the built-in model "
+            f"(`build_reference`, fresh process, after loading): **{build['total']:.1f} s** "
+            f"({parts}); umap imported: {'yes' if build['umap_imported'] else 'no'}."
+        )
+    print(
+        f"- Load average at start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (shared 2-core "
+        f"machine). {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs. "
+        "numba's disk cache filled beforehand by `python -m scembed_core.warm` (`make venv`)."
+    )
+
+
+if __name__ == "__main__":
+    main()
