@@ -315,7 +315,7 @@ with st.expander("Training parameters and provenance", icon=":material/descripti
         }
     # key facts as text and the whole manifest as a file: a JSON tree view of it cost the
     # browser ~1 s before the first chart (benchmarks.cold, browser main-thread time)
-    st.markdown(quickref.provenance_table(shown))
+    st.markdown(widgets.provenance_table(shown))
     st.download_button(
         "Download manifest.json",
         json.dumps(shown, indent=1, default=str),

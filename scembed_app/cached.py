@@ -99,18 +99,16 @@ def start_kernel_warmup() -> threading.Thread:
     """Compile (or load from numba's disk cache) the EV-projection kernels in the background.
 
     Started once per server process, after the first page is drawn (by the router), and
-    :data:`~scembed_app.quickref.WARMUP_DELAY_S` later so that the browser paints that page
+    :data:`~scembed_app.state.WARMUP_DELAY_S` later so that the browser paints that page
     first; a page that needs the kernels ``join()``s the thread, which returns at once when
     the warm-up is done.
     """
     import time
 
-    from scembed_app.quickref import WARMUP_DELAY_S
-
     def warm() -> None:
         from scembed_core.project import warm_ev
 
-        time.sleep(WARMUP_DELAY_S)
+        time.sleep(state.WARMUP_DELAY_S)
         warm_ev()
 
     thread = threading.Thread(target=warm, name="scembed-warm-kernels", daemon=True)

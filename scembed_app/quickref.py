@@ -20,7 +20,7 @@ from typing import Any
 
 import streamlit as st
 
-from scembed_app import widgets
+from scembed_app import state
 from scembed_core._paths import DEFAULT_REFERENCE_DIR
 from scembed_core.errors import ScEmbedError
 
@@ -55,48 +55,6 @@ def quick_summary(spec: str) -> Any:
         return None
 
 
-#: The manifest's key facts on the Reference page: (label, key path) in display order.
-PROVENANCE_FACTS = (
-    ("Name", ("name",)),
-    ("Genome build", ("genome",)),
-    ("Source", ("source",)),
-    ("Cells", ("n_cells",)),
-    ("Regions", ("n_regions",)),
-    ("Embedding dimensions", ("embedding_dim",)),
-    ("Word2Vec window", ("training", "window")),
-    ("Word2Vec epochs", ("training", "epochs")),
-    ("Seed", ("training", "seed")),
-    ("Build time (s)", ("build_seconds",)),
-    ("Library", ("library_version",)),
-)
-
-
-def provenance_table(manifest: dict) -> str:
-    """The manifest's key facts as a two-column Markdown table (missing facts left out).
-
-    Values are escaped for Markdown (a bundle's text is not trusted to format the page).
-    """
-    rows = []
-    for label, path in PROVENANCE_FACTS:
-        value: Any = manifest
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is None or isinstance(value, dict | list):
-            continue
-        if isinstance(value, float):
-            value = f"{value:,.1f}"
-        elif isinstance(value, int) and not isinstance(value, bool):
-            value = f"{value:,}"
-        rows.append(f"| {label} | {widgets.md(str(value).replace(chr(10), ' '))} |")
-    if not rows:
-        return "No provenance recorded."
-    return "| | |\n|:--|:--|\n" + "\n".join(rows)
-
-
-#: Seconds the background warm-up waits once the first page is drawn, so that the browser
-#: paints the landing page's charts before the server loads the full reference and its
-#: kernels on the same cores (measured by ``make bench-cold``).
-WARMUP_DELAY_S = 2.0
 _CONTEXT_LOGGER = "streamlit.runtime.scriptrunner_utils.script_run_context"
 
 
@@ -116,11 +74,11 @@ def start_projection_warmup() -> threading.Thread | None:
     """Once per server process: load the built-in reference and warm the projection path.
 
     Called by the router after the first page is drawn; the thread waits
-    :data:`WARMUP_DELAY_S`, then loads the full built-in reference into the shared cache
-    (:func:`scembed_app.cached.cached_reference`: the landing page draws from the compact
-    map and never loads it) and runs the first projection's path on a few demo cells
-    (:func:`scembed_core.warm.warm_projection`: the pooling kernels come from numba's disk
-    cache, igraph and scikit-learn are imported) before anyone clicks "Project cells".
+    :data:`~scembed_app.state.WARMUP_DELAY_S`, then loads the full built-in reference into
+    the shared cache (:func:`scembed_app.cached.cached_reference`: the landing page draws
+    from the compact map and never loads it) and runs the first projection's path on a few
+    demo cells (:func:`scembed_core.warm.warm_projection`: the pooling kernels come from
+    numba's disk cache, igraph is imported) before anyone clicks "Project cells".
     Best effort: a failure changes nothing but the first click's time. Nothing waits for it.
     """
     from scembed_app import cached
@@ -132,7 +90,7 @@ def start_projection_warmup() -> threading.Thread | None:
     def warm() -> None:
         from scembed_core.warm import warm_projection
 
-        time.sleep(WARMUP_DELAY_S)
+        time.sleep(state.WARMUP_DELAY_S)
         with contextlib.suppress(Exception):  # a warm-up must never break the server
             warm_projection(cached.cached_reference("default", False))
 

@@ -32,10 +32,16 @@ def stop_page() -> None:
     raise PageStop
 
 
+#: Seconds the server's background warm-ups wait once the first page is drawn, so that the
+#: browser paints the landing page's charts before the server loads the full reference and
+#: its kernels on the same cores (``make bench-cold`` measures the first chart).
+WARMUP_DELAY_S = 2.0
+
 if TYPE_CHECKING:  # anndata is heavy: not imported before the router's navigation is sent
     from scembed_app.uploads import LoadedDataset
 
 # --- keys -----------------------------------------------------------------------------
+
 REFERENCE_SPEC = "reference_spec"  # str: "default", a folder, "hf:owner/name@rev", "session:NAME"
 TRUST_HUB = "trust_hub"  # bool: user ticked "I trust this source" for the current spec
 TRAINED = "trained_references"  # dict[str, TrainedReference] trained in this tab

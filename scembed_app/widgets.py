@@ -27,6 +27,44 @@ def md(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
+#: The manifest's key facts on the Reference page: (label, key path) in display order.
+PROVENANCE_FACTS = (
+    ("Name", ("name",)),
+    ("Genome build", ("genome",)),
+    ("Source", ("source",)),
+    ("Cells", ("n_cells",)),
+    ("Regions", ("n_regions",)),
+    ("Embedding dimensions", ("embedding_dim",)),
+    ("Word2Vec window", ("training", "window")),
+    ("Word2Vec epochs", ("training", "epochs")),
+    ("Seed", ("training", "seed")),
+    ("Build time (s)", ("build_seconds",)),
+    ("Library", ("library_version",)),
+)
+
+
+def provenance_table(manifest: dict) -> str:
+    """The manifest's key facts as a two-column Markdown table (missing facts left out).
+
+    Values are escaped for Markdown (a bundle's text is not trusted to format the page).
+    """
+    rows = []
+    for label, path in PROVENANCE_FACTS:
+        value: Any = manifest
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or isinstance(value, dict | list):
+            continue
+        if isinstance(value, float):
+            value = f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        rows.append(f"| {label} | {md(str(value).replace(chr(10), ' '))} |")
+    if not rows:
+        return "No provenance recorded."
+    return "| | |\n|:--|:--|\n" + "\n".join(rows)
+
+
 def engine_message(exc: BaseException) -> str:
     """An engine error's message as the visitor may see it (no server paths when hosted).
 

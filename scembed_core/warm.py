@@ -2,7 +2,7 @@
 
 A fresh process pays, on its first projection, for loading numba's compiled kernels (or
 compiling them when the on-disk cache is empty) and for importing the clustering's
-libraries (igraph, scikit-learn's neighbour search). :func:`warm_projection` does all of it
+library (igraph). :func:`warm_projection` does all of it
 on a few real cells of the bundled demo query, so the app's first "Project cells" (its
 server runs it in a background thread once the landing page is drawn) and the command
 line's first run do not. ``python -m scembed_core.warm`` fills numba's on-disk cache at
