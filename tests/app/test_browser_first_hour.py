@@ -156,9 +156,13 @@ def test_a_reload_keeps_editing_rights_and_others_get_read_only(
 
 
 def test_the_train_page_proposes_cell_types_and_its_bar_moves_while_the_map_is_fitted(
-    server, owner
+    server, browser, labelled_upload
 ):
-    page = owner["page"]
+    context = screenshots.new_context(browser)  # its own browser: any test order works
+    page = context.new_page()
+    screenshots.open_app(page, server["url"])
+    screenshots.go_to(page, "Data")
+    upload(page, labelled_upload)  # obs lists cluster ids (initialClusters) before cell_type
     screenshots.go_to(page, "Train")
     choice = page.get_by_role("combobox", name=re.compile("Label column")).input_value()
     assert choice == "cell_type", choice
@@ -196,6 +200,7 @@ def test_the_train_page_proposes_cell_types_and_its_bar_moves_while_the_map_is_f
     trained = page.locator('[data-testid="stMarkdownContainer"]', has_text="labels from")
     assert "labels from cell_type" in trained.first.inner_text()
     no_traceback(page, server["log"])
+    context.close()
 
 
 def demo_analysis(page, url: str) -> str:
