@@ -25,6 +25,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,9 @@ dataset = load_uploads([(path.name, data)])
 print(json.dumps({'base': base, 'peak': status('VmHWM'), 'file': len(data),
                   'cells': int(dataset.adata.n_obs)}))
 """
+
+
+FLOOR_APP = Path(__file__).with_name("upload_floor_app.py")
 
 
 def make_upload(copies: int, folder: Path) -> Path:
@@ -83,15 +88,41 @@ def _cells(path: Path) -> int:
     return int(ad.read_h5ad(path, backed="r").n_obs)
 
 
-def measure_app(path: Path, code: Path) -> dict:
-    """Upload ``path`` on the Data page of a fresh hosted server; its memory around it."""
-    import time
+def _sample_rss(pid: int, stop: threading.Event, trace: list) -> None:
+    """Append ``(time.time(), VmRSS)`` every 10 ms until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            trace.append((time.time(), _status(pid, "VmRSS")))
+        except (OSError, StopIteration):
+            return
+        stop.wait(0.01)
+
+
+def _write_trace(trace_dir: Path, path: Path, base: int, trace: list) -> None:
+    """The RSS trace as ``seconds  MB-above-base  x-file`` lines, for bisecting by time."""
+    size = path.stat().st_size
+    with open(trace_dir / f"{path.stem}.rss.txt", "w") as handle:
+        for stamp, rss in trace:
+            handle.write(f"{stamp:.3f} {(rss - base) / 1e6:9.1f} {(rss - base) / size:6.2f}\n")
+
+
+def measure_app(
+    path: Path, code: Path, *, app: Path | None = None, trace_dir: Path | None = None
+) -> dict:
+    """Upload ``path`` on the Data page of a fresh hosted server; its memory around it.
+
+    ``app`` runs another script instead (the floor: a bare ``st.file_uploader`` app,
+    :data:`FLOOR_APP`); ``trace_dir`` also writes the server's RSS every 10 ms and its log
+    (wall-clock stamps, to set beside stamps a scratch copy of the page prints).
+    """
 
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import screenshots
 
+    if trace_dir:
+        trace_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as spaces:
         env = {
             "PYTHONPATH": str(code),
@@ -102,30 +133,48 @@ def measure_app(path: Path, code: Path) -> dict:
             "SCEMBED_UPLOAD_MB": "1024",  # measure above the hosted limit too
         }
         with (
-            screenshots.running_server(env=env, timeout=300, cwd=code, app=code / "app.py") as (
-                url,
-                process,
-            ),
+            screenshots.running_server(
+                env=env,
+                timeout=300,
+                cwd=code,
+                app=app or code / "app.py",
+                log_path=trace_dir / f"{path.stem}.log" if trace_dir else None,
+            ) as (url, process),
             sync_playwright() as playwright,
         ):
             browser = screenshots.launch_browser(playwright)
             page = screenshots.new_context(browser).new_page()
-            screenshots.open_app(page, url, timeout=300_000)
-            screenshots.go_to(page, "Data", timeout=300_000)
-            # warm: the demo loads every module and kernel the Data page uses, so what is
-            # measured is the upload's own memory, not first imports
-            page.get_by_role("button", name="Load demo dataset").click()
-            page.get_by_text("Peaks in universe").wait_for(timeout=300_000)
+            if app is None:
+                screenshots.open_app(page, url, timeout=300_000)
+                screenshots.go_to(page, "Data", timeout=300_000)
+                # warm: the demo loads every module and kernel the Data page uses, so what
+                # is measured is the upload's own memory, not first imports
+                page.get_by_role("button", name="Load demo dataset").click()
+                page.get_by_text("Peaks in universe").wait_for(timeout=300_000)
+            else:
+                page.goto(url, timeout=300_000)
+                page.get_by_text("floor ready").wait_for(timeout=300_000)
             screenshots.wait_idle(page, timeout=300_000)
             time.sleep(2)
             with open(f"/proc/{process.pid}/clear_refs", "w") as handle:
                 handle.write("5")  # VmHWM := VmRSS
             base = _status(process.pid, "VmRSS")
+            trace: list = []
+            stop = threading.Event()
+            sampler = threading.Thread(target=_sample_rss, args=(process.pid, stop, trace))
+            if trace_dir:
+                sampler.start()
             started = time.perf_counter()
             page.locator('input[type="file"]').first.set_input_files(str(path))
-            page.get_by_role("heading", name=path.name).wait_for(timeout=600_000)
+            done = f"received {path.stat().st_size}" if app else path.name
+            page.get_by_role("heading", name=done).wait_for(timeout=600_000)
             screenshots.wait_idle(page, timeout=600_000)
             seconds = time.perf_counter() - started
+            if trace_dir:
+                time.sleep(1)  # what is held afterwards
+                stop.set()
+                sampler.join()
+                _write_trace(trace_dir, path, base, trace)
             peak = _status(process.pid, "VmHWM")
             after = _status(process.pid, "VmRSS")
             browser.close()
@@ -145,11 +194,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 24])
     parser.add_argument("--code", type=Path, default=ROOT)
     parser.add_argument("--app", action="store_true", help="a real server and browser upload")
+    parser.add_argument(
+        "--floor", action="store_true", help="with --app: a bare st.file_uploader app instead"
+    )
+    parser.add_argument("--trace", type=Path, help="with --app: RSS trace and server log here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for copies in args.sizes:
             path = make_upload(copies, Path(tmp))
-            row = (measure_app if args.app else measure)(path, args.code)
+            if args.app:
+                app = FLOOR_APP if args.floor else None
+                row = measure_app(path, args.code, app=app, trace_dir=args.trace)
+            else:
+                row = measure(path, args.code)
             if args.app:
                 print(
                     f"{copies:>3}x demo  file {row['file'] / 1e6:7.1f} MB  server before "

@@ -17,6 +17,7 @@ from scembed_app import (
     results,
     state,
     trust_views,
+    uploads,
     widgets,
 )
 from scembed_core.errors import ScEmbedError
@@ -71,21 +72,34 @@ file_ids = tuple(f.file_id for f in files or [])
 if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
     st.session_state[state.UPLOAD_IDS] = file_ids
     st.session_state[state.UPLOAD_ERROR] = None
-    payload = [(f.name, f.getvalue()) for f in files]
-    keep = False
-    try:
-        with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-            loaded = cached.read_upload(payload, reference)
-        state.set_dataset(loaded)
-        keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
-    except ScEmbedError as exc:
-        st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
-    del payload
-    if not keep:  # a fragments file stays for its TSS enrichment (QC below)
-        # the bytes leave Streamlit's store now; no st.rerun() after it: a rerun from here
-        # made the build panel's liftover toggle vanish in the browser (Streamlit 1.67)
-        widgets.release_uploads(files)
-        files = []  # released: nothing of them is read again
+    names = ", ".join(f.name for f in files)
+    # a fragments file stays in the uploader for its TSS enrichment (QC below)
+    maybe_fragments = qc_views.may_be_fragments(files)
+    spool = None
+    with st.spinner(f"Reading {names}..."):
+        try:  # to a private folder; then every copy of the bytes goes before the parse
+            spool = uploads.spool_uploads(
+                [(f.name, f.getvalue()) for f in files], max_bytes=LIMIT_MB * 2**20
+            )
+        except ScEmbedError as exc:
+            st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+        if not maybe_fragments:
+            # no st.rerun() after it: a rerun from here made the build panel's liftover
+            # toggle vanish in the browser (Streamlit 1.67)
+            widgets.release_uploads(files, key="upload_files")
+            files = []  # released: nothing of them is read again
+            uploads.trim_heap()
+        keep = False
+        if spool is not None:
+            try:
+                loaded = cached.read_upload(spool, reference)
+                state.set_dataset(loaded)
+                keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
+            except ScEmbedError as exc:
+                st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    if files and not keep:  # a file that proved not to be fragments, or failed
+        widgets.release_uploads(files, key="upload_files")
+        files = []
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

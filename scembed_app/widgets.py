@@ -68,12 +68,15 @@ def bound(state_key: str) -> dict[str, Any]:
     return {"key": widget_key, "on_change": sync}
 
 
-def release_uploads(files: list) -> None:
-    """Drop uploaded files from Streamlit's upload store once they have been read.
+def release_uploads(files: list, key: str | None = None) -> None:
+    """Drop uploaded files from Streamlit's upload store once they have been stored.
 
-    Streamlit keeps every uploaded file's bytes for the session, beside the parsed
-    dataset the tab holds (the largest copy of an upload). The uploader still shows the
-    file; a file added later is read alone (a failed one is not read with it again).
+    Streamlit keeps an upload's bytes twice: in its upload store, and in the uploader's
+    value cached in the session's widget state, which shares them; the list
+    ``st.file_uploader`` returns is a deep copy with its own bytes (the caller drops that
+    list). ``key`` is the uploader's key: its cached value is deleted too, or the bytes
+    would stay until the next interaction. The uploader still shows the file; a file
+    added later is read alone (a failed one is not read with it again).
     """
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
@@ -83,6 +86,8 @@ def release_uploads(files: list) -> None:
         return
     for file in files:
         manager.remove_file(session_id=ctx.session_id, file_id=file.file_id)
+    if key is not None and key in st.session_state:
+        del st.session_state[key]  # the cached value sharing the store's bytes
 
 
 def plot_config(name: str | None = None) -> dict:
