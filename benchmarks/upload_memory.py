@@ -88,6 +88,29 @@ def _cells(path: Path) -> int:
     return int(ad.read_h5ad(path, backed="r").n_obs)
 
 
+def _wait_quiet(pid: int, *, timeout: float = 120.0) -> None:
+    """Wait until the server's threads are done (under 0.05 CPU s in a second).
+
+    The router starts kernel and projection warm-ups in the background after the first
+    page; an upload measured while they still run counts their memory as the upload's.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    deadline = time.monotonic() + timeout
+    before = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu()
+        if now - before < 0.05:
+            return
+        before = now
+
+
 def _sample_rss(pid: int, stop: threading.Event, trace: list) -> None:
     """Append ``(time.time(), VmRSS)`` every 10 ms until ``stop`` is set."""
     while not stop.is_set():
@@ -156,6 +179,7 @@ def measure_app(
                 page.get_by_text("floor ready").wait_for(timeout=300_000)
             screenshots.wait_idle(page, timeout=300_000)
             time.sleep(2)
+            _wait_quiet(process.pid)
             with open(f"/proc/{process.pid}/clear_refs", "w") as handle:
                 handle.write("5")  # VmHWM := VmRSS
             base = _status(process.pid, "VmRSS")

@@ -26,6 +26,7 @@ st.title("Data")
 ref_key, reference = guards.require_reference()
 
 LIMIT_MB = deployment.upload_limit_mb()
+UPLOADER = "upload_files"
 FORMATS = f"""
 **Accepted formats** (up to {LIMIT_MB:,} MB per upload):
 - `.h5ad` AnnData, cells x peaks, with `chr`/`start`/`end` in `var` or peak names like `chr1:100-600`
@@ -45,8 +46,10 @@ with upload_col:
     files = st.file_uploader(
         "Upload scATAC-seq data",
         accept_multiple_files=True,
-        key="upload_files",
+        key=UPLOADER,
         max_upload_size=LIMIT_MB,
+        on_change=widgets.take_upload,  # stored and released before this page runs
+        args=(UPLOADER, LIMIT_MB * 2**20),
         help="Select several files at once for a 10x matrix.mtx + barcodes + peaks triple.",
     )
     if deployment.is_hosted():
@@ -68,38 +71,23 @@ if demo_clicked:
     except ScEmbedError as exc:
         widgets.show_engine_error(exc, hint="The demo data is missing; run `make reference`.")
 
-file_ids = tuple(f.file_id for f in files or [])
-if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
-    st.session_state[state.UPLOAD_IDS] = file_ids
-    st.session_state[state.UPLOAD_ERROR] = None
-    names = ", ".join(f.name for f in files)
-    # a fragments file stays in the uploader for its TSS enrichment (QC below)
-    maybe_fragments = qc_views.may_be_fragments(files)
-    spool = None
-    with st.spinner(f"Reading {names}..."):
-        try:  # to a private folder; then every copy of the bytes goes before the parse
-            spool = uploads.spool_uploads(
-                [(f.name, f.getvalue()) for f in files], max_bytes=LIMIT_MB * 2**20
-            )
-        except ScEmbedError as exc:
-            st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
-        if not maybe_fragments:
+spool = st.session_state[state.PENDING_UPLOAD]  # stored by the uploader's callback
+if spool is not None:
+    st.session_state[state.PENDING_UPLOAD] = None
+    keep = False
+    try:
+        with st.spinner(f"Reading {', '.join(spool.names)}..."):
+            loaded = cached.read_upload(spool, reference)  # removes the folder
+        state.set_dataset(loaded)
+        keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
+    except ScEmbedError as exc:
+        st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
+    if not keep:
+        if uploads.may_be_fragments(spool.names):  # kept by the callback; not fragments
             # no st.rerun() after it: a rerun from here made the build panel's liftover
             # toggle vanish in the browser (Streamlit 1.67)
-            widgets.release_uploads(files, key="upload_files")
-            files = []  # released: nothing of them is read again
-            uploads.trim_heap()
-        keep = False
-        if spool is not None:
-            try:
-                loaded = cached.read_upload(spool, reference)
-                state.set_dataset(loaded)
-                keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
-            except ScEmbedError as exc:
-                st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
-    if files and not keep:  # a file that proved not to be fragments, or failed
-        widgets.release_uploads(files, key="upload_files")
-        files = []
+            widgets.release_uploads(UPLOADER)
+        files = []  # released: nothing of them is read again
 
 if st.session_state[state.UPLOAD_ERROR]:
     st.error(st.session_state[state.UPLOAD_ERROR], icon=":material/error:")

@@ -77,14 +77,6 @@ def _tss(file_digest: str, genome: str, name: str, _payload: bytes) -> pd.DataFr
         return tss_enrichment(path, genome)
 
 
-FRAGMENT_SUFFIXES = (".tsv.gz", ".tsv", ".bed.gz")
-
-
-def may_be_fragments(files: list) -> bool:
-    """Whether an upload may be a fragments file, whose bytes the TSS enrichment reads."""
-    return len(files) == 1 and files[0].name.endswith(FRAGMENT_SUFFIXES)
-
-
 def _fragments_tss(adata: Any, files: list | None, genome: str) -> pd.Series | None:
     """TSS enrichment of a fragments upload still in the uploader (None otherwise)."""
     read = adata.uns.get("scembed_read") or {}
@@ -92,6 +84,8 @@ def _fragments_tss(adata: Any, files: list | None, genome: str) -> pd.Series | N
         return None
     lift = read.get("liftover") or {}
     build = str(lift.get("source_build") or genome)  # the file's own build
+    from scembed_app.uploads import FRAGMENT_SUFFIXES
+
     candidates = [f for f in files if f.name.endswith(FRAGMENT_SUFFIXES)]
     if len(candidates) != 1:
         return None

@@ -39,6 +39,7 @@ __all__ = [
     "spool_uploads",
     "read_spooled",
     "trim_heap",
+    "may_be_fragments",
     "load_upload",
     "load_uploads",
     "load_path",
@@ -281,6 +282,15 @@ def load_uploads(
     """
     spool = spool_uploads(files, max_bytes=max_bytes)
     return read_spooled(spool, universe=universe, min_fragments=min_fragments, reference=reference)
+
+
+# What a fragments upload may be called (the QC's TSS enrichment reads such a file's bytes).
+FRAGMENT_SUFFIXES = (".tsv.gz", ".tsv", ".bed.gz")
+
+
+def may_be_fragments(names: Sequence[str]) -> bool:
+    """Whether an upload of these file names may be a fragments file."""
+    return len(names) == 1 and names[0].endswith(FRAGMENT_SUFFIXES)
 
 
 def trim_heap() -> bool:

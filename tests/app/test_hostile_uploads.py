@@ -45,8 +45,8 @@ def test_an_upload_leaves_the_upload_store_once_read_and_a_failed_one_is_not_kep
     left: list[dict] = []
     release = widgets.release_uploads
 
-    def observed(files: list, key: str | None = None) -> None:
-        release(files, key)
+    def observed(key: str) -> None:
+        release(key)
         ctx = get_script_run_ctx()
         left.append({k: list(v) for k, v in ctx.uploaded_file_mgr.file_storage.items()})
 
