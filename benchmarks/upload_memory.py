@@ -10,11 +10,15 @@ same-run baseline.
 mode (one fresh server per file), Chromium uploads the file on the Data page, and the
 server's peak resident memory during the upload (``VmHWM``, reset through
 ``/proc/PID/clear_refs`` just before it) minus its resident memory just before is reported
-per MB of file; the server then holds Streamlit's copy of the upload, the parsed dataset,
-the workspace write and the page's QC, as in production.
+per MB of file; it covers Streamlit receiving the upload, the parse, the workspace write and
+the page's QC, as in production. The upload starts once the server's background warm-ups
+are done (its CPU quiet). ``--floor`` uploads into a one-widget app instead
+(``benchmarks/upload_floor_app.py``: ``st.file_uploader`` and ``getvalue()``), Streamlit's own
+share; ``--trace DIR`` writes the server's RSS every 10 ms and its log.
 
     nice -n 10 python -m benchmarks.upload_memory --sizes 1 8 24 [--code /tmp/base]
-    nice -n 10 python -m benchmarks.upload_memory --app --sizes 8 24 48 [--code /tmp/base]
+    nice -n 10 python -m benchmarks.upload_memory --app --sizes 24 48 96 [--code /tmp/base]
+    nice -n 10 python -m benchmarks.upload_memory --app --floor --sizes 24 48 96
 """
 
 from __future__ import annotations
