@@ -55,8 +55,12 @@ print(json.dumps({'base': base, 'peak': status('VmHWM'), 'file': len(data),
 FLOOR_APP = Path(__file__).with_name("upload_floor_app.py")
 
 
-def make_upload(copies: int, folder: Path) -> Path:
-    """The demo query repeated ``copies`` times with renamed cells, written uncompressed."""
+def make_upload(copies: int, folder: Path, *, gzip: bool = False) -> Path:
+    """The demo query repeated ``copies`` times with renamed cells, written uncompressed.
+
+    ``gzip``: written with gzip-compressed elements instead (``upload_NNx.gz.h5ad``); the
+    uncompressed file is written beside it, its size the upload's decompressed size.
+    """
     import anndata as ad
 
     demo = ad.read_h5ad(DEMO)
@@ -66,8 +70,13 @@ def make_upload(copies: int, folder: Path) -> Path:
         part.obs_names = [f"{name}-{i}" for name in demo.obs_names]
         parts.append(part)
     path = folder / f"upload_{copies}x.h5ad"
-    ad.concat(parts, merge="same").write_h5ad(path)
-    return path
+    adata = ad.concat(parts, merge="same")
+    adata.write_h5ad(path)
+    if not gzip:
+        return path
+    packed = folder / f"upload_{copies}x.gz.h5ad"
+    adata.write_h5ad(packed, compression="gzip")
+    return packed
 
 
 def measure(path: Path, code: Path) -> dict:
@@ -226,10 +235,14 @@ def main() -> None:
         "--floor", action="store_true", help="with --app: a bare st.file_uploader app instead"
     )
     parser.add_argument("--trace", type=Path, help="with --app: RSS trace and server log here")
+    parser.add_argument(
+        "--gzip", action="store_true", help="gzip-compressed h5ad (ratio to decompressed too)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for copies in args.sizes:
-            path = make_upload(copies, Path(tmp))
+            path = make_upload(copies, Path(tmp), gzip=args.gzip)
+            plain = path.with_name(f"upload_{copies}x.h5ad").stat().st_size
             if args.app:
                 app = FLOOR_APP if args.floor else None
                 row = measure_app(path, args.code, app=app, trace_dir=args.trace)
@@ -245,7 +258,13 @@ def main() -> None:
             print(
                 f"{copies:>3}x demo  file {row['file'] / 1e6:7.1f} MB  cells {row['cells']:>7,}  "
                 f"peak +{(row['peak'] - row['base']) / 1e6:7.1f} MB  "
-                f"= {row['added_per_file_mb']:.2f} x file",
+                f"= {row['added_per_file_mb']:.2f} x file"
+                + (
+                    f" = {(row['peak'] - row['base']) / plain:.2f} x decompressed "
+                    f"({plain / 1e6:.1f} MB)"
+                    if args.gzip
+                    else ""
+                ),
                 flush=True,
             )
 
