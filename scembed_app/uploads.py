@@ -18,6 +18,7 @@ import hashlib
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -134,14 +135,20 @@ class SpooledUpload:
     digest: str
     sha256: str | None
 
+    def __post_init__(self) -> None:
+        # also removed when the last reference goes: a session that ended between the
+        # uploader's callback and the page's read leaves nothing on disk
+        cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        object.__setattr__(self, "_cleanup", cleanup)
+
     @property
     def target(self) -> Path:
         """What the engine reads: the file, or the folder for a 10x triple."""
         return self.folder / self.names[0] if len(self.names) == 1 else self.folder
 
     def discard(self) -> None:
-        """Remove the folder and its files."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Remove the folder and its files (once)."""
+        self._cleanup()
 
 
 def spool_uploads(

@@ -72,6 +72,8 @@ def test_an_upload_leaves_the_upload_store_once_read_and_a_failed_one_is_not_kep
 
 def test_a_spooled_upload_reads_as_the_file_and_leaves_no_folder_behind():
     """The page spools an upload to disk and drops the bytes before parsing (issue 22)."""
+    import gc
+
     data = DEMO.read_bytes()
     spool = spool_uploads([("query.h5ad", data)])
     assert spool.folder.is_dir() and (spool.folder / "query.h5ad").read_bytes() == data
@@ -87,6 +89,11 @@ def test_a_spooled_upload_reads_as_the_file_and_leaves_no_folder_behind():
     with pytest.raises(InputFormatError):
         read_spooled(broken)
     assert not broken.folder.exists()  # a failed read leaves nothing on disk either
+    abandoned = spool_uploads([("query.h5ad", data)])
+    folder = abandoned.folder
+    del abandoned  # e.g. a session that ended before its page read the upload
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_no_copy_of_an_uploaded_files_bytes_outlives_the_read():
