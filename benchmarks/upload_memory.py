@@ -143,13 +143,20 @@ def _write_trace(trace_dir: Path, path: Path, base: int, trace: list) -> None:
 
 
 def measure_app(
-    path: Path, code: Path, *, app: Path | None = None, trace_dir: Path | None = None
+    path: Path,
+    code: Path,
+    *,
+    app: Path | None = None,
+    trace_dir: Path | None = None,
+    project: bool = False,
 ) -> dict:
     """Upload ``path`` on the Data page of a fresh hosted server; its memory around it.
 
     ``app`` runs another script instead (the floor: a bare ``st.file_uploader`` app,
     :data:`FLOOR_APP`); ``trace_dir`` also writes the server's RSS every 10 ms and its log
-    (wall-clock stamps, to set beside stamps a scratch copy of the page prints).
+    (wall-clock stamps, to set beside stamps a scratch copy of the page prints);
+    ``project`` then also clicks "Project cells" and reports the server's peak during the
+    projection (``project_peak``, ``project_after``).
     """
 
     from playwright.sync_api import sync_playwright
@@ -214,6 +221,23 @@ def measure_app(
                 _write_trace(trace_dir, path, base, trace)
             peak = _status(process.pid, "VmHWM")
             after = _status(process.pid, "VmRSS")
+            extra = {}
+            if project:
+                import re
+
+                screenshots.go_to(page, "Project", timeout=600_000)
+                screenshots.wait_idle(page, timeout=600_000)
+                with open(f"/proc/{process.pid}/clear_refs", "w") as handle:
+                    handle.write("5")
+                page.get_by_role("button", name=re.compile("Project cells")).click()
+                page.get_by_text(re.compile(r"^Projected [\d,]+ cells in")).first.wait_for(
+                    timeout=600_000
+                )
+                screenshots.wait_idle(page, timeout=600_000)
+                extra = {
+                    "project_peak": _status(process.pid, "VmHWM"),
+                    "project_after": _status(process.pid, "VmRSS"),
+                }
             browser.close()
     return {
         "base": base,
@@ -223,6 +247,7 @@ def measure_app(
         "cells": _cells(path),
         "seconds": seconds,
         "added_per_file_mb": (peak - base) / path.stat().st_size,
+        **extra,
     }
 
 
@@ -238,6 +263,9 @@ def main() -> None:
     parser.add_argument(
         "--gzip", action="store_true", help="gzip-compressed h5ad (ratio to decompressed too)"
     )
+    parser.add_argument(
+        "--project", action="store_true", help="with --app: then project, its peak too"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for copies in args.sizes:
@@ -245,9 +273,19 @@ def main() -> None:
             plain = path.with_name(f"upload_{copies}x.h5ad").stat().st_size
             if args.app:
                 app = FLOOR_APP if args.floor else None
-                row = measure_app(path, args.code, app=app, trace_dir=args.trace)
+                row = measure_app(
+                    path, args.code, app=app, trace_dir=args.trace, project=args.project
+                )
             else:
                 row = measure(path, args.code)
+            if "project_peak" in row:
+                print(
+                    f"{copies:>3}x demo  projection: server peak "
+                    f"{row['project_peak'] / 1e6:6.0f} MB = +"
+                    f"{(row['project_peak'] - row['base']) / row['file']:.2f} x file above the "
+                    f"server before the upload; after {row['project_after'] / 1e6:6.0f} MB",
+                    flush=True,
+                )
             if args.app:
                 print(
                     f"{copies:>3}x demo  file {row['file'] / 1e6:7.1f} MB  server before "
