@@ -17,6 +17,7 @@ from scembed_app import (
     results,
     state,
     trust_views,
+    uploads,
     widgets,
 )
 from scembed_core.errors import ScEmbedError
@@ -25,6 +26,7 @@ st.title("Data")
 ref_key, reference = guards.require_reference()
 
 LIMIT_MB = deployment.upload_limit_mb()
+UPLOADER = "upload_files"
 FORMATS = f"""
 **Accepted formats** (up to {LIMIT_MB:,} MB per upload):
 - `.h5ad` AnnData, cells x peaks, with `chr`/`start`/`end` in `var` or peak names like `chr1:100-600`
@@ -44,8 +46,10 @@ with upload_col:
     files = st.file_uploader(
         "Upload scATAC-seq data",
         accept_multiple_files=True,
-        key="upload_files",
+        key=UPLOADER,
         max_upload_size=LIMIT_MB,
+        on_change=widgets.take_upload,  # stored and released before this page runs
+        args=(UPLOADER, LIMIT_MB * 2**20),
         help="Select several files at once for a 10x matrix.mtx + barcodes + peaks triple.",
     )
     if deployment.is_hosted():
@@ -67,24 +71,22 @@ if demo_clicked:
     except ScEmbedError as exc:
         widgets.show_engine_error(exc, hint="The demo data is missing; run `make reference`.")
 
-file_ids = tuple(f.file_id for f in files or [])
-if file_ids and file_ids != st.session_state[state.UPLOAD_IDS]:
-    st.session_state[state.UPLOAD_IDS] = file_ids
-    st.session_state[state.UPLOAD_ERROR] = None
-    payload = [(f.name, f.getvalue()) for f in files]
+spool = st.session_state[state.PENDING_UPLOAD]  # stored by the uploader's callback
+if spool is not None:
+    st.session_state[state.PENDING_UPLOAD] = None
     keep = False
     try:
-        with st.spinner(f"Reading {', '.join(name for name, _ in payload)}..."):
-            loaded = cached.read_upload(payload, reference)
+        with st.spinner(f"Reading {', '.join(spool.names)}..."):
+            loaded = cached.read_upload(spool, reference)  # removes the folder
         state.set_dataset(loaded)
         keep = (loaded.adata.uns.get("scembed_read") or {}).get("format") == "fragments"
     except ScEmbedError as exc:
         st.session_state[state.UPLOAD_ERROR] = widgets.engine_message(exc)
-    del payload
-    if not keep:  # a fragments file stays for its TSS enrichment (QC below)
-        # the bytes leave Streamlit's store now; no st.rerun() after it: a rerun from here
-        # made the build panel's liftover toggle vanish in the browser (Streamlit 1.67)
-        widgets.release_uploads(files)
+    if not keep:
+        if uploads.may_be_fragments(spool.names):  # kept by the callback; not fragments
+            # no st.rerun() after it: a rerun from here made the build panel's liftover
+            # toggle vanish in the browser (Streamlit 1.67)
+            widgets.release_uploads(UPLOADER)
         files = []  # released: nothing of them is read again
 
 if st.session_state[state.UPLOAD_ERROR]:

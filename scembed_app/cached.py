@@ -31,7 +31,7 @@ import pandas as pd
 import streamlit as st
 
 from scembed_app import state
-from scembed_app.uploads import LoadedDataset, load_path, load_uploads
+from scembed_app.uploads import LoadedDataset, SpooledUpload, load_path, read_spooled
 from scembed_core.errors import ReferenceBundleError
 
 #: Per-upload entries expire after an hour so a long-running server does not hoard uploads.
@@ -125,21 +125,14 @@ def cached_demo_dataset() -> LoadedDataset:
     return load_path(DEMO_QUERY_PATH, name="demo: " + str(DEMO_QUERY_PATH).rsplit("/", 1)[-1])
 
 
-def read_upload(files: list[tuple[str, bytes]], reference: Any) -> LoadedDataset:
-    """Parse an upload; not cached, so its data leave the server with the session.
+def read_upload(spool: SpooledUpload, reference: Any) -> LoadedDataset:
+    """Parse a spooled upload; not cached, so its data leave the server with the session.
 
     Fragments are counted over the universe, lifted onto the reference's build first when
     they are confidently on another. The page keeps the result in its session (a shared
     ``st.cache_data`` kept four uploads for an hour after their tabs closed).
     """
-    from scembed_app.deployment import upload_limit_mb
-
-    return load_uploads(
-        files,
-        universe=reference.model.universe,
-        reference=reference,
-        max_bytes=upload_limit_mb() * 2**20,
-    )
+    return read_spooled(spool, universe=reference.model.universe, reference=reference)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=UPLOAD_TTL)

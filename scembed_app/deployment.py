@@ -52,9 +52,10 @@ def is_hosted() -> bool:
 
 
 #: Largest upload on a public deployment, in MB: what a 2.7 GB container (hosted Streamlit's
-#: most) was measured to hold for one visitor (README "Safe upload size", BENCHMARKS.md
-#: "Hostile input"). ``SCEMBED_UPLOAD_MB`` overrides it for a larger server.
-HOSTED_UPLOAD_MB = 400
+#: most) was measured to hold for one visitor, the upload and then its projection (README
+#: "Safe upload size", BENCHMARKS.md "Hostile input"). ``SCEMBED_UPLOAD_MB`` overrides it
+#: for a larger server.
+HOSTED_UPLOAD_MB = 250
 #: Largest upload when run locally (``server.maxUploadSize`` in .streamlit/config.toml).
 LOCAL_UPLOAD_MB = 1024
 

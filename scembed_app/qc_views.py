@@ -84,7 +84,9 @@ def _fragments_tss(adata: Any, files: list | None, genome: str) -> pd.Series | N
         return None
     lift = read.get("liftover") or {}
     build = str(lift.get("source_build") or genome)  # the file's own build
-    candidates = [f for f in files if f.name.endswith((".tsv.gz", ".tsv", ".bed.gz"))]
+    from scembed_app.uploads import FRAGMENT_SUFFIXES
+
+    candidates = [f for f in files if f.name.endswith(FRAGMENT_SUFFIXES)]
     if len(candidates) != 1:
         return None
     payload = candidates[0].getvalue()

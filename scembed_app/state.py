@@ -48,6 +48,7 @@ TRAINED = "trained_references"  # dict[str, TrainedReference] trained in this ta
 DATASET = "dataset"  # LoadedDataset | None
 UPLOAD_IDS = "upload_ids"  # tuple of st.file_uploader file ids last processed
 UPLOAD_ERROR = "upload_error"  # str | None: why the last upload could not be read
+PENDING_UPLOAD = "pending_upload"  # SpooledUpload | None: stored by the uploader, to be read
 PROJECTION = "projection"  # ProjectionRun | None
 RESOLUTION = "resolution"  # float: Louvain resolution
 RESOLUTION_CURVE = "resolution_curve"  # pd.DataFrame | None from "find resolution for k"
@@ -142,6 +143,7 @@ def _defaults() -> dict[str, Any]:
         DATASET: None,
         UPLOAD_IDS: (),
         UPLOAD_ERROR: None,
+        PENDING_UPLOAD: None,
         PROJECTION: None,
         RESOLUTION: DEFAULT_RESOLUTION,
         RESOLUTION_CURVE: None,

@@ -5,12 +5,20 @@ code path is tested directly. Uploads are written to a private temporary folder 
 their own (sanitised) names, because :func:`scembed_core.io.read_dataset` recognises
 formats by file name; a 10x ``matrix.mtx`` + ``barcodes.tsv`` + ``peaks.bed`` triple is
 written side by side and the folder is passed instead.
+
+The Data page spools an upload to that folder first (:func:`spool_uploads`), lets go of
+every copy of its bytes, and only then parses it (:func:`read_spooled`), so Streamlit's
+copies of the upload and the parsed dataset are never in memory together.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import shutil
+import sys
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -27,7 +35,12 @@ __all__ = [
     "ACCEPTED_EXTENSIONS",
     "MAX_UPLOAD_BYTES",
     "LoadedDataset",
+    "SpooledUpload",
     "upload_digest",
+    "spool_uploads",
+    "read_spooled",
+    "trim_heap",
+    "may_be_fragments",
     "load_upload",
     "load_uploads",
     "load_path",
@@ -97,39 +110,68 @@ def _safe_name(name: str) -> str:
     return base
 
 
-def load_uploads(
-    files: Sequence[tuple[str, bytes]],
-    *,
-    universe: GenomicRegions | None = None,
-    min_fragments: int = 1,
-    reference: Any = None,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-) -> LoadedDataset:
-    """Read one upload (or a 10x triple uploaded as three files) with the engine.
+@dataclass(frozen=True)
+class SpooledUpload:
+    """An upload written to a private temporary folder, not yet parsed.
+
+    Attributes
+    ----------
+    folder
+        The folder (``scembed-upload-*`` in the temporary directory); removed by
+        :func:`read_spooled` (or :meth:`discard`).
+    names
+        The files' sanitised names, in upload order.
+    n_bytes
+        Total size.
+    digest
+        :func:`upload_digest` of the files.
+    sha256
+        SHA-256 of the file's bytes for a single file; None for several.
+    """
+
+    folder: Path
+    names: tuple[str, ...]
+    n_bytes: int
+    digest: str
+    sha256: str | None
+
+    def __post_init__(self) -> None:
+        # also removed when the last reference goes: a session that ended between the
+        # uploader's callback and the page's read leaves nothing on disk
+        cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        object.__setattr__(self, "_cleanup", cleanup)
+
+    @property
+    def target(self) -> Path:
+        """What the engine reads: the file, or the folder for a 10x triple."""
+        return self.folder / self.names[0] if len(self.names) == 1 else self.folder
+
+    def discard(self) -> None:
+        """Remove the folder and its files (once)."""
+        self._cleanup()
+
+
+def spool_uploads(
+    files: Sequence[tuple[str, bytes]], *, max_bytes: int = MAX_UPLOAD_BYTES
+) -> SpooledUpload:
+    """Check an upload's names and size and write it to a private temporary folder.
+
+    Writes the bytes as they are (no copy); the caller can drop them afterwards and read
+    the files with :func:`read_spooled`.
 
     Parameters
     ----------
     files
         ``(file name, content)`` pairs as received from ``st.file_uploader``.
-    universe
-        The reference's regions: a fragments file is counted over them (ignored for
-        every other format).
-    min_fragments
-        Passed to :func:`scembed_core.io.read_dataset` (fragments files only).
-    reference
-        The reference (optional): a fragments file whose build is confidently another
-        than the reference's is lifted onto it while it is counted
-        (:func:`scembed_core.liftover.query.chain_for_fragments`).
     max_bytes
         Largest total upload (the app passes its deployment's limit).
 
     Raises
     ------
     scembed_core.errors.ScEmbedError
-        For anything the engine cannot read, and for refused file types.
+        For refused file types, duplicate names, several files that are not a 10x triple,
+        an empty upload or one over ``max_bytes``.
     """
-    from scembed_core.io import read_dataset
-
     if not files:
         raise InputFormatError("No file was uploaded.")
     names = [_safe_name(name) for name, _ in files]
@@ -153,27 +195,124 @@ def load_uploads(
         raise InputFormatError("The uploaded file is empty (0 bytes).")
     digest = upload_digest(files)
     sha256 = hashlib.sha256(files[0][1]).hexdigest() if len(files) == 1 else None
-    with tempfile.TemporaryDirectory(prefix="scembed-upload-") as tmp:
-        folder = Path(tmp)
+    folder = Path(tempfile.mkdtemp(prefix="scembed-upload-"))
+    try:
         for name, (_, data) in zip(names, files, strict=True):
             (folder / name).write_bytes(data)
-        target = folder / names[0] if len(names) == 1 else folder
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise InputFormatError(
+            f"The upload could not be stored for reading ({exc.strerror or exc})."
+        ) from exc
+    return SpooledUpload(folder, tuple(names), total, digest, sha256)
+
+
+def read_spooled(
+    spool: SpooledUpload,
+    *,
+    universe: GenomicRegions | None = None,
+    min_fragments: int = 1,
+    reference: Any = None,
+) -> LoadedDataset:
+    """Read a spooled upload with the engine, then remove its folder.
+
+    Parameters
+    ----------
+    spool
+        From :func:`spool_uploads`.
+    universe
+        The reference's regions: a fragments file is counted over them (ignored for
+        every other format).
+    min_fragments
+        Passed to :func:`scembed_core.io.read_dataset` (fragments files only).
+    reference
+        The reference (optional): a fragments file whose build is confidently another
+        than the reference's is lifted onto it while it is counted
+        (:func:`scembed_core.liftover.query.chain_for_fragments`).
+
+    Raises
+    ------
+    scembed_core.errors.ScEmbedError
+        For anything the engine cannot read.
+    """
+    from scembed_core.io import read_dataset
+
+    try:
         chain = None
         if reference is not None:
             from scembed_core.liftover.query import chain_for_fragments
 
-            chain = chain_for_fragments(target, reference)
-        adata = read_dataset(target, universe=universe, min_fragments=min_fragments, liftover=chain)
+            chain = chain_for_fragments(spool.target, reference)
+        adata = read_dataset(
+            spool.target, universe=universe, min_fragments=min_fragments, liftover=chain
+        )
         adata = adata.to_memory() if adata.isbacked else adata
+    finally:
+        spool.discard()
     lifted = adata.uns.get("scembed_read", {}).get("liftover")
     return LoadedDataset(
-        name=" + ".join(names),
-        digest=digest,
+        name=" + ".join(spool.names),
+        digest=spool.digest,
         adata=adata,
-        n_bytes=total,
+        n_bytes=spool.n_bytes,
         liftover=dict(lifted) if lifted else None,
-        sha256=sha256,
+        sha256=spool.sha256,
     )
+
+
+def load_uploads(
+    files: Sequence[tuple[str, bytes]],
+    *,
+    universe: GenomicRegions | None = None,
+    min_fragments: int = 1,
+    reference: Any = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> LoadedDataset:
+    """Read one upload (or a 10x triple uploaded as three files) with the engine.
+
+    :func:`spool_uploads` then :func:`read_spooled`; the Data page calls the two itself
+    so that it can let go of the bytes in between.
+
+    Parameters
+    ----------
+    files
+        ``(file name, content)`` pairs as received from ``st.file_uploader``.
+    universe, min_fragments, reference
+        As for :func:`read_spooled`.
+    max_bytes
+        Largest total upload (the app passes its deployment's limit).
+
+    Raises
+    ------
+    scembed_core.errors.ScEmbedError
+        For anything the engine cannot read, and for refused file types.
+    """
+    spool = spool_uploads(files, max_bytes=max_bytes)
+    return read_spooled(spool, universe=universe, min_fragments=min_fragments, reference=reference)
+
+
+# What a fragments upload may be called (the QC's TSS enrichment reads such a file's bytes).
+FRAGMENT_SUFFIXES = (".tsv.gz", ".tsv", ".bed.gz")
+
+
+def may_be_fragments(names: Sequence[str]) -> bool:
+    """Whether an upload of these file names may be a fragments file."""
+    return len(names) == 1 and names[0].endswith(FRAGMENT_SUFFIXES)
+
+
+def trim_heap() -> bool:
+    """Hand the C heap's free memory back to the operating system (glibc only).
+
+    Freed small blocks (an upload received in many pieces, a parse's temporaries) stay
+    in glibc's heap and in the server's resident memory until trimmed. Returns whether
+    a trim ran (False off Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
+    except (OSError, AttributeError):  # musl, or no libc.so.6
+        return False
 
 
 def load_upload(name: str, data: bytes, *, universe: GenomicRegions | None = None) -> LoadedDataset:

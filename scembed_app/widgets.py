@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from scembed_app import deployment, figures, results, state
 from scembed_app.uploads import LoadedDataset
@@ -106,21 +107,62 @@ def bound(state_key: str) -> dict[str, Any]:
     return {"key": widget_key, "on_change": sync}
 
 
-def release_uploads(files: list) -> None:
-    """Drop uploaded files from Streamlit's upload store once they have been read.
+def take_upload(key: str, max_bytes: int) -> None:
+    """The Data page uploader's ``on_change``: store a new upload on disk, release its bytes.
 
-    Streamlit keeps every uploaded file's bytes for the session, beside the parsed
-    dataset the tab holds (the largest copy of an upload). The uploader still shows the
-    file; a file added later is read alone (a failed one is not read with it again).
+    A callback runs before the script, so before ``st.file_uploader`` returns its deep copy
+    of the files (a second copy of the upload, beside Streamlit's store): the bytes are
+    written to a private folder (:func:`scembed_app.uploads.spool_uploads`) and released
+    here, and the page parses the folder (``state.PENDING_UPLOAD``) with nothing else of
+    the upload in memory. A possible fragments file stays in the uploader: the QC's TSS
+    enrichment reads its bytes. Only files not read before are taken (a file added to
+    the uploader later is read alone; a failed one is not read again).
+    """
+    from scembed_app.uploads import may_be_fragments, spool_uploads, trim_heap
+    from scembed_core.errors import ScEmbedError
+
+    current = st.session_state.get(key) or []
+    ids = tuple(f.file_id for f in current)
+    files = [f for f in current if isinstance(f, UploadedFile)]
+    if not files or ids == st.session_state.get(state.UPLOAD_IDS):
+        return
+    st.session_state[state.UPLOAD_IDS] = ids
+    st.session_state[state.UPLOAD_ERROR] = None
+    previous = st.session_state.get(state.PENDING_UPLOAD)
+    if previous is not None:  # stored by a run that was stopped before it read it
+        previous.discard()
+    st.session_state[state.PENDING_UPLOAD] = None
+    names = [f.name for f in files]
+    try:
+        spool = spool_uploads([(f.name, f.getvalue()) for f in files], max_bytes=max_bytes)
+        st.session_state[state.PENDING_UPLOAD] = spool
+    except ScEmbedError as exc:
+        st.session_state[state.UPLOAD_ERROR] = engine_message(exc)
+        names = []  # refused: released whatever it is
+    del files
+    if not may_be_fragments(names):
+        release_uploads(key)
+        trim_heap()
+
+
+def release_uploads(key: str) -> None:
+    """Drop the uploader's files from Streamlit's upload store and from its cached value.
+
+    Streamlit keeps an upload's bytes in its upload store and in the uploader's value
+    cached in the session (sharing the store's bytes); the list ``st.file_uploader``
+    returns is a deep copy with bytes of its own, which the caller drops. The cached
+    files are emptied in place, so the uploader keeps its files' names and ids (the
+    browser still shows them) but no bytes.
     """
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
     ctx = get_script_run_ctx(suppress_warning=True)
     manager = getattr(ctx, "uploaded_file_mgr", None)
-    if manager is None:
-        return
-    for file in files:
-        manager.remove_file(session_id=ctx.session_id, file_id=file.file_id)
+    for file in st.session_state.get(key) or []:
+        if manager is not None:
+            manager.remove_file(session_id=ctx.session_id, file_id=file.file_id)
+        if isinstance(file, UploadedFile):
+            file.truncate(0)  # shared the store's bytes
 
 
 def plot_config(name: str | None = None) -> dict:

@@ -10,7 +10,13 @@ from apptest_tools import goto
 from streamlit.testing.v1 import AppTest
 
 from scembed_app import deployment, state, widgets
-from scembed_app.uploads import load_uploads
+from scembed_app.uploads import (
+    load_path,
+    load_uploads,
+    read_spooled,
+    spool_uploads,
+    upload_digest,
+)
 from scembed_core.errors import HubUnavailableError, InputFormatError
 
 pytestmark = pytest.mark.xdist_group("app")
@@ -39,8 +45,8 @@ def test_an_upload_leaves_the_upload_store_once_read_and_a_failed_one_is_not_kep
     left: list[dict] = []
     release = widgets.release_uploads
 
-    def observed(files: list) -> None:
-        release(files)
+    def observed(key: str) -> None:
+        release(key)
         ctx = get_script_run_ctx()
         left.append({k: list(v) for k, v in ctx.uploaded_file_mgr.file_storage.items()})
 
@@ -62,6 +68,53 @@ def test_an_upload_leaves_the_upload_store_once_read_and_a_failed_one_is_not_kep
     assert at.session_state[state.DATASET].name == "demo.h5ad"
     assert left[-1] == {"test session id": []}  # the bytes left the store once read
     assert "Peaks in universe" in [m.label for m in at.metric]  # QC ran after the release
+
+
+def test_a_spooled_upload_reads_as_the_file_and_leaves_no_folder_behind():
+    """The page spools an upload to disk and drops the bytes before parsing (issue 22)."""
+    import gc
+
+    data = DEMO.read_bytes()
+    spool = spool_uploads([("query.h5ad", data)])
+    assert spool.folder.is_dir() and (spool.folder / "query.h5ad").read_bytes() == data
+    assert spool.digest == upload_digest([("query.h5ad", data)])
+    loaded = read_spooled(spool)
+    assert not spool.folder.exists()  # removed once read
+    direct = load_path(DEMO)
+    assert loaded.sha256 == direct.sha256 and loaded.n_bytes == len(data)
+    assert loaded.name == "query.h5ad"
+    assert (loaded.adata.X != direct.adata.X).nnz == 0
+    assert list(loaded.adata.obs_names) == list(direct.adata.obs_names)
+    broken = spool_uploads([("broken.h5ad", b"not an hdf5 file")])
+    with pytest.raises(InputFormatError):
+        read_spooled(broken)
+    assert not broken.folder.exists()  # a failed read leaves nothing on disk either
+    abandoned = spool_uploads([("query.h5ad", data)])
+    folder = abandoned.folder
+    del abandoned  # e.g. a session that ended before its page read the upload
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_no_copy_of_an_uploaded_files_bytes_outlives_the_read():
+    """Streamlit holds an upload in its store, in the uploader's cached value (sharing the
+    store's bytes) and in the deep copy ``st.file_uploader`` returns: none survive the run."""
+    import gc
+
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    goto(at, state.PAGE_DATA)
+    demo = DEMO.read_bytes()
+    at.file_uploader(key="upload_files").set_value(
+        [("demo.h5ad", demo, "application/octet-stream")]
+    ).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[state.DATASET].name == "demo.h5ad"
+    gc.collect()
+    held = [f.name for f in gc.get_objects() if isinstance(f, UploadedFile) and f.getvalue()]
+    assert held == []
 
 
 @pytest.mark.parametrize("hosted", [True, False], ids=["hosted", "local"])

@@ -153,3 +153,37 @@ def test_run_json_records_the_filter_and_the_command_line_drops_the_same_cells(
     assert "qc" not in build_run_spec(reference_spec="default", params={}), "old files unchanged"
     with pytest.raises(ParameterError, match="qc.filtered_cells"):
         read_run_spec({**doc, "qc": {"filtered_cells": "all"}})
+
+
+def test_qc_sums_in_blocks_of_rows_equal_the_whole_matrix(granja, granja_qc, monkeypatch):
+    """cell_qc makes its 0/1 signal a block of rows at a time (an upload's peak memory):
+    the sums are those of the whole matrix, with duplicates, zeros, negatives, empty rows."""
+    import scipy.sparse as sp
+
+    from scembed_core import qc
+
+    x = granja.X.tocsr()
+    signal = (x > 0).astype(np.float64)
+    promoter = promoter_peaks(granja, "hg19").astype(np.float64)
+    assert np.array_equal(granja_qc["n_peaks"], np.asarray(signal.sum(axis=1)).ravel())
+    expected = np.asarray(signal @ promoter).ravel() / np.maximum(granja_qc["n_peaks"], 1)
+    assert np.allclose(granja_qc["promoter_fraction"], expected)
+    rows = np.array([0, 0, 0, 2, 2, 3, 5, 5, 5, 5])
+    cols = np.array([1, 1, 4, 0, 3, 2, 0, 1, 2, 4])
+    vals = np.array([1.0, -1.0, 2.0, 0.0, 3.0, -2.0, 1.0, 1.0, 5.0, 0.5])
+    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=7))]
+    odd = sp.csr_matrix((vals, cols, indptr), shape=(7, 5))  # duplicate (0, 1) sums to 0
+    assert not odd.has_canonical_format
+    weights = np.array([0.5, 1.0, 2.0, 4.0, 8.0], dtype=np.float32)
+    whole = qc._signal_sharing_indices(odd)
+    want_counts = np.asarray(whole.sum(axis=1)).ravel()
+    want_weighted = np.asarray(whole @ weights).ravel()
+    canonical = odd.copy()
+    canonical.sum_duplicates()
+    for block in (1, 2, 3, 1 << 20):
+        monkeypatch.setattr(qc, "SIGNAL_BLOCK_NNZ", block)
+        for matrix in (odd, canonical, canonical.toarray()):
+            counts, weighted = qc._signal_row_sums(matrix, weights)
+            assert np.array_equal(counts, want_counts)
+            assert np.array_equal(weighted, want_weighted)
+    assert list(want_counts) == [1, 0, 1, 0, 0, 4, 0]
