@@ -13,10 +13,8 @@ copies of the upload and the parsed dataset are never in memory together.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import shutil
-import sys
 import tempfile
 import weakref
 from collections.abc import Sequence
@@ -39,7 +37,6 @@ __all__ = [
     "upload_digest",
     "spool_uploads",
     "read_spooled",
-    "trim_heap",
     "may_be_fragments",
     "load_upload",
     "load_uploads",
@@ -298,21 +295,6 @@ FRAGMENT_SUFFIXES = (".tsv.gz", ".tsv", ".bed.gz")
 def may_be_fragments(names: Sequence[str]) -> bool:
     """Whether an upload of these file names may be a fragments file."""
     return len(names) == 1 and names[0].endswith(FRAGMENT_SUFFIXES)
-
-
-def trim_heap() -> bool:
-    """Hand the C heap's free memory back to the operating system (glibc only).
-
-    Freed small blocks (an upload received in many pieces, a parse's temporaries) stay
-    in glibc's heap and in the server's resident memory until trimmed. Returns whether
-    a trim ran (False off Linux/glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
-    except (OSError, AttributeError):  # musl, or no libc.so.6
-        return False
 
 
 def load_upload(name: str, data: bytes, *, universe: GenomicRegions | None = None) -> LoadedDataset:

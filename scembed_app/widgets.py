@@ -118,7 +118,8 @@ def take_upload(key: str, max_bytes: int) -> None:
     enrichment reads its bytes. Only files not read before are taken (a file added to
     the uploader later is read alone; a failed one is not read again).
     """
-    from scembed_app.uploads import may_be_fragments, spool_uploads, trim_heap
+    from scembed_app.memory import release_freed_memory
+    from scembed_app.uploads import may_be_fragments, spool_uploads
     from scembed_core.errors import ScEmbedError
 
     current = st.session_state.get(key) or []
@@ -142,7 +143,7 @@ def take_upload(key: str, max_bytes: int) -> None:
     del files
     if not may_be_fragments(names):
         release_uploads(key)
-        trim_heap()
+        release_freed_memory()
 
 
 def release_uploads(key: str) -> None:
