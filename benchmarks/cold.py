@@ -93,10 +93,13 @@ def _cpu(pid: int) -> float:
 
 
 def _wait_server_idle(pid: int, *, quiet: float = 0.05, window: float = 0.5) -> None:
-    """Wait (at least 3 s, at most 60 s) until the server used < ``quiet`` CPU seconds in
-    ``window`` s: a page opened afterwards meets a server whose background warm-ups are done,
-    as every visitor but the first does."""
-    time.sleep(3.0)
+    """Wait until the server's background warm-ups are done: past their start (they wait
+    ``scembed_app.state.WARMUP_DELAY_S`` after the first page) and then until it used <
+    ``quiet`` CPU seconds in ``window`` s (at most 60 s). A page opened afterwards meets a
+    server in use, as every visitor but the first does."""
+    from scembed_app.state import WARMUP_DELAY_S
+
+    time.sleep(3.0 + WARMUP_DELAY_S)
     deadline = time.perf_counter() + 60
     last = _cpu(pid)
     while time.perf_counter() < deadline:

@@ -5,6 +5,7 @@ from scembed_app import router
 router.start_page()  # first: hands over to the router when run alone
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,45 @@ def use_reference(spec: str, trust: bool) -> None:
     st.session_state[state.TRUST_HUB] = trust
     st.session_state[state.LABEL_KEY] = None
     st.toast(f"Reference set to {spec.removeprefix('session:')}", icon=":material/check:")
+
+
+def charts(view: Any, label_key: str, by_lineage: bool) -> tuple[Any, Any]:
+    """The count bar and the map (None without map coordinates) of a reference's cells."""
+    from scembed_core.compact import ReferenceSummary
+
+    colors = results.chart_colors(view, label_key)
+    if isinstance(view, ReferenceSummary):
+        coords, labels = view.coords, view.labels(label_key)
+    elif "X_umap" in view.cells.obsm:
+        coords, labels = view.cells.obsm["X_umap"], view.cells.obs[label_key]
+    else:
+        coords, labels = None, view.cells.obs[label_key]
+    labels = np.asarray(labels, dtype=object).astype(str)
+    kind = "cell type"
+    if by_lineage:
+        from scembed_core.lineage import to_lineages
+
+        labels, kind = to_lineages(labels, results.lineages(view, label_key)), "lineage"
+    bar = figures.count_bar(
+        pd.Series(labels).value_counts(),
+        title=f"Reference cells per {'lineage' if by_lineage else label_key}",
+        colors=colors,
+    )
+    if coords is None:
+        return bar, None
+    title = f"Reference map (UMAP) by {kind}"
+    return bar, figures.reference_map(coords, labels, title=title, colors=colors, kind=kind)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def landing_charts(folder: str, label_key: str, by_lineage: bool, _summary: Any) -> tuple:
+    """:func:`charts` of the built-in reference's compact view, once per process.
+
+    Shared by every session and never mutated (``st.plotly_chart`` serialises a copy):
+    a new visitor's landing page, or a reload, draws without rebuilding the figures.
+    ``folder`` names the bundle (its files are checksum-verified and never change).
+    """
+    return charts(_summary, label_key, by_lineage)
 
 
 # --- form: pick a source ---------------------------------------------------------------------
@@ -180,9 +220,7 @@ if len(view.label_keys) > 1:
 
 has_cells = summary is not None or reference.cells is not None
 if has_cells and label_key is not None:
-    colors = results.chart_colors(view, label_key)
-    lineage_of = results.lineages(view, label_key)
-    by_lineage = bool(lineage_of) and (
+    by_lineage = bool(results.lineages(view, label_key)) and (
         st.segmented_control(
             "Colour reference cells by",
             ["Cell type", "Lineage"],
@@ -194,38 +232,15 @@ if has_cells and label_key is not None:
         )
         == "Lineage"
     )
-    if summary is not None:
-        coords, labels = summary.coords, summary.labels(label_key)
-    elif "X_umap" in reference.cells.obsm:
-        coords, labels = reference.cells.obsm["X_umap"], reference.cells.obs[label_key]
+    if summary is not None:  # the same figures for every visitor: built once, shared
+        bar, fig = landing_charts(str(summary.path), label_key, by_lineage, summary)
     else:
-        coords, labels = None, reference.cells.obs[label_key]
-    labels = np.asarray(labels, dtype=object).astype(str)
-    kind = "cell type"
-    if by_lineage:
-        from scembed_core.lineage import to_lineages
-
-        labels, kind = to_lineages(labels, lineage_of), "lineage"
+        bar, fig = charts(reference, label_key, by_lineage)
     left, right = st.columns([2, 3])
     with left:
-        counts = pd.Series(labels).value_counts()
-        widgets.plot(
-            figures.count_bar(
-                counts,
-                title=f"Reference cells per {'lineage' if by_lineage else label_key}",
-                colors=colors,
-            ),
-            key="reference_counts",
-        )
+        widgets.plot(bar, key="reference_counts")
     with right:
-        if coords is not None:
-            fig = figures.reference_map(
-                coords,
-                labels,
-                title=f"Reference map (UMAP) by {kind}",
-                colors=colors,
-                kind=kind,
-            )
+        if fig is not None:
             widgets.plot(fig, key="reference_map")
 elif not has_cells:
     st.info(

@@ -35,7 +35,7 @@ def stop_page() -> None:
 #: Seconds the server's background warm-ups wait once the first page is drawn, so that the
 #: browser paints the landing page's charts before the server loads the full reference and
 #: its kernels on the same cores (``make bench-cold`` measures the first chart).
-WARMUP_DELAY_S = 2.0
+WARMUP_DELAY_S = 5.0
 
 if TYPE_CHECKING:  # anndata is heavy: not imported before the router's navigation is sent
     from scembed_app.uploads import LoadedDataset

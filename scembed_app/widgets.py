@@ -197,13 +197,15 @@ def figure_format_choice() -> None:
 def sidebar_summary() -> None:
     """Where this tab stands: reference, dataset, projection (drawn by the router)."""
     from scembed_app.cached import active_reference
+    from scembed_app.quickref import quick_summary
     from scembed_core.errors import ScEmbedError
 
     spec = st.session_state.get(state.REFERENCE_SPEC, "default")
     dataset = st.session_state.get(state.DATASET)
     run = st.session_state.get(state.PROJECTION)
+    summary = quick_summary(spec)  # the built-in reference's name without loading it
     try:
-        reference_name = active_reference()[1].name
+        reference_name = summary.name if summary is not None else active_reference()[1].name
     except ScEmbedError:
         reference_name = deployment.public_text(f"{spec.removeprefix('session:')} (not loaded)")
     figure_format_choice()
