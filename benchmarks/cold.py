@@ -15,8 +15,10 @@ Playwright) against a real ``streamlit run`` server started fresh for each repea
   from the click to the map drawn (the 1,550-cell demo), then the same for 3,790 cells
   (the demo uploaded 2.45 times over as an .h5ad: 3,790 rows).
 * **server RSS** after the 3,790-cell projection (the server process and its children).
-* **share link**: that analysis's URL (it names its workspace) opened in a new browser
-  session on the same server, to the Project page's map drawn from the restored workspace.
+* **share link**: that analysis's URL (it names its workspace) opened in a new tab of the
+  same browser (scripts cached: a reload or the link opened again) and in a new browser
+  profile (a colleague's first visit), to the Project page's map drawn from the restored
+  workspace; after the server's CPU is idle.
 
 The browser is launched before the server so its own start is not counted. The floor and
 the app run interleaved, so both see the same machine load; medians of ``--repeats``.
