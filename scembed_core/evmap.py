@@ -42,7 +42,7 @@ from .errors import ParameterError, ReferenceBundleError
 if TYPE_CHECKING:
     import umap
 
-__all__ = ["MapParams", "MapTransform", "transform", "find_ab_params", "warm"]
+__all__ = ["MapParams", "MapTransform", "transform", "find_ab_params", "epochs_per_sample", "warm"]
 
 #: umap-learn's constants (umap_.py)
 _SMOOTH_K_TOLERANCE = 1e-5
@@ -295,6 +295,29 @@ def _membership(
     return cols, weights
 
 
+def epochs_per_sample(weights: np.ndarray, n_epochs: int, top: float | None = None) -> np.ndarray:
+    """How often each edge is sampled (the transform's and :mod:`.refmap`'s): umap's rule.
+
+    Parameters
+    ----------
+    weights, n_epochs
+        Edge weights (any shape) and epochs of the optimisation.
+    top
+        The weight sampled every epoch (default: the largest weight, as umap).
+
+    Returns
+    -------
+    numpy.ndarray
+        Epochs between samples per edge, -1 where ``w <= 0``; ``n_epochs * w / top`` is
+        rounded in the weights' precision, as umap (it decides which epochs sample an edge).
+    """
+    weights = np.asarray(weights)
+    top = weights.max() if top is None else top
+    n_samples = n_epochs * (weights / top)
+    with np.errstate(divide="ignore"):
+        return np.where(n_samples > 0, float(n_epochs) / n_samples.astype(np.float64), -1.0)
+
+
 def _initial_positions(cols: np.ndarray, weights: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Place cells as umap's ``init_graph_transform``: weighted mean of the neighbours' coordinates.
 
@@ -400,11 +423,7 @@ def transform(
         top = np.float32(1.0) if per_cell else weights.max()
         weights = np.where(weights < top / float(epochs), 0.0, weights)
         cols = np.where(weights > 0, cols, -1)
-        # umap's make_epochs_per_sample, with its float32 rounding (it decides which epochs
-        # sample an edge)
-        n_samples = epochs * (weights / top)
-        with np.errstate(divide="ignore"):
-            per_sample = np.where(n_samples > 0, float(epochs) / n_samples.astype(np.float64), -1.0)
+        per_sample = epochs_per_sample(weights, epochs, top)
     else:
         per_sample = np.full(weights.shape, -1.0)
 

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._types import ProgressCallback
-from .evmap import MapParams
+from .evmap import MapParams, epochs_per_sample, find_ab_params
 from .mapfit import EXACT_MAX_CELLS, LAYOUT_SHARE, exact_cosine_neighbors
 from .stopping import check_stop
 
@@ -286,14 +286,6 @@ def spectral_start(
     return result
 
 
-def _epochs_per_sample(weights: np.ndarray, n_epochs: int) -> np.ndarray:
-    """Return how often each edge is sampled (umap's ``make_epochs_per_sample``)."""
-    result = -1.0 * np.ones(weights.shape[0], dtype=np.float64)
-    n_samples = n_epochs * (weights / weights.max())
-    result[n_samples > 0] = float(n_epochs) / np.float64(n_samples[n_samples > 0])
-    return result
-
-
 def fit_reference_map(
     space: np.ndarray,
     *,
@@ -329,7 +321,6 @@ def fit_reference_map(
         The caller asked to stop (checked between chunks and between epochs).
     """
     from ._mapfit_kernels import layout_epoch
-    from .evmap import find_ab_params
 
     report = progress or (lambda fraction, message: None)
     check_stop("The map fit")
@@ -354,7 +345,7 @@ def fit_reference_map(
     start = spectral_start(space, graph, random_state)
     start = (start * (10.0 / np.abs(start).max())).astype(np.float32)
     start = start + random_state.normal(scale=0.0001, size=start.shape).astype(np.float32)
-    epochs_per_sample = _epochs_per_sample(graph.data, n_epochs)
+    per_sample = epochs_per_sample(graph.data, n_epochs)
     head, tail = graph.row, graph.col
     rng_state = random_state.randint(np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1, 3)
     low, high = np.min(start, 0), np.max(start, 0)
@@ -363,15 +354,15 @@ def fit_reference_map(
     states = np.full((n, 3), rng_state.astype(np.int64), dtype=np.int64) + embedding[:, 0].astype(
         np.float64
     ).view(np.int64).reshape(-1, 1)
-    per_negative = epochs_per_sample / NEGATIVE_SAMPLE_RATE
+    per_negative = per_sample / NEGATIVE_SAMPLE_RATE
     next_negative = per_negative.copy()
-    next_sample = epochs_per_sample.copy()
+    next_sample = per_sample.copy()
     alpha = LEARNING_RATE
     last = 0.0
     for epoch in range(n_epochs):
         check_stop("The map fit")
         layout_epoch(
-            embedding, head, tail, n, epochs_per_sample, a, b, states, REPULSION, alpha,
+            embedding, head, tail, n, per_sample, a, b, states, REPULSION, alpha,
             per_negative, next_negative, next_sample, epoch,
         )  # fmt: skip
         alpha = LEARNING_RATE * (1.0 - (float(epoch) / float(n_epochs)))
