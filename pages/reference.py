@@ -308,8 +308,13 @@ if view.can_transfer_labels:
             "They are measured on the reference's own donor; a new donor scores lower."
         )
         if calibration:  # on demand: four charts at once delay the landing page's first one
-            with st.expander("Reliability and accuracy-vs-coverage curves", expanded=False):
-                left, right = st.columns(2)
+            curves = st.expander(
+                "Reliability and accuracy-vs-coverage curves",
+                key="reference_curves",
+                on_change="rerun",  # lazy: drawn only once opened
+            )
+            if curves.open:
+                left, right = curves.columns(2)
                 with left:
                     widgets.plot(
                         figures.reliability_curve(calibration), key="reference_reliability"

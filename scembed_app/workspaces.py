@@ -413,7 +413,7 @@ def sidebar(url_path: str = "") -> None:
     with st.sidebar:
         if ws_id is not None:
             st.caption(":material/link: Copy link to this analysis")
-            st.code(share_link(ws_id, url_path), language=None, wrap_lines=True)
+            st.markdown(f"`{share_link(ws_id, url_path)}`")
             if not owned(ws_id):
                 st.caption(
                     ":material/visibility: Shared analysis, read-only: your first change "

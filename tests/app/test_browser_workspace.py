@@ -112,7 +112,7 @@ def labels_csv(page, tmp_path: Path, name: str) -> bytes:
 
 
 def link_in_sidebar(page) -> str:
-    code = page.locator('[data-testid="stSidebar"] [data-testid="stCode"]').first
+    code = page.locator('[data-testid="stSidebar"] [data-testid="stMarkdown"] code').first
     return code.inner_text().strip()
 
 
