@@ -12,6 +12,7 @@ models, older bundles.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -93,6 +94,12 @@ def start_projection_warmup() -> threading.Thread | None:
         time.sleep(state.WARMUP_DELAY_S)
         with contextlib.suppress(Exception):  # a warm-up must never break the server
             warm_projection(cached.cached_reference("default", False))
+        # What is loaded now (the libraries, the built-in reference) lives as long as the
+        # server. Streamlit runs a full garbage collection after every script run
+        # (runner.postScriptGC), which walked all of it: 0.1-0.3 s holding the GIL at the
+        # end of every run, the server's messages to the browser waiting behind it. Frozen
+        # objects are skipped by that walk; reference counting still frees them.
+        gc.freeze()
 
     thread = threading.Thread(target=warm, name="scembed-warm-projection", daemon=True)
     thread.start()

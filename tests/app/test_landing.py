@@ -47,3 +47,24 @@ def test_the_first_projection_is_warmed_on_real_demo_cells():
     assert {"igraph", "numba"} <= set(sys.modules)
     # the reference's own label statistics are computed now, not on the first click
     assert any(key[0] == "unknown_class_stats" for key in reference._memo)
+
+
+def test_the_warm_up_freezes_what_lives_as_long_as_the_server(monkeypatch):
+    """After the background warm-up, the garbage collector's full walk (Streamlit's
+    ``gc.collect(2)`` after every run) skips the libraries and the built-in reference."""
+    import gc
+
+    from scembed_app import quickref, state
+
+    monkeypatch.setattr(state, "WARMUP_DELAY_S", 0.0)
+    quickref.start_projection_warmup.clear()
+    gc.unfreeze()
+    try:
+        quickref.start_projection_warmup().join(timeout=300)
+        frozen = gc.get_freeze_count()
+        assert frozen > 50_000, frozen  # the imported libraries' objects, at the least
+        loose = len(gc.get_objects())  # the objects a full collection still walks
+        assert loose < frozen, "most tracked objects are frozen"
+    finally:
+        gc.unfreeze()
+        quickref.start_projection_warmup.clear()
