@@ -98,7 +98,9 @@ def start_projection_warmup() -> threading.Thread | None:
         # server. Streamlit runs a full garbage collection after every script run
         # (runner.postScriptGC), which walked all of it: 0.1-0.3 s holding the GIL at the
         # end of every run, the server's messages to the browser waiting behind it. Frozen
-        # objects are skipped by that walk; reference counting still frees them.
+        # objects are skipped by that walk; reference counting still frees them. Garbage in
+        # reference cycles is collected first, so none is kept for good.
+        gc.collect()
         gc.freeze()
 
     thread = threading.Thread(target=warm, name="scembed-warm-projection", daemon=True)
