@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -338,8 +339,9 @@ def _stages(build: dict) -> dict[str, float]:
         if stage == "Fitting the reference map" and len(parts) > 1:
             step = parts[1]
             step = "layout" if step.startswith("layout") else step.split(" of ")[0]
-            step = step.split(":")[0]
-            stage = f"{stage} ({step})"
+            stage = f"{stage} ({step.split(':')[0]})"
+        elif stage == "Label classifier" and len(parts) > 1:
+            stage = f"{stage} ({re.split(r'[0-9]', parts[1])[0].strip()})"
         stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
     return stages
 

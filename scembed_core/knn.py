@@ -133,8 +133,6 @@ def build_cell_index(
     hnswlib = _hnswlib()
     if hnswlib is None:
         return ExactCosineIndex(embedding)
-    from .stopping import check_stop
-
     report = progress or (lambda fraction, message: None)
     n = len(embedding)
     index = hnswlib.Index(space="cosine", dim=embedding.shape[1])
@@ -149,8 +147,7 @@ def build_cell_index(
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         index.add_items(embedding[start:stop], np.arange(start, stop))
-        report(stop / n, f"{stop:,}/{n:,} cells inserted")
-        check_stop("Building the kNN index")
+        report(stop / n, f"{stop:,}/{n:,} cells inserted")  # a caller's stop check may raise
     index.set_ef(HNSW_EF_QUERY)
     return index
 

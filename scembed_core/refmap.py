@@ -8,7 +8,8 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
 
 1. the cosine nearest neighbours of every cell, itself first: exact, chunk by chunk
    (:func:`scembed_core.mapfit.exact_cosine_neighbors`) up to
-   :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells, hnswlib's index above;
+   :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells, hnswlib's index above (in a
+   reference build, the reference's own index: one index per build);
 2. the fuzzy graph, as umap's ``fuzzy_simplicial_set``: ``smooth_knn_dist`` and the
    membership strengths (the kernels of :mod:`scembed_core._evmap_kernels`), then the fuzzy
    union ``A + A.T - A * A.T``;
@@ -17,8 +18,9 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
    of several components is laid out as umap's ``multi_component_layout`` does: components
    placed apart, each by its own spectral layout; umap's random start when ``eigsh``
    fails), noise and scaling to 10, then the layout epochs (``move_other=True``, serial:
-   one seed, one map), ``n_epochs`` 500 up to 10,000 cells and 200 above, one kernel call
-   per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
+   one seed, one map), ``n_epochs`` by :func:`layout_epochs` (500 up to 10,000 cells and
+   200 above; 100 or 150 above lost trustworthiness on 100,000 cells, see BENCHMARKS.md),
+   one kernel call per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
 
 Random numbers are drawn in umap-learn's order from ``numpy.random.RandomState(seed)``, so
 the same neighbours and seed give umap-learn's map bit for bit on a connected graph of up
@@ -68,9 +70,15 @@ LARGEST_ABOVE = 10_000
 #: hnswlib's ``ef_construction`` for the map's neighbours above ``EXACT_MAX_CELLS`` (the
 #: served index uses 200): on 100,000 cells, 7.7 s to build on one thread instead of 19.1 s,
 #: recall of the exact 15 nearest 0.9996 instead of 1.0 (2,000 cells checked, load 4-6).
+#: Only for a map fitted alone: a reference build passes its own index (200), built anyway.
 MAP_EF_CONSTRUCTION = 100
 #: Fewest seconds between two layout-epoch reports.
 _REPORT_EVERY = 0.25
+
+
+def _step(report: ProgressCallback, fraction: float, message: str) -> None:
+    report(fraction, message)
+    check_stop("The map fit")
 
 
 def hnsw_cosine_neighbors(
@@ -120,7 +128,7 @@ def hnsw_cosine_neighbors(
             data,
             seed=seed,
             ef_construction=MAP_EF_CONSTRUCTION,
-            progress=lambda f, m: report(query_from * f, f"kNN index: {m}"),
+            progress=lambda f, m: _step(report, query_from * f, f"kNN index: {m}"),
         )
         if hasattr(index, "set_ef"):  # not the exact fallback (no hnswlib)
             index.set_ef(max(2 * k, HNSW_EF_QUERY))

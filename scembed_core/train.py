@@ -366,6 +366,7 @@ def build_reference(
     from .model import Whitening
     from .project import compute_coverage, embed_cells
     from .reference import Reference
+    from .stopping import check_stop
 
     keys = _label_keys(adata, label_key)
     genome = genome or model.metadata.get("genome") or "unknown"
@@ -392,7 +393,13 @@ def build_reference(
     # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
     # trained reference finds the same neighbours in memory as from its bundle. Built before
     # the map: above EXACT_MAX_CELLS the map's neighbours are searched in it (one index).
-    index = build_cell_index(space, progress=stages.stage("index", f"{int(keep.sum()):,} cells"))
+    index_progress = stages.stage("index", f"{int(keep.sum()):,} cells")
+
+    def index_step(fraction: float, message: str) -> None:
+        index_progress(fraction, message)
+        check_stop("Building the kNN index")
+
+    index = build_cell_index(space, progress=index_step)
     map_params = None
     if fit_umap and keep.sum() > 16:
         from .refmap import fit_reference_map
