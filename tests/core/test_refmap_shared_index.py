@@ -91,3 +91,22 @@ def test_layout_epochs_by_size():
     messages = []
     fit_reference_map(cells, n_epochs=7, progress=lambda f, m: messages.append(m))
     assert messages[-1] == "layout epoch 7/7"
+
+
+def test_a_build_stops_while_its_index_is_inserted(planted):
+    from scembed_core.errors import Cancelled
+    from scembed_core.stopping import stop_when
+    from scembed_core.train import TrainingParams, train_reference
+
+    params = TrainingParams(epochs=2, window=20, vector_size=16, min_count=2, workers=1)
+    messages = []
+    inserted = lambda: any("cells inserted" in m for m in messages)  # noqa: E731
+    with stop_when(inserted), pytest.raises(Cancelled, match="Building the kNN index"):
+        train_reference(
+            planted[:240].copy(),
+            label_key="cell_type",
+            params=params,
+            genome="test",
+            progress=lambda f, m: messages.append(m),
+        )
+    assert not any(m.startswith("Fitting the reference map") for m in messages)
