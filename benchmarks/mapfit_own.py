@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,8 @@ if sys.argv[1] == "umap-learn":
     coords = fit_reference_umap(space).embedding_
 else:
     from scembed_core.refmap import fit_reference_map
-    coords, _ = fit_reference_map(space, progress=report)
+    epochs = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    coords, _ = fit_reference_map(space, n_epochs=epochs, progress=report)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 np.save(sys.argv[3], coords)
 print(json.dumps({"wall": wall, "cpu": cpu, "umap_imported": "umap" in sys.modules,
@@ -73,12 +75,23 @@ started = time.perf_counter()
 from scembed_core.reference import load_default_reference
 from scembed_core.train import build_reference
 model = load_default_reference().model
-cells = ad.read_h5ad(sys.argv[1])[: int(sys.argv[2])].copy()
+import numpy as np
+cells = ad.read_h5ad(sys.argv[1])
+n = int(sys.argv[2])
+if n <= cells.n_obs:
+    cells = cells[:n].copy()
+else:  # n cells drawn with replacement, each losing a random 20% of its open peaks
+    rng = np.random.default_rng(0)
+    cells = cells[np.sort(rng.choice(cells.n_obs, n))].copy()
+    cells.obs_names_make_unique()
+    cells.X.data[rng.random(cells.X.nnz) < 0.2] = 0
+    cells.X.eliminate_zeros()
 loaded = time.perf_counter() - started
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 build_reference(model, cells, label_key="cell_type", name="bench",
                 progress=lambda f, m: marks.append((time.perf_counter() - started, m)))
-print(json.dumps({"total": time.perf_counter() - started, "loaded": loaded, "marks": marks,
+print(json.dumps({"total": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+                  "loaded": loaded, "marks": marks, "n": n,
                   "umap_imported": "umap" in sys.modules}))
 """
 
@@ -122,8 +135,10 @@ def _spaces() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     return space, labels, small_space, demo
 
 
-def _resampled(space: np.ndarray, n: int) -> np.ndarray:
-    """``n`` cells drawn SMOTE-style: a cell moved towards one of its 15 nearest cells."""
+def _resampled(space: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` cells drawn SMOTE-style: a cell moved towards one of its 15 nearest cells.
+
+    Returns the cells and the built-in cell each was drawn from (its label)."""
     from scembed_core.mapfit import exact_cosine_neighbors
 
     rng = np.random.default_rng(0)
@@ -131,7 +146,7 @@ def _resampled(space: np.ndarray, n: int) -> np.ndarray:
     near = exact_cosine_neighbors(space, 16)[0][:, 1:]
     other = near[rows, rng.integers(0, 15, n)]
     weight = rng.random((n, 1)).astype(np.float32)
-    return (space[rows] + weight * (space[other] - space[rows])).astype(np.float32)
+    return (space[rows] + weight * (space[other] - space[rows])).astype(np.float32), rows
 
 
 def _quality(space: np.ndarray, labels: np.ndarray, coords: np.ndarray, demo: dict) -> dict:
@@ -155,20 +170,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", action="store_true", help="also time a whole build")
     parser.add_argument("--large", type=int, default=0, help="also fit N resampled cells")
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="also fit the N cells with this many epochs"
+    )
+    parser.add_argument("--only-large", action="store_true", help="fit the N cells only")
+    parser.add_argument("--build-large", type=int, default=0, help="also time an N-cell build")
+    parser.add_argument("--only-build", action="store_true", help="time the builds only")
     args = parser.parse_args()
     load = os.getloadavg()
+    builds = []
+    if args.build:
+        builds.append(_child(_BUILD, str(GRANJA), str(N_SMALL)))
+    if args.build_large:
+        builds.append(_child(_BUILD, str(GRANJA), str(args.build_large)))
+    if args.only_build:
+        print(
+            f"```bash\n{' '.join(['nice -n 10 .venv/bin/python -m benchmarks.mapfit_own', *sys.argv[1:]])}\n```\n"
+        )
+        for b in builds:
+            _print_build(b)
+        print(
+            f"- Load average at start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; at end: "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}."
+        )
+        return
     space, labels, small_space, demo = _spaces()
     rows: dict = {}
+    large_quality: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in (("full", space), ("small", small_space)):
             np.save(Path(tmp) / f"{name}.npy", data)
         if args.large:
-            np.save(Path(tmp) / "large.npy", _resampled(space, args.large))
-            out = Path(tmp) / "large-out.npy"
-            rows["scembed", "large"] = _child(
-                _FIT, "scembed", str(Path(tmp) / "large.npy"), str(out)
-            )
-            rows["scembed", "large"]["n"] = args.large
+            large, drawn = _resampled(space, args.large)
+            np.save(Path(tmp) / "large.npy", large)
+            for epochs in (None, args.epochs) if args.epochs else (None,):
+                key = ("scembed", "large") if epochs is None else ("scembed", f"large-{epochs}")
+                out = Path(tmp) / "large-out.npy"
+                extra = [str(epochs)] if epochs else []
+                rows[key] = _child(_FIT, "scembed", str(Path(tmp) / "large.npy"), str(out), *extra)
+                rows[key]["n"] = args.large
+                if args.epochs:
+                    large_quality[key] = _large_quality(large, labels[drawn], np.load(out), demo)
+        if args.only_large:
+            print(f"```bash\n{_command()}\n```")
+            _print_large(large_quality, rows)
+            print(f"\n- Load average at start: {_loads(load)}; at end: {_loads(os.getloadavg())}.")
+            return
         for engine in ("umap-learn", "scembed"):
             for name in ("full", "small"):
                 out = Path(tmp) / f"{engine}-{name}.npy"
@@ -181,11 +228,11 @@ def main() -> None:
     diff = float(
         np.abs(rows["umap-learn", "full"]["coords"] - rows["scembed", "full"]["coords"]).max()
     )
-    build = _child(_BUILD, str(GRANJA), str(N_SMALL)) if args.build else None
-    _print(rows, quality, diff, build, load, len(space), len(small_space))
+    _print(rows, quality, diff, builds, load, len(space), len(small_space))
+    _print_large(large_quality, rows)
 
 
-def _print(rows, quality, diff, build, load, n_full, n_small) -> None:  # noqa: ANN001
+def _print(rows, quality, diff, builds, load, n_full, n_small) -> None:  # noqa: ANN001
     print("## `python -m benchmarks.mapfit_own`: the reference map without umap-learn (issue 24)\n")
     command = " ".join(["nice -n 10 .venv/bin/python -m benchmarks.mapfit_own", *sys.argv[1:]])
     print(f"```bash\n{command}\n```\n")
@@ -229,22 +276,90 @@ def _print(rows, quality, diff, build, load, n_full, n_small) -> None:  # noqa: 
             f"- Engine fit, {n:,} cells{kind}: {row['wall']:.1f} s wall, {row['cpu']:.1f} s CPU; "
             f"import and kernels from the disk cache {marks[0][1]:.1f} s, then {parts}."
         )
-    if build:
-        marks = build["marks"]
-        stages: dict[str, float] = {}
-        for (t0, m0), (t1, _) in zip(marks, marks[1:] + [(build["total"], "")], strict=True):
-            stage = m0.split(":")[0]
-            stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if v >= 0.05)
-        print(
-            f"- Whole build without Word2Vec, {N_SMALL:,} Granja cells with the built-in model "
-            f"(`build_reference`, fresh process, after loading): **{build['total']:.1f} s** "
-            f"({parts}); umap imported: {'yes' if build['umap_imported'] else 'no'}."
-        )
+    for b in builds:
+        _print_build(b)
     print(
         f"- Load average at start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (shared 2-core "
         f"machine). {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs. "
         "numba's disk cache filled beforehand by `python -m scembed_core.warm` (`make venv`)."
+    )
+
+
+def _large_quality(space: np.ndarray, labels: np.ndarray, coords: np.ndarray, demo: dict) -> dict:
+    """``_quality`` on a large map: the demo's neighbours searched among the large cells."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(space)
+    distances, indices = nn.kneighbors(demo["space"], 15)
+    return _quality(
+        space,
+        labels,
+        coords,
+        {**demo, "indices": indices, "distances": distances.astype(np.float32)},
+    )
+
+
+def _print_large(quality: dict, rows: dict) -> None:
+    if not quality:
+        return
+    print(
+        "\n| large map, layout epochs | cells | wall | CPU | layout | trustworthiness "
+        "| 2-D 15-NN label agreement | demo vote accuracy | demo preservation |"
+    )
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, q in quality.items():
+        row = rows[key]
+        marks = [*row["steps"].items(), ("end", row["wall"])]
+        layout = dict((a, t1 - t0) for (a, t0), (_, t1) in zip(marks, marks[1:], strict=False)).get(
+            "layout", float("nan")
+        )
+        epochs = key[1].split("-")[1] if "-" in key[1] else "200 (umap-learn's rule)"
+        print(
+            f"| {epochs} | {row['n']:,} | {row['wall']:.1f} s | {row['cpu']:.1f} s | "
+            f"{layout:.1f} s | {q['trust']:.4f} | {q['agreement']:.4f} | "
+            f"{q['vote_accuracy']:.4f} | {q['preservation']:.4f} |"
+        )
+
+
+def _command() -> str:
+    return " ".join(["nice -n 10 .venv/bin/python -m benchmarks.mapfit_own", *sys.argv[1:]])
+
+
+def _loads(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in load)
+
+
+def _stages(build: dict) -> dict[str, float]:
+    """Seconds per stage (and per step of the map stage) from a build's progress marks."""
+    marks = build["marks"]
+    stages: dict[str, float] = {}
+    for (t0, m0), (t1, _) in zip(marks, marks[1:] + [(build["total"], "")], strict=True):
+        parts = m0.split(", about")[0].split(": ")
+        stage = parts[0]
+        if stage == "Fitting the reference map" and len(parts) > 1:
+            step = parts[1]
+            step = "layout" if step.startswith("layout") else step.split(" of ")[0]
+            stage = f"{stage} ({step.split(':')[0]})"
+        elif stage == "Label classifier" and len(parts) > 1:
+            stage = f"{stage} ({re.split(r'[0-9]', parts[1])[0].strip()})"
+        stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
+    return stages
+
+
+def _print_build(build: dict) -> None:
+    n = build["n"]
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in _stages(build).items() if v >= 0.05)
+    kind = (
+        "Granja cells"
+        if n <= 10_335
+        else "cells drawn with replacement from the 10,335 Granja cells, each losing 20% of "
+        "its peaks at random"
+    )
+    print(
+        f"- Whole build without Word2Vec, {n:,} {kind}, with the built-in model "
+        f"(`build_reference`, fresh process, after loading): **{build['total']:.1f} s** wall, "
+        f"{build['cpu']:.1f} s CPU ({parts}); umap imported: "
+        f"{'yes' if build['umap_imported'] else 'no'}."
     )
 
 

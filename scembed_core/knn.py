@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._types import ProgressCallback
 from .errors import ParameterError, ReferenceBundleError
 
 if TYPE_CHECKING:
@@ -83,14 +84,48 @@ class ExactCosineIndex:
         return self.n
 
 
-def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 1) -> Any:
+def build_cell_index(
+    embedding: np.ndarray,
+    *,
+    seed: int = 0,
+    threads: int = 1,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
+    progress: ProgressCallback | None = None,
+) -> Any:
     """Build a cosine kNN index over reference cell embeddings.
 
     Uses hnswlib (approximate, fast); falls back to exact scikit-learn search when hnswlib
     is not importable. Rows must be finite. One thread by default: hnswlib inserting from
     several threads builds a different graph each time (so other neighbours at ties), and
     a bundle's index is rebuilt when it is loaded, so the app's trained reference and the
-    command line on its bundle would disagree (``tests/test_reproduce.py``).
+    command line on its bundle would disagree (``tests/test_reproduce.py``). The cells are
+    inserted in ten chunks, in order (on one thread the same graph as one call), each one
+    reported. The reference's index and the map fit's neighbours above
+    :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells both come from here.
+
+    Parameters
+    ----------
+    embedding
+        ``(n, dim)`` finite cell vectors.
+    seed
+        hnswlib's ``random_seed``.
+    threads
+        Insertion threads (1: one graph per seed).
+    ef_construction
+        hnswlib's ``ef_construction`` (the reference's index: :data:`HNSW_EF_CONSTRUCTION`).
+    progress
+        ``progress(fraction, message)`` after every chunk inserted.
+
+    Returns
+    -------
+    Any
+        An ``hnswlib.Index`` (query ``ef`` :data:`HNSW_EF_QUERY`) or an
+        :class:`ExactCosineIndex`.
+
+    Raises
+    ------
+    ParameterError
+        A row is not finite.
     """
     embedding = np.asarray(embedding, dtype=np.float32)
     if not np.isfinite(embedding).all():
@@ -98,15 +133,21 @@ def build_cell_index(embedding: np.ndarray, *, seed: int = 0, threads: int = 1) 
     hnswlib = _hnswlib()
     if hnswlib is None:
         return ExactCosineIndex(embedding)
+    report = progress or (lambda fraction, message: None)
+    n = len(embedding)
     index = hnswlib.Index(space="cosine", dim=embedding.shape[1])
     index.init_index(
-        max_elements=max(len(embedding), 1),
-        ef_construction=HNSW_EF_CONSTRUCTION,
+        max_elements=max(n, 1),
+        ef_construction=ef_construction,
         M=HNSW_M,
         random_seed=seed,
     )
     index.set_num_threads(threads)
-    index.add_items(embedding, np.arange(len(embedding)))
+    chunk = max(1, -(-n // 10))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        index.add_items(embedding[start:stop], np.arange(start, stop))
+        report(stop / n, f"{stop:,}/{n:,} cells inserted")  # a caller's stop check may raise
     index.set_ef(HNSW_EF_QUERY)
     return index
 

@@ -8,7 +8,8 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
 
 1. the cosine nearest neighbours of every cell, itself first: exact, chunk by chunk
    (:func:`scembed_core.mapfit.exact_cosine_neighbors`) up to
-   :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells, hnswlib's index above;
+   :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells, hnswlib's index above (in a
+   reference build, the reference's own index: one index per build);
 2. the fuzzy graph, as umap's ``fuzzy_simplicial_set``: ``smooth_knn_dist`` and the
    membership strengths (the kernels of :mod:`scembed_core._evmap_kernels`), then the fuzzy
    union ``A + A.T - A * A.T``;
@@ -17,8 +18,9 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
    of several components is laid out as umap's ``multi_component_layout`` does: components
    placed apart, each by its own spectral layout; umap's random start when ``eigsh``
    fails), noise and scaling to 10, then the layout epochs (``move_other=True``, serial:
-   one seed, one map), ``n_epochs`` 500 up to 10,000 cells and 200 above, one kernel call
-   per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
+   one seed, one map), ``n_epochs`` by :func:`layout_epochs` (500 up to 10,000 cells and
+   200 above; 100 or 150 above lost trustworthiness on 100,000 cells, see BENCHMARKS.md),
+   one kernel call per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
 
 Random numbers are drawn in umap-learn's order from ``numpy.random.RandomState(seed)``, so
 the same neighbours and seed give umap-learn's map bit for bit on a connected graph of up
@@ -35,16 +37,24 @@ distance to itself is 0.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._types import ProgressCallback
+from .errors import ParameterError
 from .evmap import MapParams, epochs_per_sample, find_ab_params
 from .mapfit import EXACT_MAX_CELLS, LAYOUT_SHARE, exact_cosine_neighbors
 from .stopping import check_stop
 
-__all__ = ["fit_reference_map", "fuzzy_graph", "spectral_start", "hnsw_cosine_neighbors"]
+__all__ = [
+    "fit_reference_map",
+    "fuzzy_graph",
+    "spectral_start",
+    "hnsw_cosine_neighbors",
+    "layout_epochs",
+]
 
 #: umap-learn's defaults, the fit's recipe.
 MIN_DIST, SPREAD = 0.1, 1.0
@@ -60,9 +70,15 @@ LARGEST_ABOVE = 10_000
 #: hnswlib's ``ef_construction`` for the map's neighbours above ``EXACT_MAX_CELLS`` (the
 #: served index uses 200): on 100,000 cells, 7.7 s to build on one thread instead of 19.1 s,
 #: recall of the exact 15 nearest 0.9996 instead of 1.0 (2,000 cells checked, load 4-6).
+#: Only for a map fitted alone: a reference build passes its own index (200), built anyway.
 MAP_EF_CONSTRUCTION = 100
 #: Fewest seconds between two layout-epoch reports.
 _REPORT_EVERY = 0.25
+
+
+def _step(report: ProgressCallback, fraction: float, message: str) -> None:
+    report(fraction, message)
+    check_stop("The map fit")
 
 
 def hnsw_cosine_neighbors(
@@ -71,12 +87,16 @@ def hnsw_cosine_neighbors(
     *,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    index: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` nearest rows by cosine distance (itself first), from an hnswlib index.
 
     For references above :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells (the exact
-    search is ``n^2``). The index is built on one thread (hnswlib's insertion order is then
-    fixed: one seed, one graph) and queried in chunks, each reported.
+    search is ``n^2``). The index is :func:`scembed_core.knn.build_cell_index`'s (one
+    thread: one seed, one graph), with ``ef_construction``
+    :data:`MAP_EF_CONSTRUCTION`, unless the caller passes one over the same rows (the
+    reference's own index: built once for the map and the label transfer); it is queried in
+    chunks, each reported.
 
     Parameters
     ----------
@@ -85,43 +105,54 @@ def hnsw_cosine_neighbors(
     k
         Neighbours per row, the row itself included.
     seed
-        hnswlib's ``random_seed``.
+        hnswlib's ``random_seed`` (when the index is built here).
     progress
         ``progress(fraction, message)`` after every chunk inserted or queried.
+    index
+        A cosine index over exactly ``data``'s rows, in order (None: built here).
 
     Returns
     -------
     tuple of numpy.ndarray
         ``(indices, distances)`` as :func:`~scembed_core.mapfit.exact_cosine_neighbors`.
     """
-    import hnswlib
-
-    from .knn import HNSW_M
+    from .knn import HNSW_EF_QUERY, build_cell_index
 
     report = progress or (lambda fraction, message: None)
     data = np.ascontiguousarray(data, dtype=np.float32)
     n = data.shape[0]
-    index = hnswlib.Index(space="cosine", dim=data.shape[1])
-    index.init_index(
-        max_elements=n, ef_construction=MAP_EF_CONSTRUCTION, M=HNSW_M, random_seed=seed
-    )
-    index.set_num_threads(1)
+    query_from = 0.0
+    if index is None:
+        query_from = 0.7
+        index = build_cell_index(
+            data,
+            seed=seed,
+            ef_construction=MAP_EF_CONSTRUCTION,
+            progress=lambda f, m: _step(report, query_from * f, f"kNN index: {m}"),
+        )
+        if hasattr(index, "set_ef"):  # not the exact fallback (no hnswlib)
+            index.set_ef(max(2 * k, HNSW_EF_QUERY))
+    elif index.get_current_count() != n:
+        raise ParameterError(f"The index holds {index.get_current_count():,} cells, not {n:,}.")
+    threads = getattr(index, "num_threads", None)
+    if threads is not None:  # queries are independent: any thread count gives one result
+        index.set_num_threads(-1)
     chunk = max(1, -(-n // 10))
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        index.add_items(data[start:stop], np.arange(start, stop))
-        report(0.7 * stop / n, f"kNN index: {stop:,}/{n:,} cells inserted")
-        check_stop("The map fit")
-    index.set_ef(max(2 * k, 100))
-    index.set_num_threads(-1)  # queries are independent: any thread count gives one result
     indices = np.empty((n, k), dtype=np.int32)
     distances = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        labels, dists = index.knn_query(data[start:stop], k=k)
-        indices[start:stop], distances[start:stop] = labels, dists
-        report(0.7 + 0.3 * stop / n, f"nearest neighbours of {stop:,}/{n:,} cells")
-        check_stop("The map fit")
+    try:
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            labels, dists = index.knn_query(data[start:stop], k=k)
+            indices[start:stop], distances[start:stop] = labels, dists
+            report(
+                query_from + (1 - query_from) * stop / n,
+                f"nearest neighbours of {stop:,}/{n:,} cells",
+            )
+            check_stop("The map fit")
+    finally:
+        if threads is not None:
+            index.set_num_threads(threads)
     # the row itself first, at distance 0 (absent from its own result: it replaces the last)
     rows = np.arange(n)[:, None]
     is_self = indices == rows
@@ -286,11 +317,29 @@ def spectral_start(
     return result
 
 
+def layout_epochs(n_cells: int) -> int:
+    """Layout epochs of a map of ``n_cells`` cells: umap-learn's rule.
+
+    Parameters
+    ----------
+    n_cells
+        Cells in the reference.
+
+    Returns
+    -------
+    int
+        500 up to 10,000 cells, 200 above (umap-learn's ``n_epochs=None``).
+    """
+    return 500 if n_cells <= 10_000 else 200
+
+
 def fit_reference_map(
     space: np.ndarray,
     *,
     seed: int = 42,
     n_neighbors: int = 15,
+    n_epochs: int | None = None,
+    index: Any = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[np.ndarray, MapParams]:
     """Fit the 2-D map of reference cells: umap-learn's recipe, the engine's kernels.
@@ -304,6 +353,14 @@ def fit_reference_map(
         Seed of every random draw (umap-learn's ``random_state``).
     n_neighbors
         Neighbours of the fuzzy graph, the cell itself included (umap's convention).
+    n_epochs
+        Layout epochs (None: :func:`layout_epochs` of the number of cells).
+    index
+        The reference's cosine index over exactly ``space``'s rows
+        (:func:`scembed_core.knn.build_cell_index`): above
+        :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells the neighbours are searched in
+        it instead of an index built for the map alone (one index per build). Unused at or
+        below that size (exact neighbours).
     progress
         ``progress(fraction, message)``: after every chunk of the neighbour search, at the
         graph and the spectral start, then after layout epochs (at most four times a
@@ -331,13 +388,15 @@ def fit_reference_map(
     if n <= EXACT_MAX_CELLS:
         indices, distances = exact_cosine_neighbors(space, n_neighbors, progress=step)
     else:
-        indices, distances = hnsw_cosine_neighbors(space, n_neighbors, seed=seed, progress=step)
+        indices, distances = hnsw_cosine_neighbors(
+            space, n_neighbors, seed=seed, progress=step, index=index
+        )
     report(_GRAPH_AT, "fuzzy graph")
     graph = fuzzy_graph(indices, distances)
     check_stop("The map fit")
     random_state = np.random.RandomState(seed)
     a, b = find_ab_params(SPREAD, MIN_DIST)
-    n_epochs = 500 if n <= 10_000 else 200
+    n_epochs = layout_epochs(n) if n_epochs is None else int(n_epochs)
     graph.sum_duplicates()
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()

@@ -46,8 +46,8 @@ __all__ = [
 #: Stages of :func:`build_reference` and their shares of its progress bar, in order.
 BUILD_STAGES = {
     "embed": (0.05, "Embedding the reference cells"),
-    "map": (0.5, "Fitting the reference map"),
     "index": (0.05, "Building the kNN index"),
+    "map": (0.5, "Fitting the reference map"),
     "classifier": (0.2, "Label classifier"),
     "distances": (0.05, "Measuring mapping distances"),
     "unknown": (0.15, "Calibrating the Unknown rule"),
@@ -366,6 +366,7 @@ def build_reference(
     from .model import Whitening
     from .project import compute_coverage, embed_cells
     from .reference import Reference
+    from .stopping import check_stop
 
     keys = _label_keys(adata, label_key)
     genome = genome or model.metadata.get("genome") or "unknown"
@@ -389,16 +390,22 @@ def build_reference(
         cells.uns[UNS_KEY] = compute_type_profiles(signal, cells.obs[keys[0]].to_numpy(), keys[0])
     whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
+    # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
+    # trained reference finds the same neighbours in memory as from its bundle. Built before
+    # the map: above EXACT_MAX_CELLS the map's neighbours are searched in it (one index).
+    index_progress = stages.stage("index", f"{int(keep.sum()):,} cells")
+
+    def index_step(fraction: float, message: str) -> None:
+        index_progress(fraction, message)
+        check_stop("Building the kNN index")
+
+    index = build_cell_index(space, progress=index_step)
     map_params = None
     if fit_umap and keep.sum() > 16:
         from .refmap import fit_reference_map
 
-        coords, map_params = fit_reference_map(space, progress=stages.stage("map"))
+        coords, map_params = fit_reference_map(space, index=index, progress=stages.stage("map"))
         cells.obsm["X_umap"] = coords
-    stages.stage("index", f"{int(keep.sum()):,} cells")
-    # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
-    # trained reference finds the same neighbours in memory as from its bundle.
-    index = build_cell_index(space)
     k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     manifest = {
         "name": name,
