@@ -2,12 +2,12 @@
 
 Every figure is a wall time in headless Chromium (Debian's ``/usr/bin/chromium`` through
 Playwright) against a real ``streamlit run`` server started fresh for each repeat, up to the
-animation frame on which the page first paints the chart, read from the page's own clock
+first animation frame on which the chart is laid out and visible, read from the page's clock
 (:data:`CHART_CLOCK`; Playwright's wait, used before 2026-12-05, saw it up to 0.5 s late):
 
 * **floor**: a one-chart Streamlit app (``import streamlit``, ``st.plotly_chart`` of a
-  scatter of as many points as the reference map), from starting the server to its chart
-  drawn. Streamlit's own cold start: nothing a Streamlit app does can be faster.
+  scatter of as many points as the reference map; the app's server settings, no source
+  watcher), from starting the server to its chart drawn. Streamlit's own cold start: nothing a Streamlit app does can be faster.
 * **first chart**: ``streamlit run app.py`` started, landing page opened, its first Plotly
   chart drawn.
 * **reload**: the same tab reloaded once the landing page is drawn and the server's
@@ -50,7 +50,7 @@ import screenshots  # noqa: E402
 COMMAND = "make bench-cold"
 TIMEOUT_MS = 240_000
 
-#: Installed in every page the benchmark opens: the page's own clock of when it first paints
+#: Installed in every page the benchmark opens: the page's own clock of when it first shows
 #: a chart. On every animation frame (until one is found) it looks for a visible Plotly chart
 #: (a non-empty box, not hidden: Playwright's test of "visible") that was not on the page
 #: when the watch was armed, and keeps the wall-clock time of that frame, in ms since the
@@ -83,6 +83,16 @@ CHART_CLOCK = """(() => {
   };
   window.__scembedArm();
 })();"""
+#: The floor app's ``.streamlit/config.toml``: the server settings the app runs with that
+#: change the server's work (its own config has them too), so the floor stays a floor.
+FLOOR_CONFIG = """[server]
+headless = true
+runOnSave = false
+fileWatcherType = "none"
+
+[browser]
+gatherUsageStats = false
+"""
 FLOOR_APP = """
 import numpy as np
 import plotly.graph_objects as go
@@ -371,6 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         floor_app = Path(tmp) / "floor.py"
         floor_app.write_text(FLOOR_APP)
+        (Path(tmp) / ".streamlit").mkdir()  # the app's server settings: no source watcher
+        (Path(tmp) / ".streamlit" / "config.toml").write_text(FLOOR_CONFIG)
         browser = screenshots.launch_browser(playwright)
         try:
             for _ in range(args.repeats):

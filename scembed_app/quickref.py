@@ -12,7 +12,6 @@ models, older bundles.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import threading
 import time
@@ -82,7 +81,7 @@ def start_projection_warmup() -> threading.Thread | None:
     numba's disk cache, igraph is imported) before anyone clicks "Project cells".
     Best effort: a failure changes nothing but the first click's time. Nothing waits for it.
     """
-    from scembed_app import cached
+    from scembed_app import cached, memory
 
     logger = logging.getLogger(_CONTEXT_LOGGER)
     if not any(isinstance(f, _WarmThreads) for f in logger.filters):
@@ -95,13 +94,10 @@ def start_projection_warmup() -> threading.Thread | None:
         with contextlib.suppress(Exception):  # a warm-up must never break the server
             warm_projection(cached.cached_reference("default", False))
         # What is loaded now (the libraries, the built-in reference) lives as long as the
-        # server. Streamlit runs a full garbage collection after every script run
-        # (runner.postScriptGC), which walked all of it: 0.1-0.3 s holding the GIL at the
-        # end of every run, the server's messages to the browser waiting behind it. Frozen
-        # objects are skipped by that walk; reference counting still frees them. Garbage in
-        # reference cycles is collected first, so none is kept for good.
-        gc.collect()
-        gc.freeze()
+        # server: frozen, Streamlit's collection after every run no longer walks it
+        # (scembed_app.memory explains; frozen cyclic garbage waits for the next refreeze).
+        memory.refreeze()
+        memory.keep_refreezing()
 
     thread = threading.Thread(target=warm, name="scembed-warm-projection", daemon=True)
     thread.start()

@@ -51,8 +51,10 @@ def test_the_first_projection_is_warmed_on_real_demo_cells():
 
 def test_the_warm_up_freezes_what_lives_as_long_as_the_server(monkeypatch):
     """After the background warm-up, the garbage collector's full walk (Streamlit's
-    ``gc.collect(2)`` after every run) skips the libraries and the built-in reference."""
+    ``gc.collect(2)`` after every run) skips the libraries and the built-in reference, and
+    a thread refreezes them every few minutes (scembed_app.memory)."""
     import gc
+    import threading
 
     from scembed_app import quickref, state
 
@@ -62,6 +64,7 @@ def test_the_warm_up_freezes_what_lives_as_long_as_the_server(monkeypatch):
     try:
         quickref.start_projection_warmup().join(timeout=300)
         frozen = gc.get_freeze_count()
+        assert any(t.name == "scembed-refreeze" for t in threading.enumerate())
         assert frozen > 50_000, frozen  # the imported libraries' objects, at the least
         loose = len(gc.get_objects())  # the objects a full collection still walks
         assert loose < frozen, "most tracked objects are frozen"

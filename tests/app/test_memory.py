@@ -34,3 +34,32 @@ def test_freed_heap_memory_goes_back_to_the_system():
     asked, before, after = out.stdout.split()
     assert asked == "True"
     assert int(before) - int(after) > 200, (before, after)  # MiB returned
+
+
+class _Cyclic:
+    """An object in a reference cycle (as an AnnData is: ``adata.obsm._parent is adata``)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_refreeze_collects_frozen_garbage_in_a_cycle_and_freezes_the_rest():
+    import gc
+    import weakref
+
+    from scembed_app import memory
+
+    gc.unfreeze()
+    try:
+        dropped, kept = _Cyclic(), _Cyclic()
+        gone = weakref.ref(dropped)
+        gc.freeze()  # both frozen, as a session's data is by the warm-up's freeze
+        del dropped
+        gc.collect()
+        assert gone() is not None, "a frozen cycle survives a full collection"
+        memory.refreeze()
+        assert gone() is None, "the refreeze collected it"
+        assert gc.get_freeze_count() > 0 and weakref.ref(kept)() is kept
+        assert memory.keep_refreezing(every=3600) is memory.keep_refreezing(), "one thread"
+    finally:
+        gc.unfreeze()
