@@ -310,7 +310,7 @@ if view.can_transfer_labels:
         if calibration:  # on demand: four charts at once delay the landing page's first one
             curves = st.expander(
                 "Reliability and accuracy-vs-coverage curves",
-                key="reference_curves",
+                key=state.REFERENCE_CURVES,
                 on_change="rerun",  # lazy: drawn only once opened
             )
             if curves.open:

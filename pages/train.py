@@ -20,8 +20,8 @@ from scembed_core.train import TrainingParams, build_reference, train_reference
 st.title("Train")
 st.caption(
     "Train your own reference: every cell is a document whose words are its accessible "
-    "peaks; Word2Vec learns a vector per peak, cells are embedded, a UMAP map is fitted "
-    "and a kNN index is built. The result can be used as the reference in this tab and "
+    "peaks; Word2Vec learns a vector per peak, cells are embedded, a kNN index is built "
+    "and a UMAP map is fitted. The result can be used as the reference in this tab and "
     "downloaded as a bundle."
 )
 dataset = guards.require_dataset()
@@ -122,9 +122,9 @@ with st.form("train_form"):
     st.caption(
         f"{adata.n_obs:,} cells, {adata.n_vars:,} peaks, {int(adata.X.nnz):,} words per epoch. "
         "The time per epoch depends on the server: it is measured on the first epoch and "
-        "the bar then shows the time left. Word2Vec is followed by the map (nearest "
-        "neighbours, fuzzy graph, spectral start, layout epochs), the kNN index and the "
-        "label classifier with its calibration."
+        "the bar then shows the time left. Word2Vec is followed by the kNN index, the map "
+        "(nearest neighbours, fuzzy graph, spectral start, layout epochs) and the label "
+        "classifier with its calibration."
     )
     submitted = st.form_submit_button("Train reference", type="primary")
 

@@ -75,6 +75,7 @@ WORKSPACE_PROBLEM = "workspace_problem"  # tuple (kind, id) | None: a link that 
 STORED_RESULTS = "stored_results"  # dict | None: clusters/labels read from the workspace
 DATASET_NOTICE = "dataset_notice"  # str | None: which settings a new dataset reset (Data page)
 FIGURE_FORMAT = "figure_format"  # str: "png" or "svg", what a chart's camera button saves
+REFERENCE_CURVES = "reference_curves"  # bool: the landing page's calibration curves open
 QC_UNFILTERED = "qc_unfiltered"  # LoadedDataset | None: the dataset before the QC filter (undo)
 
 #: Settings kept in the workspace (JSON) and restored from it; every other key is per tab.

@@ -376,9 +376,13 @@ def fit_reference_map(
     ------
     Cancelled
         The caller asked to stop (checked between chunks and between epochs).
+    ParameterError
+        ``n_epochs`` is below 1.
     """
     from ._mapfit_kernels import layout_epoch
 
+    if n_epochs is not None and int(n_epochs) < 1:
+        raise ParameterError(f"n_epochs must be at least 1, got {n_epochs}.")
     report = progress or (lambda fraction, message: None)
     check_stop("The map fit")
     space = np.asarray(space, dtype=np.float32)

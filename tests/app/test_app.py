@@ -69,7 +69,7 @@ def test_reference_page_shows_default_reference():
     assert 0.7 <= float(metric(at, "Held-out accuracy")) <= 1.0
     # drawn once their expander is opened (lazy: the landing page's own charts come first)
     assert not any({"scatter"} <= types for types in chart_types(at))
-    at.session_state["reference_curves"] = True  # what opening the expander sets
+    at.session_state[state.REFERENCE_CURVES] = True  # what opening the expander sets
     at.run()
     assert sum({"scatter"} <= types for types in chart_types(at)) >= 2
     # provenance: key facts as a table, the whole manifest as a download

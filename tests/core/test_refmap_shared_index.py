@@ -110,3 +110,9 @@ def test_a_build_stops_while_its_index_is_inserted(planted):
             progress=lambda f, m: messages.append(m),
         )
     assert not any(m.startswith("Fitting the reference map") for m in messages)
+
+
+def test_fewer_than_one_layout_epoch_is_refused():
+    space = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    with pytest.raises(ParameterError, match="n_epochs"):
+        fit_reference_map(space, n_epochs=0)
