@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(
                     results["floor"][-1], results["app"][-1], results["baseline"][-1:], flush=True
                 )
-                rp.save_results("cold", results)  # partial results survive a failed step
+                if not args.no_write:  # partial results survive a failed step
+                    rp.save_results("cold", results)
             if not args.skip_project:
                 big = _big_query(Path(tmp))
                 for _ in range(max(1, args.repeats - 1)):
@@ -525,7 +526,7 @@ def write_report(results: dict, args: argparse.Namespace) -> dict:
             ]
         )
         rp.replace_section("bench-cold", body)
-    rp.save_results("cold", results)
+        rp.save_results("cold", results)
     return results
 
 
