@@ -31,7 +31,7 @@ import numpy as np
 from . import report as rp
 
 COMMAND = "make bench-workspace"
-ANIMATION_FRAMES = 20  # pages/project.py
+ANIMATION_FRAMES = 20  # scembed_app/pipeline.py (imports streamlit: not imported here)
 ISSUE_CELLS = 3790  # the analysis size issue 15 names
 
 

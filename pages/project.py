@@ -9,12 +9,19 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from scembed_app import cached, figures, genome, guards, results, state, trust_views, widgets
+from scembed_app import (
+    cached,
+    figures,
+    genome,
+    guards,
+    pipeline,
+    results,
+    state,
+    trust_views,
+    widgets,
+)
 from scembed_app.progress import StageTimer
 from scembed_core.errors import ScEmbedError
-
-#: Frames of the "watch it project" animation (a sample of <= 2,000 cells).
-ANIMATION_FRAMES = 20
 
 st.title("Project")
 ref_key, reference = guards.require_reference()
@@ -45,39 +52,7 @@ if clicked:
     with st.status("Projecting...", expanded=True) as status:
         stages = StageTimer(status)
         try:
-            with stages.stage("Map peaks onto the reference universe"):
-                cached.cached_coverage(dataset.digest, ref_key, adata, reference)
-            with stages.stage("E-projection (pool region vectors, find reference neighbours)"):
-                projection = cached.cached_e_project(dataset.digest, ref_key, adata, reference)
-            run = state.ProjectionRun(
-                dataset_digest=dataset.digest,
-                reference_key=ref_key,
-                projection=projection,
-                n_cells=adata.n_obs,
-                n_projected=int(np.isfinite(projection.embedding).all(axis=1).sum()),
-                seconds=0.0,
-            )
-            if ev:
-                with stages.stage("EV-projection onto the reference map"):
-                    cached.start_kernel_warmup().join()  # done at server start, normally
-                    placed = cached.cached_ev_project(
-                        run.cache_key,
-                        ANIMATION_FRAMES,
-                        projection.embedding,
-                        reference,
-                        projection.neighbors,
-                    )
-                run = dataclasses.replace(
-                    run,
-                    projection=dataclasses.replace(
-                        projection, umap=placed.coords, map_transform=placed
-                    ),
-                )
-            if reference.can_transfer_labels:
-                with stages.stage("Label transfer"):
-                    results.labels(run, reference, adata.obs_names)
-            with stages.stage("kNN graph and Louvain clustering"):
-                results.current_clusters(run, dataset)
+            run = pipeline.project_dataset(dataset, ref_key, reference, ev=ev, stage=stages.stage)
         except ScEmbedError as exc:
             status.update(label="Projection failed", state="error")
             widgets.show_engine_error(exc, hint="Check the Data page's coverage report.")

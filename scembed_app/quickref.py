@@ -78,10 +78,12 @@ def start_projection_warmup() -> threading.Thread | None:
     the shared cache (:func:`scembed_app.cached.cached_reference`: the landing page draws
     from the compact map and never loads it) and runs the first projection's path on a few
     demo cells (:func:`scembed_core.warm.warm_projection`: the pooling kernels come from
-    numba's disk cache, igraph is imported) before anyone clicks "Project cells".
+    numba's disk cache, igraph is imported), then projects the built-in demo under a new
+    tab's settings (:func:`scembed_app.pipeline.warm_demo`), before anyone clicks "Project
+    cells".
     Best effort: a failure changes nothing but the first click's time. Nothing waits for it.
     """
-    from scembed_app import cached, memory
+    from scembed_app import cached, memory, pipeline
 
     logger = logging.getLogger(_CONTEXT_LOGGER)
     if not any(isinstance(f, _WarmThreads) for f in logger.filters):
@@ -92,7 +94,10 @@ def start_projection_warmup() -> threading.Thread | None:
 
         time.sleep(state.WARMUP_DELAY_S)
         with contextlib.suppress(Exception):  # a warm-up must never break the server
-            warm_projection(cached.cached_reference("default", False))
+            reference = cached.cached_reference("default", False)
+            warm_projection(reference)
+            # the demo projected as a new tab would: its "Project cells" only draws
+            pipeline.warm_demo(cached.reference_key("default", reference), reference)
         # What is loaded now (the libraries, the built-in reference) lives as long as the
         # server: frozen, Streamlit's collection after every run no longer walks it
         # (scembed_app.memory explains; frozen cyclic garbage waits for the next refreeze).

@@ -9,6 +9,7 @@ settings they were computed under (:func:`clusters_key`, :func:`labels_key`) sti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,36 +45,54 @@ def clusters_key(run: state.ProjectionRun, resolution: float) -> dict:
     }
 
 
-def labels_key(run: state.ProjectionRun, reference: Any, *, k: int = 15) -> dict | None:
-    """Everything the transferred labels depend on, or None without reference labels."""
-    label_key = transfer_label_key(reference)
+def _tab(session: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The tab's state: ``st.session_state`` unless a caller passes another (the warm-up)."""
+    return st.session_state if session is None else session
+
+
+def labels_key(
+    run: state.ProjectionRun,
+    reference: Any,
+    *,
+    k: int = 15,
+    session: Mapping[str, Any] | None = None,
+) -> dict | None:
+    """Everything the transferred labels depend on, or None without reference labels.
+
+    ``session`` is the tab's state the settings come from (``st.session_state`` when
+    omitted; the server's warm-up passes a new tab's, :func:`scembed_app.state.defaults`).
+    """
+    tab = _tab(session)
+    label_key = transfer_label_key(reference, session=tab)
     if label_key is None or not getattr(reference, "can_transfer_labels", True):
         return None
-    max_distance = st.session_state.get(state.MAX_DISTANCE)
-    if not st.session_state.get(state.LIMIT_DISTANCE):
+    max_distance = tab.get(state.MAX_DISTANCE)
+    if not tab.get(state.LIMIT_DISTANCE):
         max_distance = None
     return {
         "run": run.cache_key,
         "label_key": label_key,
-        "method": label_method(reference)[0],
+        "method": label_method(reference, session=tab)[0],
         "k": int(k),
-        "min_confidence": float(st.session_state.get(state.MIN_CONFIDENCE, 0.0)),
+        "min_confidence": float(tab.get(state.MIN_CONFIDENCE, 0.0)),
         "max_mapping_distance": None if max_distance is None else float(max_distance),
-        "unknown_rate": float(st.session_state.get(state.UNKNOWN_RATE, 0.05)),
+        "unknown_rate": float(tab.get(state.UNKNOWN_RATE, 0.05)),
     }
 
 
-def _stored(part: str, key: dict | None) -> Any:
+def _stored(part: str, key: dict | None, session: Mapping[str, Any] | None = None) -> Any:
     """Return the restored ``part`` ("clusters" or "labels") if computed under ``key``."""
-    stored = st.session_state.get(state.STORED_RESULTS)
+    stored = _tab(session).get(state.STORED_RESULTS)
     if not stored or key is None or stored.get("key", {}).get(part) != key:
         return None
     return stored.get(part)
 
 
-def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
+def cluster_codes(
+    run: state.ProjectionRun, resolution: float, *, session: Mapping[str, Any] | None = None
+) -> np.ndarray:
     """Louvain cluster numbers (0 = largest); -1 for cells without an embedding."""
-    stored = _stored("clusters", clusters_key(run, resolution))
+    stored = _stored("clusters", clusters_key(run, resolution), session)
     if stored is not None:
         return stored
     return cached.cached_louvain(
@@ -81,20 +100,32 @@ def cluster_codes(run: state.ProjectionRun, resolution: float) -> np.ndarray:
     )
 
 
-def clusters(run: state.ProjectionRun, resolution: float, obs_names: pd.Index) -> pd.Series:
+def clusters(
+    run: state.ProjectionRun,
+    resolution: float,
+    obs_names: pd.Index,
+    *,
+    session: Mapping[str, Any] | None = None,
+) -> pd.Series:
     """Louvain cluster of every cell as text; cells that mapped nowhere are 'Unassigned'.
 
     'Unassigned' is the engine's one name for cells without an embedding (or a label),
     the same in the command line's files, the Dask path and the app's maps and tables.
     """
-    codes = cluster_codes(run, resolution)
+    codes = cluster_codes(run, resolution, session=session)
     out = np.where(codes >= 0, codes.astype(str), UNASSIGNED).astype(object)
     return pd.Series(out, index=obs_names, name="cluster")
 
 
-def current_clusters(run: state.ProjectionRun, dataset: LoadedDataset) -> pd.Series:
-    """Clusters at the resolution chosen on the Clusters page."""
-    return clusters(run, st.session_state[state.RESOLUTION], dataset.adata.obs_names)
+def current_clusters(
+    run: state.ProjectionRun,
+    dataset: LoadedDataset,
+    *,
+    session: Mapping[str, Any] | None = None,
+) -> pd.Series:
+    """Clusters at the resolution chosen on the Clusters page (``session``: see labels_key)."""
+    tab = _tab(session)
+    return clusters(run, tab[state.RESOLUTION], dataset.adata.obs_names, session=tab)
 
 
 def build_detection(dataset: LoadedDataset, reference_key: str, reference: Any) -> Any:
@@ -110,10 +141,10 @@ def build_detection(dataset: LoadedDataset, reference_key: str, reference: Any) 
         return None
 
 
-def transfer_label_key(reference: Any) -> str | None:
+def transfer_label_key(reference: Any, *, session: Mapping[str, Any] | None = None) -> str | None:
     """Return the reference obs column labels come from (session choice or default)."""
     keys = list(getattr(reference, "label_keys", []) or [])
-    chosen = st.session_state.get(state.LABEL_KEY)
+    chosen = _tab(session).get(state.LABEL_KEY)
     if chosen in keys:
         return chosen
     return getattr(reference, "default_label_key", None) or (keys[0] if keys else None)
@@ -200,22 +231,30 @@ def scoring_map(truth: pd.Series, predicted_names: list[str]) -> dict[str, str]:
     return {name: str(saved.get(name, auto.get(name, name))) for name in predicted_names}
 
 
-def label_method(reference: Any) -> tuple[str, str | None]:
+def label_method(
+    reference: Any, *, session: Mapping[str, Any] | None = None
+) -> tuple[str, str | None]:
     """Resolve the label method that runs for this tab's choice (a note if it falls back)."""
     from scembed_core.labels.assign import resolve_label_method
 
-    chosen = st.session_state.get(state.LABEL_METHOD) or "classifier"
-    return resolve_label_method(reference, chosen, transfer_label_key(reference))
+    tab = _tab(session)
+    chosen = tab.get(state.LABEL_METHOD) or "classifier"
+    return resolve_label_method(reference, chosen, transfer_label_key(reference, session=tab))
 
 
 def labels(
-    run: state.ProjectionRun, reference: Any, obs_names: pd.Index, *, k: int = 15
+    run: state.ProjectionRun,
+    reference: Any,
+    obs_names: pd.Index,
+    *,
+    k: int = 15,
+    session: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame | None:
     """Transferred labels under the current thresholds, or None without reference labels."""
-    key = labels_key(run, reference, k=k)
+    key = labels_key(run, reference, k=k, session=session)
     if key is None:
         return None
-    frame = _stored("labels", key)
+    frame = _stored("labels", key, session)
     if frame is None:
         frame = cached.cached_transfer(
             run.cache_key,

@@ -171,6 +171,11 @@ def _defaults() -> dict[str, Any]:
     }
 
 
+def defaults() -> dict[str, Any]:
+    """A new tab's state (a fresh copy): what the server's warm-up computes the demo under."""
+    return _defaults()
+
+
 def init_state() -> None:
     """Fill in any missing key with its default (called by the router on every run)."""
     for key, value in _defaults().items():

@@ -18,7 +18,7 @@ import pytest
 from apptest_tools import button, checked, goto, metric
 from streamlit.testing.v1 import AppTest
 
-from scembed_app import cached, state
+from scembed_app import cached, quickref, state
 from scembed_app.workspace import WorkspaceStore, is_valid_id
 
 pytestmark = pytest.mark.xdist_group("app")
@@ -91,6 +91,7 @@ def test_the_first_dataset_creates_an_owned_workspace(root, analysis):
 def test_restore_in_a_new_session_recomputes_nothing(root, analysis):
     at, ws_id = analysis
     run = at.session_state[state.PROJECTION]
+    quickref.start_projection_warmup().join(timeout=300)  # it projects the demo too: done first
     for function in (cached.cached_e_project, cached.cached_ev_project, cached.cached_transfer):
         function.clear()  # a recompute would now be a cache miss, counted
     before = dict(cached.COMPUTED)
