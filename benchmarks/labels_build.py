@@ -87,9 +87,16 @@ load = os.getloadavg()
 kwargs = {"index": index} if "index" in inspect.signature(fit_label_model).parameters else {}
 steps = []
 t, c = time.perf_counter(), time.process_time()
-classifier = fit_label_model(embedding, labels, whitening=whitening, label_key="cell_type",
-                             seed=0, progress=lambda f, m: steps.append(
-                                 (round(time.perf_counter() - t, 2), m)), **kwargs)
+if len(sys.argv) > 3:  # the Unknown rule only, on a given classifier
+    from scembed_core.labels.classifier import LabelModel, LabelModelParams
+    given = np.load(sys.argv[3])
+    classifier = LabelModel("cell_type", tuple(given["classes"]), LabelModelParams(),
+                            *(given[key] for key in ("mean", "scale", "coef", "intercept")),
+                            {}, {}, float(given["temperature"]))
+else:
+    classifier = fit_label_model(embedding, labels, whitening=whitening, label_key="cell_type",
+                                 seed=0, progress=lambda f, m: steps.append(
+                                     (round(time.perf_counter() - t, 2), m)), **kwargs)
 fit_wall, fit_cpu = time.perf_counter() - t, time.process_time() - c
 cells = ad.AnnData(obs={"cell_type": labels})
 cells.obs_names = [str(i) for i in range(len(labels))]
@@ -99,11 +106,13 @@ reference = Reference(model=model, cells=cells, manifest={"label_keys": ["cell_t
 t, c = time.perf_counter(), time.process_time()
 trust = calibrate_trust(reference, regions, seed=0)
 trust_wall, trust_cpu = time.perf_counter() - t, time.process_time() - c
-np.savez(sys.argv[2], coef=classifier.coef, intercept=classifier.intercept)
+np.savez(sys.argv[2], mean=classifier.mean, scale=classifier.scale, coef=classifier.coef,
+         intercept=classifier.intercept, temperature=classifier.temperature,
+         classes=np.asarray(classifier.classes))
 print(json.dumps({
     "load": load, "setup_s": setup, "n": len(labels), "fit_wall": fit_wall, "fit_cpu": fit_cpu,
     "trust_wall": trust_wall, "trust_cpu": trust_cpu, "steps": steps,
-    "temperature": classifier.temperature, "ece": classifier.calibration.get("ece"),
+    "temperature": classifier.temperature, "ece": classifier.calibration.get("ece", 0.0),
     "accuracy": classifier.calibration.get("accuracy"), "info": classifier.info,
     "trust": trust}, default=float))
 """
@@ -113,7 +122,7 @@ import json, sys
 import numpy as np
 from scembed_core.model import Whitening
 from scembed_core.knn import build_cell_index, knn_query, load_cell_index, knn_query_hiding
-from scembed_core.labels.classifier import _holdout_split
+from scembed_core.labels.softmax_fit import holdout_split as _holdout_split
 cache = sys.argv[1]
 embedding = np.load(f"{cache}/embedding.npy")
 labels = np.load(f"{cache}/labels.npy", allow_pickle=False)
@@ -139,7 +148,7 @@ def _child(code: str, pythonpath: Path, *args: str) -> dict:
         capture_output=True,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=pythonpath,  # python -c puts the working directory first on sys.path
     )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
@@ -163,6 +172,21 @@ def _export(rev: str) -> Path:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
+
+
+def _compare_trust(base: dict, this: dict) -> None:
+    """Print whether two trust calibrations agree (exactly, or their largest difference)."""
+    import numpy as np
+
+    print("trust dicts identical:", base == this)
+    rule_a, rule_b = base["unknown_rule"], this["unknown_rule"]
+    print("signal", rule_a["signal"], rule_b["signal"])
+    for key in ("recall", "fpr"):
+        print(key, rule_a[key], rule_b[key])
+    diff = np.abs(np.asarray(rule_a["thresholds"]) - np.asarray(rule_b["thresholds"])).max()
+    print("max |thresholds diff|", float(diff))
+    print("candidates", rule_a["info"]["candidates"], rule_b["info"]["candidates"])
+    print("accuracy", base["coverage_curve"]["accuracy"], this["coverage_curve"]["accuracy"])
 
 
 def main() -> None:
@@ -193,11 +217,11 @@ def main() -> None:
         print(name, "info", {k: v for k, v in run["info"].items() if k != "class_counts"})
     if args.compare and "base" in runs:
         a, b = np.load(cache / "base.npz"), np.load(cache / "this.npz")
-        rule_a, rule_b = runs["base"]["trust"], runs["this"]["trust"]
         print("max |coef| diff final model:", float(np.abs(a["coef"] - b["coef"]).max()))
-        print("trust dicts equal:", rule_a == rule_b)
-        for key in ("signal", "recall", "fpr", "thresholds"):
-            print(key, rule_a["unknown_rule"].get(key), rule_b["unknown_rule"].get(key))
+        # the Unknown rule of this revision on the base revision's classifier
+        same = _child(_STAGES, ROOT, str(cache), str(cache / "same.npz"), str(cache / "base.npz"))
+        print(f"Unknown rule alone on the base classifier: {same['trust_wall']:.1f} s")
+        _compare_trust(runs["base"]["trust"], same["trust"])
     if args.compare:
         print("held-out neighbours:", _child(_NEIGHBOURS, ROOT, str(cache)))
 
