@@ -195,6 +195,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="cells (default 100,000)")
     parser.add_argument("--base", default=None, help="also run git revision BASE (7c9446c)")
     parser.add_argument("--compare", action="store_true", help="compare neighbours, outputs")
+    parser.add_argument(
+        "--rev", default=None, help="run git revision REV as 'this' (default: the tree)"
+    )
     args = parser.parse_args()
     cache = _cache(args.n)
     import numpy as np
@@ -202,7 +205,8 @@ def main() -> None:
     runs = {}
     if args.base:
         runs["base"] = _child(_STAGES, _export(args.base), str(cache), str(cache / "base.npz"))
-    runs["this"] = _child(_STAGES, ROOT, str(cache), str(cache / "this.npz"))
+    this = _export(args.rev) if args.rev else ROOT
+    runs["this"] = _child(_STAGES, this, str(cache), str(cache / "this.npz"))
     rows = ["| variant | load | classifier wall / CPU s | Unknown rule wall / CPU s | T | ECE |"]
     rows.append("|---|---|---|---|---|---|")
     for name, run in runs.items():
@@ -219,11 +223,11 @@ def main() -> None:
         a, b = np.load(cache / "base.npz"), np.load(cache / "this.npz")
         print("max |coef| diff final model:", float(np.abs(a["coef"] - b["coef"]).max()))
         # the Unknown rule of this revision on the base revision's classifier
-        same = _child(_STAGES, ROOT, str(cache), str(cache / "same.npz"), str(cache / "base.npz"))
+        same = _child(_STAGES, this, str(cache), str(cache / "same.npz"), str(cache / "base.npz"))
         print(f"Unknown rule alone on the base classifier: {same['trust_wall']:.1f} s")
         _compare_trust(runs["base"]["trust"], same["trust"])
     if args.compare:
-        print("held-out neighbours:", _child(_NEIGHBOURS, ROOT, str(cache)))
+        print("held-out neighbours:", _child(_NEIGHBOURS, this, str(cache)))
 
 
 if __name__ == "__main__":
