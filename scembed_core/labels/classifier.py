@@ -40,7 +40,7 @@ import numpy as np
 from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
-from .softmax_fit import fit_softmax, held_out_neighbors, holdout_split
+from .softmax_fit import fit_softmax, held_out_neighbors, holdout_split, prefit
 from .vote import vote_fractions
 
 __all__ = [
@@ -308,8 +308,10 @@ def fit_label_model(
                 0.0,
                 f"fitting on {len(fit_idx):,} cells to calibrate on the other {len(held_idx):,}",
             )
+            fit_features, fit_codes = features[fit_idx], codes[fit_idx]
+            start = prefit(fit_features, fit_codes, len(classes), params, seed)
             held_out_fit = fit_softmax(
-                features[fit_idx], codes[fit_idx], len(classes), params, seed
+                fit_features, fit_codes, len(classes), params, seed, warm=start
             )
             part = LabelModel(label_key, tuple(classes), params, *held_out_fit.arrays)
             logits = part.logits(features[held_idx])
@@ -333,7 +335,8 @@ def fit_label_model(
             )
     check_stop("The label classifier")
     report(0.55, f"final fit on all {len(labels):,} cells")
-    final = fit_softmax(features, codes, len(classes), params, seed, warm=held_out_fit)
+    start = held_out_fit or prefit(features, codes, len(classes), params, seed)
+    final = fit_softmax(features, codes, len(classes), params, seed, warm=start)
     report(1.0, "fitted")
     info = {"n_cells": int(len(labels)), "class_counts": np.bincount(codes).tolist()}
     if held_out_fit is not None:  # lbfgs iterations: held-out fit, final fit (warm-started)

@@ -14,6 +14,7 @@ own index with the held-out cells hidden when it is given (no second index).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,11 @@ from .priors import class_weights, prior_shift
 if TYPE_CHECKING:
     from .classifier import LabelModelParams
 
-__all__ = ["SoftmaxFit", "fit_softmax", "holdout_split", "held_out_neighbors"]
+__all__ = ["SoftmaxFit", "fit_softmax", "prefit", "holdout_split", "held_out_neighbors"]
 
 ABSENT_INTERCEPT = -50.0  # a class missing from the fit: never chosen
+PREFIT_MIN_CELLS = 20_000  # larger fits start from a fit on PREFIT_SHARE-th of their cells
+PREFIT_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,37 @@ def fit_softmax(
     return SoftmaxFit(
         mean, scale, full_coef, full_intercept, raw_coef, raw_intercept, present, n_iter
     )
+
+
+def prefit(
+    features: np.ndarray,
+    codes: np.ndarray,
+    n_classes: int,
+    params: LabelModelParams,
+    seed: int,
+) -> SoftmaxFit | None:
+    """Fit a large fit's start point: the same objective on a quarter of its cells.
+
+    scikit-learn's objective is ``C * sum(losses) + |w|^2 / 2``, so ``C`` is scaled by the
+    cells left out: the subsample's optimum approximates the whole one's and the whole fit,
+    started from it (``fit_softmax(warm=...)``), needs fewer of its costlier iterations.
+    The optimum reached is the same (strictly convex); only the path differs.
+
+    Parameters
+    ----------
+    features, codes, n_classes, params, seed
+        As for :func:`fit_softmax`.
+
+    Returns
+    -------
+    SoftmaxFit or None
+        None below :data:`PREFIT_MIN_CELLS` cells (a cold start is as quick).
+    """
+    if len(codes) < PREFIT_MIN_CELLS:
+        return None
+    sub, _ = holdout_split(codes, 1.0 - 1.0 / PREFIT_SHARE, seed)  # every class kept
+    scaled = dataclasses.replace(params, C=params.C * len(codes) / len(sub))
+    return fit_softmax(features[sub], codes[sub], n_classes, scaled, seed)
 
 
 def holdout_split(codes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

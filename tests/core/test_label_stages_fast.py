@@ -13,7 +13,7 @@ import pytest
 
 from scembed_core.errors import ParameterError
 from scembed_core.knn import ExactCosineIndex, build_cell_index, knn_query, knn_query_hiding
-from scembed_core.labels import loto
+from scembed_core.labels import loto, softmax_fit
 from scembed_core.labels.classifier import DEFAULT_PARAMS, features_of
 from scembed_core.labels.loto import _top_k, _top_k_partition
 from scembed_core.labels.softmax_fit import (
@@ -21,6 +21,7 @@ from scembed_core.labels.softmax_fit import (
     fit_softmax,
     held_out_neighbors,
     holdout_split,
+    prefit,
 )
 from scembed_core.reference import load_default_reference
 
@@ -134,3 +135,19 @@ def test_one_pass_top_k_equals_a_full_partition(cells, monkeypatch):
     few = np.where(np.arange(len(col_codes)) < 20, 0, 1)  # 20 columns of class 0
     (_, _), (cols, _) = _top_k(sims, 15, few, np.ones(200, dtype=int))
     assert (cols < 20).all()
+
+
+def test_a_large_fit_starts_from_a_subsample_fit(cells, monkeypatch):
+    embedding, whitening, _, codes = cells
+    features = features_of(embedding[:1500], whitening, "both")
+    codes = np.unique(codes[:1500], return_inverse=True)[1]
+    n_classes = int(codes.max()) + 1
+    assert prefit(features, codes, n_classes, DEFAULT_PARAMS, 0) is None  # small: cold
+    monkeypatch.setattr(softmax_fit, "PREFIT_MIN_CELLS", 1000)
+    start = prefit(features, codes, n_classes, DEFAULT_PARAMS, 0)
+    assert np.array_equal(start.present, np.unique(codes))  # every class in the quarter
+    tight = {"tol": 1e-7}
+    cold = fit_softmax(features, codes, n_classes, DEFAULT_PARAMS, 0, **tight)
+    warm = fit_softmax(features, codes, n_classes, DEFAULT_PARAMS, 0, warm=start, **tight)
+    np.testing.assert_allclose(warm.coef, cold.coef, atol=1e-3)
+    np.testing.assert_allclose(warm.intercept, cold.intercept, atol=1e-3)
