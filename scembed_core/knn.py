@@ -24,6 +24,7 @@ __all__ = [
     "build_cell_index",
     "load_cell_index",
     "knn_query",
+    "knn_query_hiding",
     "drop_self_neighbors",
 ]
 
@@ -53,7 +54,8 @@ class ExactCosineIndex:
         from sklearn.neighbors import NearestNeighbors
 
         self.n = len(data)
-        self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(_unit_rows(data))
+        self._unit = _unit_rows(data)
+        self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(self._unit)
 
     def knn_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Find the ``k`` nearest cells: indices and cosine distances, hnswlib style.
@@ -72,6 +74,32 @@ class ExactCosineIndex:
         """
         distances, indices = self._nn.kneighbors(_unit_rows(queries), n_neighbors=k)
         return indices, distances.astype(np.float32)
+
+    def knn_query_hiding(
+        self, queries: np.ndarray, k: int, hidden: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Find the ``k`` nearest cells that are not ``hidden`` (exact search).
+
+        Parameters
+        ----------
+        queries
+            ``(n, dim)`` query rows.
+        k
+            Neighbours per row.
+        hidden
+            Indexed cells never returned.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(n, k)`` indices (into the whole index) and float32 cosine distances.
+        """
+        from sklearn.neighbors import NearestNeighbors
+
+        shown = np.setdiff1d(np.arange(self.n), hidden)
+        nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(self._unit[shown])
+        distances, indices = nn.kneighbors(_unit_rows(queries), n_neighbors=k)
+        return shown[indices], distances.astype(np.float32)
 
     def get_current_count(self) -> int:
         """Count the indexed cells.
@@ -210,3 +238,60 @@ def drop_self_neighbors(
     first[missing, -1] = True
     keep = ~first
     return indices[keep].reshape(n, width - 1), distances[keep].reshape(n, width - 1)
+
+
+def knn_query_hiding(
+    index: Any, queries: np.ndarray, k: int, hidden: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query ``k`` neighbours among the indexed cells other than ``hidden``.
+
+    The held-out calibration of the label classifier searches the reference's own index
+    this way instead of building a second one over the other cells. hnswlib: the hidden
+    cells are marked deleted for the query (its search still walks through them but never
+    returns them) and unmarked afterwards, also when the query fails, so the index is
+    left as it was (the marks are its only change; the graph is untouched). The index must
+    not be queried by anyone else meanwhile: call it while the index is private (being
+    built). :class:`ExactCosineIndex`: exact search over the other cells.
+
+    Parameters
+    ----------
+    index
+        An index from :func:`build_cell_index` or :func:`load_cell_index`, labelled
+        ``0..n-1`` (as those build it).
+    queries
+        ``(n, dim)`` finite query rows.
+    k
+        Neighbours per row (at most the number of cells not hidden).
+    hidden
+        Labels of indexed cells never returned (distinct).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(n, k)`` indices (labels of the whole index) and float32 cosine distances.
+
+    Raises
+    ------
+    ParameterError
+        Non-finite queries, or ``k`` outside ``1..cells shown``.
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    hidden = np.unique(np.asarray(hidden, dtype=np.int64))
+    shown = index.get_current_count() - len(hidden)
+    if not 1 <= k <= shown:
+        raise ParameterError(f"k must be in 1..{shown} (the cells not hidden), got {k}.")
+    if not np.isfinite(queries).all():
+        raise ParameterError("Queries contain NaN or inf.")
+    if isinstance(index, ExactCosineIndex):
+        found, distances = index.knn_query_hiding(queries, k, hidden)
+        return found.astype(np.int64), distances
+    marked = 0
+    try:  # no vectorised mark in hnswlib: one call per cell, ~0.3 us each
+        for label in hidden.tolist():
+            index.mark_deleted(label)
+            marked += 1
+        found, distances = index.knn_query(queries, k=k)
+    finally:
+        for label in hidden[:marked].tolist():
+            index.unmark_deleted(label)
+    return np.asarray(found, dtype=np.int64), np.asarray(distances, dtype=np.float32)

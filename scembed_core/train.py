@@ -432,6 +432,7 @@ def build_reference(
             label_key=keys[0],
             params=params,
             seed=seed,
+            index=index,  # held-out neighbours searched in it, held-out cells hidden
             progress=stages.stage("classifier"),
         )
         manifest["label_model"] = manifest_entry(classifier)

@@ -11,6 +11,9 @@ Which file owns which rule:
 - :mod:`.classifier`: the reference's label classifier stored as plain arrays
   (``LabelModel``, ``fit_label_model``), its temperature calibration, and the blend with
   the kNN vote fractions.
+- :mod:`.softmax_fit`: how the classifier is fitted (``fit_softmax``, warm-started from
+  the held-out fit), its stratified hold-out (``holdout_split``) and the held-out cells'
+  neighbours in the reference's own index (``held_out_neighbors``).
 - :mod:`.calibration`: reliability curve, expected calibration error, accuracy versus
   coverage for any probability matrix.
 - :mod:`.assign`: the one label rule every caller uses (``assign_labels``: which method

@@ -13,8 +13,9 @@ parameter dividing the logits, Guo et al. 2017: strong regularisation leaves the
 softmax under- or over-confident), and the same cells give the calibration: a reliability
 curve (mean predicted probability vs observed accuracy per bin), the expected calibration
 error and the accuracy-versus-coverage curve (slightly optimistic, as the one temperature
-parameter was fitted on them). The stored model is then refitted on all cells and keeps
-that temperature. Both fits run on one thread.
+parameter was fitted on them). The stored model is then refitted on all cells, starting
+from the first fit's optimum (:mod:`.softmax_fit`), and keeps that temperature. Both fits
+run on one thread.
 
 Bundle files::
 
@@ -39,7 +40,7 @@ import numpy as np
 from .._types import ProgressCallback
 from ..errors import ParameterError, ReferenceBundleError
 from .calibration import calibration_summary
-from .priors import class_weights, prior_shift
+from .softmax_fit import fit_softmax, held_out_neighbors, holdout_split, prefit
 from .vote import vote_fractions
 
 __all__ = [
@@ -218,51 +219,6 @@ def features_of(embedding: np.ndarray, whitening: Any, space: str) -> np.ndarray
     return white if space == "whitened" else np.hstack([embedding, white])
 
 
-def _fit_arrays(
-    features: np.ndarray, codes: np.ndarray, n_classes: int, params: LabelModelParams, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Standardisation and softmax coefficients for all ``n_classes`` (absent ones: -inf-like)."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
-    x = np.asarray(features, dtype=np.float64)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    weights = class_weights(codes, params.weight_power * (params.class_weight is not None))
-    model = LogisticRegression(
-        C=params.C, class_weight=weights, max_iter=params.max_iter, random_state=seed
-    )
-    with threadpool_limits(limits=1):  # threads only wait on each other at this size
-        model.fit((x - mean) / scale, codes)
-    present = model.classes_.astype(int)
-    coef = np.asarray(model.coef_, dtype=np.float64)
-    intercept = np.asarray(model.intercept_, dtype=np.float64)
-    if len(present) == 2:  # sklearn keeps one row for two classes: softmax([-z/2, z/2])
-        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    if params.prior_correction:
-        intercept = intercept + prior_shift(codes, present, params.prior_correction)
-    full_coef = np.zeros((n_classes, x.shape[1]))
-    full_intercept = np.full(n_classes, -50.0)  # a class missing from the fit: never chosen
-    full_coef[present] = coef
-    full_intercept[present] = intercept
-    return mean, scale, full_coef, full_intercept
-
-
-def _holdout_split(codes: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (fit, held-out) indices; classes with one cell stay in the fit part."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for code in np.unique(codes):
-        members = np.flatnonzero(codes == code)
-        n_held = int(round(fraction * len(members)))
-        if len(members) >= 2:
-            held.append(rng.permutation(members)[: max(1, min(n_held, len(members) - 1))])
-    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
-    fit_idx = np.setdiff1d(np.arange(len(codes)), held_idx)
-    return fit_idx, held_idx
-
-
 def blend(classifier: np.ndarray, knn: np.ndarray | None, knn_weight: float) -> np.ndarray:
     """``(1 - w) * classifier + w * knn`` (the classifier alone where kNN has no vote)."""
     if knn is None or knn_weight == 0.0:
@@ -282,6 +238,7 @@ def fit_label_model(
     holdout_fraction: float = 0.2,
     k: int = 15,
     seed: int = 0,
+    index: Any = None,
     progress: ProgressCallback | None = None,
 ) -> LabelModel:
     """Fit the label classifier on reference cells, with a held-out calibration first.
@@ -308,6 +265,12 @@ def fit_label_model(
         caller's neighbours are used).
     seed
         Seed of the hold-out split and of the solver.
+    index
+        The reference's kNN index over these cells in the analysis space, in this order
+        (:func:`~scembed_core.knn.build_cell_index`): the held-out cells' neighbours are
+        searched in it with the held-out cells hidden (no second index; it is left as it
+        was, but must not be queried by others meanwhile: pass it while it is private, as
+        ``build_reference`` does). None: an index over the fit cells is built.
     progress
         ``progress(fraction, message)`` before each fit and the calibration.
 
@@ -338,24 +301,25 @@ def fit_label_model(
     features = features_of(embedding, whitening, params.space)
     calibration: dict = {}
     temperature = 1.0
+    held_out_fit = None
     if calibrate:
-        fit_idx, held_idx = _holdout_split(codes, holdout_fraction, seed)
+        fit_idx, held_idx = holdout_split(codes, holdout_fraction, seed)
         if len(held_idx):
             report(
                 0.0,
                 f"fitting on {len(fit_idx):,} cells to calibrate on the other {len(held_idx):,}",
             )
-            arrays = _fit_arrays(features[fit_idx], codes[fit_idx], len(classes), params, seed)
-            part = LabelModel(label_key, tuple(classes), params, *arrays)
+            fit_features, fit_codes = features[fit_idx], codes[fit_idx]
+            start = prefit(fit_features, fit_codes, len(classes), params, seed)
+            held_out_fit = fit_softmax(
+                fit_features, fit_codes, len(classes), params, seed, warm=start
+            )
+            part = LabelModel(label_key, tuple(classes), params, *held_out_fit.arrays)
             logits = part.logits(features[held_idx])
             knn = None
             if params.knn_weight > 0:
-                from ..knn import build_cell_index, knn_query
-
                 space = embedding if whitening is None else whitening.transform(embedding)
-                index = build_cell_index(space[fit_idx], seed=seed)
-                found, _ = knn_query(index, space[held_idx], k)
-                found = np.where(found >= 0, fit_idx[np.clip(found, 0, None)], -1)
+                found = held_out_neighbors(space, index, fit_idx, held_idx, k, seed)
                 knn = vote_fractions(found, codes, len(classes))
             check_stop("The label classifier's calibration")
             report(0.45, f"calibrating on {len(held_idx):,} held-out cells")
@@ -372,10 +336,15 @@ def fit_label_model(
             )
     check_stop("The label classifier")
     report(0.55, f"final fit on all {len(labels):,} cells")
-    arrays = _fit_arrays(features, codes, len(classes), params, seed)
+    start = held_out_fit or prefit(features, codes, len(classes), params, seed)
+    final = fit_softmax(features, codes, len(classes), params, seed, warm=start)
     report(1.0, "fitted")
     info = {"n_cells": int(len(labels)), "class_counts": np.bincount(codes).tolist()}
-    return LabelModel(label_key, tuple(classes), params, *arrays, calibration, info, temperature)
+    if held_out_fit is not None:  # lbfgs iterations: held-out fit, final fit (warm-started)
+        info["solver_iterations"] = [held_out_fit.n_iter, final.n_iter]
+    return LabelModel(
+        label_key, tuple(classes), params, *final.arrays, calibration, info, temperature
+    )
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

