@@ -25,6 +25,13 @@ embedded with the built-in model). Quality of each 8,785-cell map, same run:
 (``build_reference`` with the built-in model: embedding, map, index, classifier, mapping
 distances, Unknown calibration), per stage, in a fresh interpreter. Prints a Markdown
 section for BENCHMARKS.md.
+
+``--large N --landmarks 20000,20000:100:1.0`` also fits the N resampled cells as landmark
+maps (:mod:`scembed_core.landmarks`; ``L[:R:A[:P]]``: L landmarks, R refining epochs from
+learning rate A, placement in P epochs), each after the build's index and its one search of
+every cell, against the map of all N cells, same run and quality figures.
+``--index-recall N`` times the reference index over N resampled cells at
+``ef_construction`` 200 and 100 and checks the recall of the exact 16 nearest.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ whole graph from those positions. Four steps, each reported:
 Not the default: on 100,000 SMOTE-style cells (BENCHMARKS.md, ``mapfit_own``) it gave a
 higher trustworthiness (0.86 against 0.66), 2-D label agreement (0.659 against 0.639) and
 demo vote accuracy (0.672 against 0.601) than umap-learn's 200 epochs over all cells, but a
-lower demo neighbourhood preservation (0.343 against 0.383; 0.24-0.29 without the
-refinement or with 30-50 of its epochs), outside the 0.01 the brief allowed, and reached it
+lower demo neighbourhood preservation (0.343 against 0.383; 0.04-0.12 without the
+refinement, 0.25-0.29 with 30-50 of its epochs), outside the 0.01 the brief allowed, and reached it
 in about the same time. The reference keeps every cell's coordinates, so the app places
 query cells against all of them either way.
 """
