@@ -220,12 +220,14 @@ def knn_query(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return indices, distances
 
 
-def knn_query_all_threads(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn_query_all_threads(
+    index: Any, queries: np.ndarray, k: int, *, progress: ProgressCallback | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Run :func:`knn_query` on every core, for an index no other thread is using.
 
     A build's own index (one insertion thread) is searched for many cells at once: the
-    queries are independent, so any thread count finds the same neighbours. The index's
-    thread count is restored afterwards.
+    queries are independent, so any thread count (and any chunking) finds the same
+    neighbours. The index's thread count is restored afterwards.
 
     Parameters
     ----------
@@ -233,20 +235,32 @@ def knn_query_all_threads(index: Any, queries: np.ndarray, k: int) -> tuple[np.n
         An index from :func:`build_cell_index` that no other thread searches meanwhile.
     queries, k
         As :func:`knn_query`.
+    progress
+        ``progress(fraction, message)`` after each of ten chunks of queries (a caller's
+        stop check may raise).
 
     Returns
     -------
     tuple of numpy.ndarray
         :func:`knn_query`'s indices and distances.
     """
+    report = progress or (lambda fraction, message: None)
+    queries = np.asarray(queries, dtype=np.float32)
+    n = len(queries)
+    chunk = max(1, -(-n // 10))
     threads = getattr(index, "num_threads", None)
-    if threads is None:  # the exact fallback
-        return knn_query(index, queries, k)
-    index.set_num_threads(-1)
+    if threads is not None:  # not the exact fallback
+        index.set_num_threads(-1)
     try:
-        return knn_query(index, queries, k)
+        parts = []
+        for start in range(0, max(n, 1), chunk):
+            stop = min(start + chunk, n)
+            parts.append(knn_query(index, queries[start:stop], k))
+            report(stop / max(n, 1), f"{k} nearest cells of {stop:,}/{n:,} cells")
     finally:
-        index.set_num_threads(threads)
+        if threads is not None:
+            index.set_num_threads(threads)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def drop_self_neighbors(

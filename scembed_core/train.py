@@ -403,8 +403,9 @@ def build_reference(
     k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     # one search of every cell in it (every core): the mapping distances' k + 1 nearest and,
     # above EXACT_MAX_CELLS, the map's neighbours (their first columns)
-    index_step(0.8, f"the {k + 1} nearest cells of each cell")
-    table = knn_query_all_threads(index, space, k + 1)
+    table = knn_query_all_threads(
+        index, space, k + 1, progress=lambda f, m: index_step(0.8 + 0.2 * f, m)
+    )
     map_params = None
     if fit_umap and keep.sum() > 16:
         from .refmap import fit_reference_map

@@ -96,7 +96,12 @@ def test_mapping_distances_from_a_table_equal_the_search(planted_reference):
 
     reference = planted_reference
     searched = self_mapping_distances(reference, 15)
-    table = knn_query_all_threads(reference.index, reference.cell_space, 16)
+    seen = []
+    table = knn_query_all_threads(
+        reference.index, reference.cell_space, 16, progress=lambda f, m: seen.append((f, m))
+    )
+    assert len(seen) == 10 and seen[-1] == (1.0, "16 nearest cells of 240/240 cells")
+    np.testing.assert_array_equal(table[0], knn_query(reference.index, reference.cell_space, 16)[0])
     wider = knn_query(reference.index, reference.cell_space, 20)
     np.testing.assert_array_equal(self_mapping_distances(reference, 15, neighbors=table), searched)
     np.testing.assert_array_equal(self_mapping_distances(reference, 15, neighbors=wider), searched)
