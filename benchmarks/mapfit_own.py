@@ -25,6 +25,13 @@ embedded with the built-in model). Quality of each 8,785-cell map, same run:
 (``build_reference`` with the built-in model: embedding, map, index, classifier, mapping
 distances, Unknown calibration), per stage, in a fresh interpreter. Prints a Markdown
 section for BENCHMARKS.md.
+
+``--large N --landmarks 20000,20000:100:1.0`` also fits the N resampled cells as landmark
+maps (:mod:`scembed_core.landmarks`; ``L[:R:A[:P]]``: L landmarks, R refining epochs from
+learning rate A, placement in P epochs), each after the build's index and its one search of
+every cell, against the map of all N cells, same run and quality figures.
+``--index-recall N`` times the reference index over N resampled cells at
+``ef_construction`` 200 and 100 and checks the recall of the exact 16 nearest.
 """
 
 from __future__ import annotations
@@ -51,16 +58,36 @@ import numpy as np
 space = np.load(sys.argv[2])
 steps = {}
 def report(fraction, message):  # when each step begins, seconds into the fit
+    prefix = ""
+    if message.startswith("landmark map"):  # "landmark map (m of n cells): <its step>"
+        prefix, message = "landmark ", message.split("): ", 1)[1]
+    elif message.startswith("all cells: "):
+        prefix, message = "refining ", message.split(": ", 1)[1]
     step = "layout" if message.startswith("layout") else message.split(":")[0].split(" of ")[0]
-    steps.setdefault(step, time.perf_counter() - wall)
+    steps.setdefault(prefix + step, time.perf_counter() - wall)
 wall, cpu = time.perf_counter(), time.process_time()
 if sys.argv[1] == "umap-learn":
     from scembed_core.mapfit import fit_reference_umap
     coords = fit_reference_umap(space).embedding_
 else:
     from scembed_core.refmap import fit_reference_map
-    epochs = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    coords, _ = fit_reference_map(space, n_epochs=epochs, progress=report)
+    epochs = int(sys.argv[4]) if len(sys.argv) > 4 and int(sys.argv[4]) else None
+    rule = {}  # no 5th argument: the engine's rule; "full": all cells; L[:R:A]: L landmarks
+    if len(sys.argv) > 5:  # (R refining epochs from learning rate A), after the build's index
+        import scembed_core.landmarks as landmarks
+        from scembed_core.knn import build_cell_index, knn_query_all_threads
+        count, *refine = sys.argv[5].split(":")
+        rule = ({"landmark_above": 10**12} if count == "full"
+                else {"landmark_above": 0, "n_landmarks": int(count)})
+        if refine:
+            landmarks.REFINE_EPOCHS, landmarks.REFINE_ALPHA = int(refine[0]), float(refine[1])
+            if len(refine) > 2:
+                landmarks.PLACE_EPOCHS = int(refine[2])
+        report(0, "the build's index")
+        rule["index"] = build_cell_index(space)
+        report(0, "the build's self-query, k = 16")
+        rule["neighbors"] = knn_query_all_threads(rule["index"], space, 16)
+    coords, _ = fit_reference_map(space, n_epochs=epochs, progress=report, **rule)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 np.save(sys.argv[3], coords)
 print(json.dumps({"wall": wall, "cpu": cpu, "umap_imported": "umap" in sys.modules,
@@ -174,10 +201,26 @@ def main() -> None:
         "--epochs", type=int, default=0, help="also fit the N cells with this many epochs"
     )
     parser.add_argument("--only-large", action="store_true", help="fit the N cells only")
+    parser.add_argument(
+        "--landmarks",
+        default="",
+        help="also fit the N cells as landmark maps of these counts (comma-separated), "
+        "against the map of all N cells, same run",
+    )
     parser.add_argument("--build-large", type=int, default=0, help="also time an N-cell build")
+    parser.add_argument(
+        "--index-recall",
+        type=int,
+        default=0,
+        help="only build the reference index over N resampled cells at ef_construction 200 "
+        "and 100: seconds and recall of the exact 16 nearest",
+    )
     parser.add_argument("--only-build", action="store_true", help="time the builds only")
     args = parser.parse_args()
     load = os.getloadavg()
+    if args.index_recall:
+        _print_index_recall(args.index_recall, load)
+        return
     builds = []
     if args.build:
         builds.append(_child(_BUILD, str(GRANJA), str(N_SMALL)))
@@ -203,13 +246,25 @@ def main() -> None:
         if args.large:
             large, drawn = _resampled(space, args.large)
             np.save(Path(tmp) / "large.npy", large)
-            for epochs in (None, args.epochs) if args.epochs else (None,):
-                key = ("scembed", "large") if epochs is None else ("scembed", f"large-{epochs}")
+            variants = [(None, "full", "200 (umap-learn's rule), all cells")]
+            if args.epochs:
+                variants.append((args.epochs, "full", f"{args.epochs}, all cells"))
+            for count in filter(None, args.landmarks.split(",")):
+                label = f"landmark map, {int(count.split(':')[0]):,} landmarks"
+                if ":" in count:
+                    label += ", refined {} epochs from learning rate {}".format(
+                        *count.split(":")[1:3]
+                    )
+                if count.count(":") > 2:
+                    label += f", placed in {count.split(':')[3]} epochs"
+                variants.append((None, count, label))
+            for epochs, rule, label in variants:
+                key = ("scembed", "large") if label.startswith("200") else ("scembed", label)
                 out = Path(tmp) / "large-out.npy"
-                extra = [str(epochs)] if epochs else []
+                extra = [str(epochs or 0), rule]
                 rows[key] = _child(_FIT, "scembed", str(Path(tmp) / "large.npy"), str(out), *extra)
-                rows[key]["n"] = args.large
-                if args.epochs:
+                rows[key]["n"], rows[key]["label"] = args.large, label
+                if len(variants) > 1:
                     large_quality[key] = _large_quality(large, labels[drawn], np.load(out), demo)
         if args.only_large:
             print(f"```bash\n{_command()}\n```")
@@ -304,21 +359,53 @@ def _print_large(quality: dict, rows: dict) -> None:
         return
     print(
         "\n| large map, layout epochs | cells | wall | CPU | layout | trustworthiness "
-        "| 2-D 15-NN label agreement | demo vote accuracy | demo preservation |"
+        "| 2-D 15-NN label agreement | demo vote accuracy | demo preservation | steps |"
     )
-    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|")
     for key, q in quality.items():
         row = rows[key]
         marks = [*row["steps"].items(), ("end", row["wall"])]
-        layout = dict((a, t1 - t0) for (a, t0), (_, t1) in zip(marks, marks[1:], strict=False)).get(
-            "layout", float("nan")
-        )
-        epochs = key[1].split("-")[1] if "-" in key[1] else "200 (umap-learn's rule)"
+        steps = {a: t1 - t0 for (a, t0), (_, t1) in zip(marks, marks[1:], strict=False)}
+        layout = steps.get("layout", steps.get("landmark layout", float("nan")))
+        parts = ", ".join(f"{a} {t:.1f} s" for a, t in steps.items())
         print(
-            f"| {epochs} | {row['n']:,} | {row['wall']:.1f} s | {row['cpu']:.1f} s | "
+            f"| {row['label']} | {row['n']:,} | {row['wall']:.1f} s | {row['cpu']:.1f} s | "
             f"{layout:.1f} s | {q['trust']:.4f} | {q['agreement']:.4f} | "
-            f"{q['vote_accuracy']:.4f} | {q['preservation']:.4f} |"
+            f"{q['vote_accuracy']:.4f} | {q['preservation']:.4f} | {parts} |"
         )
+
+
+def _print_index_recall(n: int, load: tuple[float, float, float]) -> None:
+    """The reference index over ``n`` SMOTE-style cells at both ``ef_construction`` values."""
+    import time
+
+    from scembed_core.knn import build_cell_index, index_ef_construction
+    from scembed_core.reference import load_default_reference
+
+    space = np.asarray(load_default_reference().cell_space, dtype=np.float32)
+    large, _ = _resampled(space, n)
+    sample = np.sort(np.random.default_rng(1).choice(n, 2000, replace=False))
+    unit = large / np.linalg.norm(large, axis=1, keepdims=True)
+    sims = unit[sample] @ unit.T
+    exact = np.argpartition(-sims, 16, axis=1)[:, :16]
+    print(f"```bash\n{_command()}\n```\n")
+    print(
+        "| reference index, one thread | cells | ef_construction | build wall | build CPU "
+        "| recall of the exact 16 nearest (2,000 cells, query ef 100) |"
+    )
+    print("|:---|---:|---:|---:|---:|---:|")
+    for ef in (200, 100):
+        wall, cpu = time.perf_counter(), time.process_time()
+        index = build_cell_index(large, ef_construction=ef)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        found, _ = index.knn_query(large[sample], k=16)
+        recall = np.mean([len(set(a) & set(b)) / 16 for a, b in zip(found, exact, strict=True)])
+        rule = " (the rule)" if ef == index_ef_construction(n) else ""
+        print(
+            f"| `build_cell_index`{rule} | {n:,} | {ef} | {wall:.1f} s | {cpu:.1f} s "
+            f"| {recall:.4f} |"
+        )
+    print(f"\n- Load average at start: {_loads(load)}; at end: {_loads(os.getloadavg())}.")
 
 
 def _command() -> str:

@@ -22,6 +22,15 @@ keeps in its on-disk cache (:mod:`scembed_core._mapfit_kernels`, filled at insta
    200 above; 100 or 150 above lost trustworthiness on 100,000 cells, see BENCHMARKS.md),
    one kernel call per epoch with :func:`~scembed_core.stopping.check_stop` between epochs.
 
+Above :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells the neighbours are those of the
+reference's own index (:func:`scembed_core.knn.build_cell_index`), from the build's one
+search of every cell in it (``neighbors=``) or searched here. A landmark map
+(:mod:`scembed_core.landmarks`: the steps above on a seeded sample of landmark cells, the
+other cells placed on it by EV-projection, then a shorter layout of all cells) is available
+with ``landmark_above``; it is off by default, as it lost demo neighbourhood preservation on
+100,000 cells (BENCHMARKS.md, ``mapfit_own``): every reference gets the map of all its
+cells.
+
 Random numbers are drawn in umap-learn's order from ``numpy.random.RandomState(seed)``, so
 the same neighbours and seed give umap-learn's map bit for bit on a connected graph of up
 to :data:`LARGEST_ABOVE` cells (``benchmarks/mapfit_own.py``: the built-in reference's
@@ -45,7 +54,9 @@ import scipy.sparse as sp
 from ._types import ProgressCallback
 from .errors import ParameterError
 from .evmap import MapParams, epochs_per_sample, find_ab_params
+from .landmarks import N_LANDMARKS, fit_landmark_map
 from .mapfit import EXACT_MAX_CELLS, LAYOUT_SHARE, exact_cosine_neighbors
+from .mapneighbors import hnsw_cosine_neighbors, self_first
 from .stopping import check_stop
 
 __all__ = [
@@ -67,105 +78,8 @@ _DISCONNECTION = 2.0
 #: eigenvalues of ``I - L`` instead of umap's smallest of ``L``: the same eigenvectors (|r| >
 #: 0.9997), found in 5.3 s where ``which="SM"`` took 47 s for 100,000 cells (at load 4).
 LARGEST_ABOVE = 10_000
-#: hnswlib's ``ef_construction`` for the map's neighbours above ``EXACT_MAX_CELLS`` (the
-#: served index uses 200): on 100,000 cells, 7.7 s to build on one thread instead of 19.1 s,
-#: recall of the exact 15 nearest 0.9996 instead of 1.0 (2,000 cells checked, load 4-6).
-#: Only for a map fitted alone: a reference build passes its own index (200), built anyway.
-MAP_EF_CONSTRUCTION = 100
 #: Fewest seconds between two layout-epoch reports.
 _REPORT_EVERY = 0.25
-
-
-def _step(report: ProgressCallback, fraction: float, message: str) -> None:
-    report(fraction, message)
-    check_stop("The map fit")
-
-
-def hnsw_cosine_neighbors(
-    data: np.ndarray,
-    k: int,
-    *,
-    seed: int = 0,
-    progress: ProgressCallback | None = None,
-    index: Any = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest rows by cosine distance (itself first), from an hnswlib index.
-
-    For references above :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells (the exact
-    search is ``n^2``). The index is :func:`scembed_core.knn.build_cell_index`'s (one
-    thread: one seed, one graph), with ``ef_construction``
-    :data:`MAP_EF_CONSTRUCTION`, unless the caller passes one over the same rows (the
-    reference's own index: built once for the map and the label transfer); it is queried in
-    chunks, each reported.
-
-    Parameters
-    ----------
-    data
-        ``(n, dim)`` finite vectors.
-    k
-        Neighbours per row, the row itself included.
-    seed
-        hnswlib's ``random_seed`` (when the index is built here).
-    progress
-        ``progress(fraction, message)`` after every chunk inserted or queried.
-    index
-        A cosine index over exactly ``data``'s rows, in order (None: built here).
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(indices, distances)`` as :func:`~scembed_core.mapfit.exact_cosine_neighbors`.
-    """
-    from .knn import HNSW_EF_QUERY, build_cell_index
-
-    report = progress or (lambda fraction, message: None)
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    n = data.shape[0]
-    query_from = 0.0
-    if index is None:
-        query_from = 0.7
-        index = build_cell_index(
-            data,
-            seed=seed,
-            ef_construction=MAP_EF_CONSTRUCTION,
-            progress=lambda f, m: _step(report, query_from * f, f"kNN index: {m}"),
-        )
-        if hasattr(index, "set_ef"):  # not the exact fallback (no hnswlib)
-            index.set_ef(max(2 * k, HNSW_EF_QUERY))
-    elif index.get_current_count() != n:
-        raise ParameterError(f"The index holds {index.get_current_count():,} cells, not {n:,}.")
-    threads = getattr(index, "num_threads", None)
-    if threads is not None:  # queries are independent: any thread count gives one result
-        index.set_num_threads(-1)
-    chunk = max(1, -(-n // 10))
-    indices = np.empty((n, k), dtype=np.int32)
-    distances = np.empty((n, k), dtype=np.float32)
-    try:
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            labels, dists = index.knn_query(data[start:stop], k=k)
-            indices[start:stop], distances[start:stop] = labels, dists
-            report(
-                query_from + (1 - query_from) * stop / n,
-                f"nearest neighbours of {stop:,}/{n:,} cells",
-            )
-            check_stop("The map fit")
-    finally:
-        if threads is not None:
-            index.set_num_threads(threads)
-    # the row itself first, at distance 0 (absent from its own result: it replaces the last)
-    rows = np.arange(n)[:, None]
-    is_self = indices == rows
-    missing = ~is_self.any(axis=1)
-    indices[missing, -1] = np.flatnonzero(missing)
-    distances[missing, -1] = 0.0
-    is_self = indices == rows
-    distances[is_self] = 0.0
-    key = np.where(is_self, -1.0, distances.astype(np.float64))
-    order = np.argsort(key, axis=1, kind="stable")
-    indices = np.take_along_axis(indices, order, axis=1)
-    distances = np.clip(np.take_along_axis(distances, order, axis=1), 0.0, 2.0)
-    return indices, distances
 
 
 def fuzzy_graph(indices: np.ndarray, distances: np.ndarray) -> sp.coo_matrix:
@@ -340,9 +254,21 @@ def fit_reference_map(
     n_neighbors: int = 15,
     n_epochs: int | None = None,
     index: Any = None,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressCallback | None = None,
+    landmark_above: int | None = None,
+    n_landmarks: int = N_LANDMARKS,
 ) -> tuple[np.ndarray, MapParams]:
     """Fit the 2-D map of reference cells: umap-learn's recipe, the engine's kernels.
+
+    Above ``landmark_above`` cells (opt-in; default: never) it is a landmark map
+    (:func:`scembed_core.landmarks.fit_landmark_map`): the same fit on ``n_landmarks``
+    cells drawn uniformly with ``seed``, every other cell placed on it by
+    :func:`scembed_core.evmap.transform` from its ``n_neighbors`` nearest landmarks (the
+    EV-projection rule of query cells), then a shorter layout of all cells from there,
+    each step reported (``"landmark map"``, ``"index of landmarks"``, ``"placing
+    cells"``, ``"all cells"``). The returned parameters place query cells against all
+    cells' coordinates either way.
 
     Parameters
     ----------
@@ -361,10 +287,22 @@ def fit_reference_map(
         :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells the neighbours are searched in
         it instead of an index built for the map alone (one index per build). Unused at or
         below that size (exact neighbours).
+    neighbors
+        A self-query of that index already made (:func:`scembed_core.knn.knn_query` of
+        every row of ``space``, at least ``n_neighbors`` columns, nearest first): above
+        :data:`~scembed_core.mapfit.EXACT_MAX_CELLS` cells its first ``n_neighbors``
+        columns are the map's neighbours (no search here). A build queries its index once
+        for the map and the mapping distances.
     progress
         ``progress(fraction, message)``: after every chunk of the neighbour search, at the
         graph and the spectral start, then after layout epochs (at most four times a
         second, and the last one).
+    landmark_above
+        Above this many cells, a landmark map (None: never, the default; see
+        :mod:`scembed_core.landmarks` for its measured quality).
+    n_landmarks
+        Landmarks of a landmark map (default :data:`~scembed_core.landmarks.N_LANDMARKS`;
+        a map of all cells when it is not below the cell count).
 
     Returns
     -------
@@ -379,18 +317,62 @@ def fit_reference_map(
     ParameterError
         ``n_epochs`` is below 1.
     """
-    from ._mapfit_kernels import layout_epoch
-
     if n_epochs is not None and int(n_epochs) < 1:
         raise ParameterError(f"n_epochs must be at least 1, got {n_epochs}.")
     report = progress or (lambda fraction, message: None)
     check_stop("The map fit")
     space = np.asarray(space, dtype=np.float32)
     n = int(space.shape[0])
+    whole = dict(seed=seed, n_neighbors=n_neighbors, index=index, neighbors=neighbors)
+    if landmark_above is not None and n > landmark_above and n_neighbors < n_landmarks < n:
+        return fit_landmark_map(
+            space,
+            lambda cells, progress: _fit(
+                cells, seed=seed, n_neighbors=n_neighbors, n_epochs=n_epochs, progress=progress
+            ),
+            lambda start, epochs, alpha, progress: _fit(
+                space, **whole, n_epochs=epochs, start=start, alpha=alpha, progress=progress
+            )[0],
+            n_landmarks=int(n_landmarks),
+            seed=seed,
+            n_neighbors=n_neighbors,
+            progress=progress,
+        )
+    return _fit(space, **whole, n_epochs=n_epochs, progress=report)
+
+
+def _fit(
+    space: np.ndarray,
+    *,
+    seed: int,
+    n_neighbors: int,
+    n_epochs: int | None,
+    progress: ProgressCallback,
+    index: Any = None,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    start: np.ndarray | None = None,
+    alpha: float = LEARNING_RATE,
+) -> tuple[np.ndarray, MapParams]:
+    """Fit the map of all of ``space``'s rows.
+
+    ``start``: from these coordinates (no spectral start); ``alpha``: the first epoch's
+    learning rate, decaying linearly as umap's.
+    """
+    from ._mapfit_kernels import layout_epoch
+
+    report = progress
+    n = int(space.shape[0])
     span = _GRAPH_AT
     step = lambda f, m: report(span * f, m)  # noqa: E731
     if n <= EXACT_MAX_CELLS:
         indices, distances = exact_cosine_neighbors(space, n_neighbors, progress=step)
+    elif neighbors is not None:
+        if len(neighbors[0]) != n or neighbors[0].shape[1] < n_neighbors:
+            raise ParameterError(f"The neighbour table does not hold {n:,} x {n_neighbors}.")
+        step(1.0, f"nearest neighbours of {n:,}/{n:,} cells (the build's)")
+        indices, distances = self_first(
+            neighbors[0][:, :n_neighbors], neighbors[1][:, :n_neighbors]
+        )
     else:
         indices, distances = hnsw_cosine_neighbors(
             space, n_neighbors, seed=seed, progress=step, index=index
@@ -404,9 +386,10 @@ def fit_reference_map(
     graph.sum_duplicates()
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()
-    report(_SPECTRAL_AT, "spectral start")
-    start = spectral_start(space, graph, random_state)
-    start = (start * (10.0 / np.abs(start).max())).astype(np.float32)
+    if start is None:
+        report(_SPECTRAL_AT, "spectral start")
+        start = spectral_start(space, graph, random_state)
+        start = (start * (10.0 / np.abs(start).max())).astype(np.float32)
     start = start + random_state.normal(scale=0.0001, size=start.shape).astype(np.float32)
     per_sample = epochs_per_sample(graph.data, n_epochs)
     head, tail = graph.row, graph.col
@@ -420,7 +403,7 @@ def fit_reference_map(
     per_negative = per_sample / NEGATIVE_SAMPLE_RATE
     next_negative = per_negative.copy()
     next_sample = per_sample.copy()
-    alpha = LEARNING_RATE
+    first_alpha = alpha
     last = 0.0
     for epoch in range(n_epochs):
         check_stop("The map fit")
@@ -428,7 +411,7 @@ def fit_reference_map(
             embedding, head, tail, n, per_sample, a, b, states, REPULSION, alpha,
             per_negative, next_negative, next_sample, epoch,
         )  # fmt: skip
-        alpha = LEARNING_RATE * (1.0 - (float(epoch) / float(n_epochs)))
+        alpha = first_alpha * (1.0 - (float(epoch) / float(n_epochs)))
         now = time.perf_counter()
         if now - last >= _REPORT_EVERY or epoch == n_epochs - 1:
             last = now

@@ -361,7 +361,7 @@ def build_reference(
     """
     import anndata as ad
 
-    from .knn import build_cell_index
+    from .knn import build_cell_index, knn_query_all_threads
     from .labels.vote import LEGACY_MAPPING_DISTANCE_K, self_mapping_distances
     from .model import Whitening
     from .project import compute_coverage, embed_cells
@@ -399,14 +399,21 @@ def build_reference(
         index_progress(fraction, message)
         check_stop("Building the kNN index")
 
-    index = build_cell_index(space, progress=index_step)
+    index = build_cell_index(space, progress=lambda f, m: index_step(0.8 * f, m))
+    k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
+    # one search of every cell in it (every core): the mapping distances' k + 1 nearest and,
+    # above EXACT_MAX_CELLS, the map's neighbours (their first columns)
+    table = knn_query_all_threads(
+        index, space, k + 1, progress=lambda f, m: index_step(0.8 + 0.2 * f, m)
+    )
     map_params = None
     if fit_umap and keep.sum() > 16:
         from .refmap import fit_reference_map
 
-        coords, map_params = fit_reference_map(space, index=index, progress=stages.stage("map"))
+        coords, map_params = fit_reference_map(
+            space, index=index, neighbors=table, progress=stages.stage("map")
+        )
         cells.obsm["X_umap"] = coords
-    k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     manifest = {
         "name": name,
         "genome": genome,
@@ -446,7 +453,7 @@ def build_reference(
         label_model=classifier,
     )
     stages.stage("distances", f"k = {k}")
-    self_distance = self_mapping_distances(reference, k)
+    self_distance = self_mapping_distances(reference, k, neighbors=table)
     trust = None
     if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
         from .labels.loto import calibrate_trust

@@ -44,11 +44,15 @@ PROBABILITY_PREFIX = "prob:"
 LEGACY_MAPPING_DISTANCE_K = 15
 
 
-def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
+def self_mapping_distances(
+    reference: Reference, k: int, *, neighbors: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Mean cosine distance of each reference cell to its ``k`` nearest other cells.
 
     The reference's own distribution of mapping distances: a query cell is far from the
-    reference when its mapping distance (at the same ``k``) is above a high quantile.
+    reference when its mapping distance (at the same ``k``) is above a high quantile. The
+    one rule: each cell's ``k + 1`` nearest cells in the reference's index, the cell itself
+    dropped (:func:`~scembed_core.knn.drop_self_neighbors`), their distances averaged.
 
     Parameters
     ----------
@@ -56,6 +60,11 @@ def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
         A reference with cells.
     k
         Neighbours per cell (capped at the number of other cells).
+    neighbors
+        A self-query of the reference's index already made (``(indices, distances)`` of
+        every reference cell, in order, with at least ``k + 1`` columns, nearest first, as
+        :func:`~scembed_core.knn.knn_query` returns): its first ``k + 1`` columns are used
+        instead of a second search (None: the index is searched here).
 
     Returns
     -------
@@ -66,7 +75,15 @@ def self_mapping_distances(reference: Reference, k: int) -> np.ndarray:
     k = int(min(k, len(space) - 1))
     if k < 1:
         raise ParameterError("A reference needs at least two cells for mapping distances.")
-    indices, distances = knn_query(reference.index, space, k + 1)
+    if neighbors is None:
+        indices, distances = knn_query(reference.index, space, k + 1)
+    else:
+        indices, distances = (np.asarray(a)[:, : k + 1] for a in neighbors)
+        if len(indices) != len(space) or indices.shape[1] < k + 1:
+            raise ParameterError(
+                f"The neighbour table is {indices.shape[0]:,} x {indices.shape[1]}; the "
+                f"reference's mapping distances need {len(space):,} x {k + 1}."
+            )
     _, distances = drop_self_neighbors(indices, distances)
     return row_mean_ignoring_nan(distances)
 
