@@ -216,10 +216,19 @@ def main() -> None:
         "and 100: seconds and recall of the exact 16 nearest",
     )
     parser.add_argument("--only-build", action="store_true", help="time the builds only")
+    parser.add_argument(
+        "--builtin-landmarks",
+        default="",
+        help="only fit the built-in reference's 8,785 real cells as landmark maps of these "
+        "counts (comma-separated), against its map of all cells, in this process",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     if args.index_recall:
         _print_index_recall(args.index_recall, load)
+        return
+    if args.builtin_landmarks:
+        _print_builtin_landmarks([int(c) for c in args.builtin_landmarks.split(",")], load)
         return
     builds = []
     if args.build:
@@ -431,6 +440,37 @@ def _stages(build: dict) -> dict[str, float]:
             stage = f"{stage} ({re.split(r'[0-9]', parts[1])[0].strip()})"
         stages[stage] = stages.get(stage, 0.0) + (t1 - t0)
     return stages
+
+
+def _print_builtin_landmarks(counts: list[int], load: tuple[float, float, float]) -> None:
+    """Landmark maps of the built-in real cells against their map of all cells, same run."""
+    import time
+
+    from scembed_core.refmap import fit_reference_map
+
+    space, labels, _, demo = _spaces()
+    print(
+        f"```bash\nnice -n 10 .venv/bin/python -m benchmarks.mapfit_own {' '.join(sys.argv[1:])}\n```\n"
+    )
+    print(
+        "| built-in map, 8,785 real cells | wall | trustworthiness | 2-D 15-NN label agreement "
+        "| demo vote accuracy | demo preservation |"
+    )
+    print("|:---|---:|---:|---:|---:|---:|")
+    for count in [None, *counts]:
+        started = time.perf_counter()
+        if count is None:
+            coords, _ = fit_reference_map(space)
+        else:
+            coords, _ = fit_reference_map(space, landmark_above=count, n_landmarks=count)
+        wall = time.perf_counter() - started
+        q = _quality(space, labels, coords, demo)
+        name = "all cells" if count is None else f"{count:,} landmarks, the rest placed"
+        print(
+            f"| {name} | {wall:.1f} s | {q['trust']:.4f} | {q['agreement']:.4f} "
+            f"| {q['vote_accuracy']:.4f} | {q['preservation']:.4f} |"
+        )
+    print(f"\n- Load average at start: {_loads(load)}.")
 
 
 def _print_build(build: dict) -> None:
