@@ -35,7 +35,7 @@ def _rdist(x: np.ndarray, y: np.ndarray) -> float:  # pragma: no cover - numba
     return result
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)  # nogil: a build's label stages run meanwhile
 def layout_epoch(
     embedding: np.ndarray,
     head: np.ndarray,

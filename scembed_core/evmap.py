@@ -286,9 +286,11 @@ def _membership(
         mean = np.full(len(dists), float(dists[finite].mean()) if finite.any() else 0.0)
     local = max(0.0, params.local_connectivity - 1.0)
     from ._evmap_kernels import memberships, smooth_knn
+    from ._kernels import LAUNCH_LOCK
 
-    sigma, rho = smooth_knn(np.ascontiguousarray(dists), float(params.n_neighbors), local, mean)
-    weights = memberships(cols, dists, sigma, rho)
+    with LAUNCH_LOCK:  # parallel kernels: one launch at a time (see LAUNCH_LOCK)
+        sigma, rho = smooth_knn(np.ascontiguousarray(dists), float(params.n_neighbors), local, mean)
+        weights = memberships(cols, dists, sigma, rho)
     weights[cols < 0] = 0.0
     weights[~used] = 0.0
     cols[weights <= 0] = -1

@@ -144,7 +144,7 @@ def build_cell_index(
     *,
     seed: int = 0,
     threads: int = 1,
-    ef_construction: int | None = None,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
     progress: ProgressCallback | None = None,
 ) -> Any:
     """Build a cosine kNN index over reference cell embeddings.
@@ -167,8 +167,10 @@ def build_cell_index(
     threads
         Insertion threads (1: one graph per seed).
     ef_construction
-        hnswlib's ``ef_construction`` (None: :func:`index_ef_construction` of the cell
-        count, the rule of every reference index).
+        hnswlib's ``ef_construction``. A reference's index passes
+        :func:`index_ef_construction` of its cell count (the build, the bundle loader's
+        rebuild and a map fitted alone); other indexes (a query's own kNN graph) keep
+        :data:`HNSW_EF_CONSTRUCTION`.
     progress
         ``progress(fraction, message)`` after every chunk inserted.
 
@@ -192,8 +194,6 @@ def build_cell_index(
     report = progress or (lambda fraction, message: None)
     n = len(embedding)
     index = hnswlib.Index(space="cosine", dim=embedding.shape[1])
-    if ef_construction is None:
-        ef_construction = index_ef_construction(n)
     index.init_index(
         max_elements=max(n, 1),
         ef_construction=int(ef_construction),

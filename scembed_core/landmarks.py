@@ -87,19 +87,21 @@ def fit_landmark_map(
         ``(n_cells, dim)`` finite float32 reference cells in the analysis space.
     fit
         The map fit of all given cells (:func:`scembed_core.refmap.fit_reference_map` with
-        the landmark rule off), called as ``fit(landmarks, seed=, n_neighbors=, n_epochs=,
-        progress=)``.
+        the landmark rule off and the caller's seed, neighbours and epochs bound), called
+        as ``fit(landmarks, progress=)``.
+    refine
+        Layout epochs over all cells from the placed coordinates, called as
+        ``refine(coords, REFINE_EPOCHS, REFINE_ALPHA, progress)``; returns the coordinates.
     n_landmarks
         Landmark cells (fewer than ``n_cells``).
     seed
         Seed of the landmark draw and of the landmark map.
     n_neighbors
         Neighbours of the landmark map's graph and landmarks per placed cell.
-    n_epochs
-        Layout epochs of the landmark map (None: its rule for the landmarks' count).
     progress
-        ``progress(fraction, message)`` for each step: ``"landmark map: ..."``,
-        ``"index of landmarks: ..."``, ``"placing cells: ..."``.
+        ``progress(fraction, message)`` for each step: ``"landmark map (m of n cells):
+        ..."``, ``"index of landmarks: ..."``, ``"placing cells: ..."``, ``"all cells: ..."``
+        (the refinement).
 
     Returns
     -------

@@ -58,7 +58,7 @@ def hnsw_cosine_neighbors(
     tuple of numpy.ndarray
         ``(indices, distances)`` as :func:`~scembed_core.mapfit.exact_cosine_neighbors`.
     """
-    from .knn import HNSW_EF_QUERY, build_cell_index
+    from .knn import HNSW_EF_QUERY, build_cell_index, index_ef_construction, knn_query_all_threads
 
     report = progress or (lambda fraction, message: None)
     data = np.ascontiguousarray(data, dtype=np.float32)
@@ -69,31 +69,21 @@ def hnsw_cosine_neighbors(
         index = build_cell_index(
             data,
             seed=seed,
+            ef_construction=index_ef_construction(n),
             progress=lambda f, m: _step(report, query_from * f, f"kNN index: {m}"),
         )
         if hasattr(index, "set_ef"):  # not the exact fallback (no hnswlib)
             index.set_ef(max(2 * k, HNSW_EF_QUERY))
     elif index.get_current_count() != n:
         raise ParameterError(f"The index holds {index.get_current_count():,} cells, not {n:,}.")
-    threads = getattr(index, "num_threads", None)
-    if threads is not None:  # queries are independent: any thread count gives one result
-        index.set_num_threads(-1)
-    chunk = max(1, -(-n // 10))
-    indices = np.empty((n, k), dtype=np.int32)
-    distances = np.empty((n, k), dtype=np.float32)
-    try:
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            labels, dists = index.knn_query(data[start:stop], k=k)
-            indices[start:stop], distances[start:stop] = labels, dists
-            report(
-                query_from + (1 - query_from) * stop / n,
-                f"nearest neighbours of {stop:,}/{n:,} cells",
-            )
-            check_stop("The map fit")
-    finally:
-        if threads is not None:
-            index.set_num_threads(threads)
+
+    def searched(fraction: float, message: str) -> None:
+        report(query_from + (1 - query_from) * fraction, message)
+        check_stop("The map fit")
+
+    # data are finite (the map's cells), so knn_query's NaN rows never occur here
+    indices, distances = knn_query_all_threads(index, data, k, progress=searched)
+    indices, distances = indices.astype(np.int32), distances.astype(np.float32)
     return self_first(indices, distances)
 
 

@@ -96,6 +96,7 @@ def fuzzy_graph(indices: np.ndarray, distances: np.ndarray) -> sp.coo_matrix:
         The symmetric ``(n, n)`` float32 membership graph (fuzzy union).
     """
     from ._evmap_kernels import memberships, smooth_knn
+    from ._kernels import LAUNCH_LOCK
 
     indices = np.array(indices, dtype=np.int32)
     distances = np.array(distances, dtype=np.float32)
@@ -104,8 +105,9 @@ def fuzzy_graph(indices: np.ndarray, distances: np.ndarray) -> sp.coo_matrix:
     distances[cut] = np.inf
     n, k = indices.shape
     mean = np.full(n, float(np.mean(distances)))
-    sigma, rho = smooth_knn(np.ascontiguousarray(distances), float(k), LOCAL_CONNECTIVITY, mean)
-    weights = memberships(indices, distances, sigma, rho)
+    with LAUNCH_LOCK:  # parallel kernels: one launch at a time (see LAUNCH_LOCK)
+        sigma, rho = smooth_knn(np.ascontiguousarray(distances), float(k), LOCAL_CONNECTIVITY, mean)
+        weights = memberships(indices, distances, sigma, rho)
     weights[indices == np.arange(n)[:, None]] = 0.0  # a cell is not its own neighbour
     keep = indices >= 0
     rows = np.broadcast_to(np.arange(n, dtype=np.int32)[:, None], indices.shape)[keep]

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import Cancelled
 
-__all__ = ["check_stop", "should_stop", "stop_asker", "stop_when", "watch"]
+__all__ = ["also_stop_when", "check_stop", "should_stop", "stop_asker", "stop_when", "watch"]
 
 _HOOK: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
     "scembed_stop_hook", default=None
@@ -57,6 +57,28 @@ def stop_when(
     finally:
         _HOOK.reset(tokens[0])
         _DEADLINE.reset(tokens[1])
+
+
+@contextmanager
+def also_stop_when(hook: Callable[[], bool]) -> Iterator[None]:
+    """Add a stop hook to this context's, keeping its hook and time budget.
+
+    Parameters
+    ----------
+    hook
+        Stop as soon as this returns true, or as the enclosing :func:`stop_when` says.
+
+    Yields
+    ------
+    None
+        Inside the block, :func:`check_stop` honours both hooks and the time budget.
+    """
+    outer = _HOOK.get()
+    token = _HOOK.set(lambda: hook() or (outer is not None and outer()))
+    try:
+        yield
+    finally:
+        _HOOK.reset(token)
 
 
 def _reason(hook: Callable[[], bool] | None, deadline: float | None) -> str | None:

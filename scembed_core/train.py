@@ -44,13 +44,15 @@ __all__ = [
 ]
 
 #: Stages of :func:`build_reference` and their shares of its progress bar, in order.
+#: The map is fitted in a thread beside the label stages (one core each, see
+#: :func:`build_reference`); its reports are replayed in its own stage, last.
 BUILD_STAGES = {
     "embed": (0.05, "Embedding the reference cells"),
     "index": (0.05, "Building the kNN index"),
-    "map": (0.5, "Fitting the reference map"),
     "classifier": (0.2, "Label classifier"),
     "distances": (0.05, "Measuring mapping distances"),
     "unknown": (0.15, "Calibrating the Unknown rule"),
+    "map": (0.5, "Fitting the reference map"),
 }
 
 
@@ -361,7 +363,7 @@ def build_reference(
     """
     import anndata as ad
 
-    from .knn import build_cell_index, knn_query_all_threads
+    from .knn import build_cell_index, index_ef_construction, knn_query_all_threads
     from .labels.vote import LEGACY_MAPPING_DISTANCE_K, self_mapping_distances
     from .model import Whitening
     from .project import compute_coverage, embed_cells
@@ -399,75 +401,91 @@ def build_reference(
         index_progress(fraction, message)
         check_stop("Building the kNN index")
 
-    index = build_cell_index(space, progress=lambda f, m: index_step(0.8 * f, m))
+    index = build_cell_index(
+        space,
+        ef_construction=index_ef_construction(len(space)),
+        progress=lambda f, m: index_step(0.8 * f, m),
+    )
     k = int(min(LEGACY_MAPPING_DISTANCE_K, keep.sum() - 1))
     # one search of every cell in it (every core): the mapping distances' k + 1 nearest and,
     # above EXACT_MAX_CELLS, the map's neighbours (their first columns)
     table = knn_query_all_threads(
         index, space, k + 1, progress=lambda f, m: index_step(0.8 + 0.2 * f, m)
     )
-    map_params = None
+    map_job = None
     if fit_umap and keep.sum() > 16:
+        from ._background import Background
         from .refmap import fit_reference_map
 
-        coords, map_params = fit_reference_map(
-            space, index=index, neighbors=table, progress=stages.stage("map")
-        )
-        cells.obsm["X_umap"] = coords
-    manifest = {
-        "name": name,
-        "genome": genome,
-        "source": source,
-        "label_keys": keys,
-        "n_cells_dropped_no_regions": int((~keep).sum()),
-        "whiten_components": int(whitening.matrix.shape[1]) if whitening else 0,
-        "fraction_peaks_mapped": float(coverage.fraction_peaks_mapped),
-        "pooling": model.pooling,
-        "label_counts": {k: cells.obs[k].astype(str).value_counts().to_dict() for k in keys},
-    }
-    if model.metadata.get("format"):
-        manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
-    classifier = None
-    if label_model is not False and keys and cells.obs[keys[0]].astype(str).nunique() >= 2:
-        from .labels.classifier import LabelModelParams, fit_label_model, manifest_entry
+        # The map needs nothing of the label stages, nor they of it: it is fitted in a
+        # thread meanwhile (its serial layout on one core, the labels on another), the
+        # same map as alone; its progress is replayed in its stage once the labels are done.
+        map_job = Background(fit_reference_map, space, neighbors=table, name="scembed-map")
+    try:
+        manifest = {
+            "name": name,
+            "genome": genome,
+            "source": source,
+            "label_keys": keys,
+            "n_cells_dropped_no_regions": int((~keep).sum()),
+            "whiten_components": int(whitening.matrix.shape[1]) if whitening else 0,
+            "fraction_peaks_mapped": float(coverage.fraction_peaks_mapped),
+            "pooling": model.pooling,
+            "label_counts": {k: cells.obs[k].astype(str).value_counts().to_dict() for k in keys},
+        }
+        if model.metadata.get("format"):
+            manifest["region_model"] = {k: str(v) for k, v in model.metadata.items()}
+        classifier = None
+        if label_model is not False and keys and cells.obs[keys[0]].astype(str).nunique() >= 2:
+            from .labels.classifier import LabelModelParams, fit_label_model, manifest_entry
 
-        params = label_model if isinstance(label_model, LabelModelParams) else None
-        classifier = fit_label_model(
-            embedding[keep],
-            cells.obs[keys[0]].to_numpy(),
+            params = label_model if isinstance(label_model, LabelModelParams) else None
+            classifier = fit_label_model(
+                embedding[keep],
+                cells.obs[keys[0]].to_numpy(),
+                whitening=whitening,
+                label_key=keys[0],
+                params=params,
+                seed=seed,
+                index=index,  # held-out neighbours searched in it, held-out cells hidden
+                progress=stages.stage("classifier"),
+            )
+            manifest["label_model"] = manifest_entry(classifier)
+        reference = Reference(  # the map comes last
+            model=model,
+            cells=cells,
+            manifest=manifest,
+            index=index,
             whitening=whitening,
-            label_key=keys[0],
-            params=params,
-            seed=seed,
-            index=index,  # held-out neighbours searched in it, held-out cells hidden
-            progress=stages.stage("classifier"),
+            label_model=classifier,
         )
-        manifest["label_model"] = manifest_entry(classifier)
-    reference = Reference(
-        model=model,
-        cells=cells,
-        map_params=map_params,
-        manifest=manifest,
-        index=index,
-        whitening=whitening,
-        label_model=classifier,
-    )
-    stages.stage("distances", f"k = {k}")
-    self_distance = self_mapping_distances(reference, k, neighbors=table)
-    trust = None
-    if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
-        from .labels.loto import calibrate_trust
+        stages.stage("distances", f"k = {k}")
+        self_distance = self_mapping_distances(reference, k, neighbors=table)
+        trust = None
+        if keys and cells.obs[keys[0]].astype(str).nunique() >= 3:
+            from threadpoolctl import threadpool_limits
 
-        stages.stage("unknown", "leave-one-type-out, coverage curve")
-        trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
-    stages.done("Reference ready")
-    return dataclasses.replace(
-        reference,
-        manifest={
-            **manifest,
-            "mapping_distance_k": k,
-            "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
-            "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
-            **({"trust": trust} if trust else {}),
-        },
-    )
+            from .labels.loto import calibrate_trust
+
+            stages.stage("unknown", "leave-one-type-out, coverage curve")
+            with threadpool_limits(limits=1):  # faster here (calibrate_trust's notes)
+                trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
+        map_params = None
+        if map_job is not None:
+            coords, map_params = map_job.result(stages.stage("map", "fitted meanwhile"))
+            cells.obsm["X_umap"] = coords
+        stages.done("Reference ready")
+        return dataclasses.replace(
+            reference,
+            map_params=map_params,
+            manifest={
+                **manifest,
+                "mapping_distance_k": k,
+                "mapping_distance_q50": float(np.quantile(self_distance, 0.5)),
+                "mapping_distance_q99": float(np.quantile(self_distance, 0.99)),
+                **({"trust": trust} if trust else {}),
+            },
+        )
+    finally:
+        if map_job is not None:
+            map_job.abandon()  # at once when it is done; stops it when a label stage failed

@@ -269,8 +269,8 @@ def fit_label_model(
         The reference's kNN index over these cells in the analysis space, in this order
         (:func:`~scembed_core.knn.build_cell_index`): the held-out cells' neighbours are
         searched in it with the held-out cells hidden (no second index; it is left as it
-        was, but must not be queried by others meanwhile: pass it while it is private, as
-        ``build_reference`` does). None: an index over the fit cells is built.
+        was, but must not be queried by others meanwhile: pass it only while it is private,
+        as ``build_reference`` does, never a loaded or shared reference's index). None: an index over the fit cells is built.
     progress
         ``progress(fraction, message)`` before each fit and the calibration.
 

@@ -256,13 +256,16 @@ def calibrate_trust(
     dict
         ``{"unknown_rule": UnknownRule.to_dict(), "coverage_curve": {...}}`` (plain JSON),
         to be stored under the manifest key :data:`TRUST_KEY`.
-    """
-    from threadpoolctl import threadpool_limits
 
-    # one BLAS thread: the products here are small and threads mostly wait on each other
-    # (100,000 cells on 2 busy cores: 3.2 s against 7-8 s, benchmarks.labels_build)
-    with threadpool_limits(limits=1):
-        return _calibrate_trust(reference, regions, n_cells, target_fpr, k, seed)
+    Notes
+    -----
+    Its products are small: on one BLAS thread it runs faster than on two (100,000 cells
+    on 2 busy cores: 3.2 s against 7-8 s, ``benchmarks.labels_build``). A BLAS thread limit
+    holds for the whole process, so it is the caller's to set: a build sets it
+    (:func:`scembed_core.train.build_reference`), a server computing an old bundle's rule on
+    load does not (other sessions' work would lose their threads).
+    """
+    return _calibrate_trust(reference, regions, n_cells, target_fpr, k, seed)
 
 
 def _calibrate_trust(

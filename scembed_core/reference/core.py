@@ -15,7 +15,7 @@ import pandas as pd
 
 from .._paths import DEFAULT_REFERENCE_DIR, DEMO_QUERY_PATH, PACKAGE_DATA
 from ..evmap import MapParams
-from ..knn import build_cell_index
+from ..knn import build_cell_index, index_ef_construction
 from ..model import RegionModel, Whitening
 
 __all__ = [
@@ -55,7 +55,9 @@ class Reference:
     def __post_init__(self) -> None:
         object.__setattr__(self, "manifest", dict(self.manifest))
         if self.cells is not None and self.index is None:
-            object.__setattr__(self, "index", build_cell_index(self.cell_space))
+            space = self.cell_space  # the build's rule: the same graph as when it was built
+            index = build_cell_index(space, ef_construction=index_ef_construction(len(space)))
+            object.__setattr__(self, "index", index)
         object.__setattr__(self, "_memo_lock", threading.Lock())
         object.__setattr__(self, "_memo", {})
 

@@ -115,19 +115,21 @@ def test_a_watched_training_that_is_not_stopped_gives_the_same_vectors(planted):
     np.testing.assert_array_equal(plain, watched)
 
 
-def test_reference_training_stops_at_the_map_fit(planted):
+def test_reference_training_stopped_in_its_label_stages_stops_its_map_too(planted):
+    """The map is fitted in a thread beside the label stages: a stop there ends both."""
     from scembed_core.train import TrainingParams, train_reference
 
-    reached_map = threading.Event()
+    reached_labels = threading.Event()
 
     def progress(fraction: float, message: str) -> None:
-        if message.startswith("Fitting the reference map"):
-            reached_map.set()  # the session stops once the map stage begins
+        if message.startswith("Label classifier"):
+            reached_labels.set()  # the session stops once the label stages begin
 
     params = TrainingParams(epochs=2, **FAST)
-    with stop_when(reached_map.is_set), pytest.raises(Cancelled, match="map fit"):
+    with stop_when(reached_labels.is_set), pytest.raises(Cancelled, match="did not finish"):
         train_reference(planted, label_key="cell_type", params=params, progress=progress)
-    assert reached_map.is_set()
+    assert reached_labels.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "scembed-map"], "map left running"
 
 
 def test_the_map_layout_loop_stops_at_its_next_epoch_report():

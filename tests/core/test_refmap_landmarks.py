@@ -80,8 +80,9 @@ def test_the_reference_index_is_built_with_ef_100_above_60000_cells(
     space = planted_reference.cell_space  # 240 cells
     assert build_cell_index(space).ef_construction == 200
     monkeypatch.setattr(knn, "LARGE_INDEX_ABOVE", 200)  # 240 cells count as large
-    built = build_cell_index(space)
+    built = build_cell_index(space, ef_construction=index_ef_construction(len(space)))
     assert built.ef_construction == 100
+    assert build_cell_index(space).ef_construction == 200, "a query's own graph keeps 200"
     # a reference without an index (a loaded bundle's) rebuilds it over its cells
     rebuilt = dataclasses.replace(planted_reference, index=None).index
     assert rebuilt is not planted_reference.index and rebuilt.ef_construction == 100

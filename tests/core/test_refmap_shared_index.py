@@ -47,7 +47,7 @@ def test_the_map_searches_the_references_index_when_given_one():
         cells, 15, index=index, progress=lambda f, m: messages.append(m)
     )
     assert not any("kNN index" in m for m in messages), "no second index"
-    assert "nearest neighbours of 400/400 cells" in messages[-1]
+    assert "nearest cells of 400/400 cells" in messages[-1]
     # the label transfer's search on the same index finds the same neighbours
     theirs_i, theirs_d = knn_query(index, cells, 15)
     assert (found_i[:, 0] == np.arange(len(cells))).all() and (found_d[:, 0] == 0).all()
