@@ -254,11 +254,7 @@ class MapTransform:
 
 
 def _membership(
-    indices: np.ndarray,
-    distances: np.ndarray,
-    params: MapParams,
-    n_ref: int,
-    per_cell: bool = True,
+    indices: np.ndarray, distances: np.ndarray, params: MapParams, n_ref: int, per_cell: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour columns (-1: none) and umap's fuzzy membership weights, per query cell.
 
@@ -288,7 +284,7 @@ def _membership(
     from ._evmap_kernels import memberships, smooth_knn
     from ._kernels import LAUNCH_LOCK
 
-    with LAUNCH_LOCK:  # parallel kernels: one launch at a time (see LAUNCH_LOCK)
+    with LAUNCH_LOCK:  # parallel kernels, one launch at a time
         sigma, rho = smooth_knn(np.ascontiguousarray(dists), float(params.n_neighbors), local, mean)
         weights = memberships(cols, dists, sigma, rho)
     weights[cols < 0] = 0.0

@@ -259,11 +259,9 @@ def calibrate_trust(
 
     Notes
     -----
-    Its products are small: on one BLAS thread it runs faster than on two (100,000 cells
-    on 2 busy cores: 3.2 s against 7-8 s, ``benchmarks.labels_build``). A BLAS thread limit
-    holds for the whole process, so it is the caller's to set: a build sets it
-    (:func:`scembed_core.train.build_reference`), a server computing an old bundle's rule on
-    load does not (other sessions' work would lose their threads).
+    One BLAS thread runs it faster than two (100,000 cells, 2 busy cores: 3.2 s against
+    7-8 s, ``benchmarks.labels_build``); the limit holds for the whole process, so a build
+    sets it (``build_reference``), a server computing an old bundle's rule does not.
     """
     return _calibrate_trust(reference, regions, n_cells, target_fpr, k, seed)
 
