@@ -53,3 +53,14 @@ def test_it_honours_the_callers_stop_hook_and_abandon():
     assert not [t for t in threading.enumerate() if t.name == "scembed-test-steps"]
     with pytest.raises(Cancelled):
         job.result()
+
+
+def test_a_build_whose_map_ran_beside_its_labels_has_the_map_fitted_alone(planted_reference):
+    import numpy as np
+
+    from scembed_core.refmap import fit_reference_map
+
+    coords, params = fit_reference_map(planted_reference.cell_space)
+    np.testing.assert_array_equal(planted_reference.cells.obsm["X_umap"], coords)
+    assert planted_reference.map_params == params
+    assert planted_reference.label_model is not None and planted_reference.can_ev_project
