@@ -384,12 +384,6 @@ def build_reference(
         )
     cells = ad.AnnData(obs=adata.obs.loc[keep, keys].copy())
     cells.obsm["X_scembed"] = embedding[keep]
-    if keys:  # each type's open fraction per region: the clusters' second opinion
-        from .labels.second_opinion import UNS_KEY, compute_type_profiles
-        from .regions import cells_by_universe
-
-        signal = cells_by_universe(coverage.signal[keep], coverage.mapping)
-        cells.uns[UNS_KEY] = compute_type_profiles(signal, cells.obs[keys[0]].to_numpy(), keys[0])
     whitening = Whitening.fit(embedding[keep], whiten_components) if whiten_components else None
     space = whitening.transform(embedding[keep]) if whitening else embedding[keep]
     # Seed 0, as when a saved bundle is loaded (its index is rebuilt, see reference.py): the
@@ -422,6 +416,14 @@ def build_reference(
         # same map as alone; its progress is replayed in its stage once the labels are done.
         map_job = Background(fit_reference_map, space, neighbors=table, name="scembed-map")
     try:
+        if keys:  # each type's open fraction per region (the clusters' second opinion): here,
+            # beside the map, not before the index the map waits for
+            from .labels.second_opinion import UNS_KEY, compute_type_profiles
+            from .regions import cells_by_universe
+
+            signal = cells_by_universe(coverage.signal[keep], coverage.mapping)
+            labels = cells.obs[keys[0]].to_numpy()
+            cells.uns[UNS_KEY] = compute_type_profiles(signal, labels, keys[0])
         manifest = {
             "name": name,
             "genome": genome,
