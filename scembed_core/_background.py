@@ -6,8 +6,9 @@ each gives the same result as when run alone. :class:`Background` runs the call 
 of the caller's context (so :func:`~scembed_core.stopping.check_stop` in it honours the
 caller's stop hook and time budget), queues its progress reports instead of calling the
 caller's callback from another thread (a Streamlit progress bar must be updated from its
-script thread), and hands both back in :meth:`Background.result`: every queued report in
-order, then the result or the call's exception. :meth:`Background.abandon` stops it (its
+script thread): :meth:`Background.latest` says where it is (the caller shows it beside its
+own work), and :meth:`Background.result` replays every queued report in order, then returns
+its result or raises its exception. :meth:`Background.abandon` stops it (its
 next ``check_stop`` raises) when the caller's own work failed.
 """
 
@@ -46,6 +47,7 @@ class Background:
         self, func: Callable[..., Any], *args: Any, name: str = "scembed-background", **kwargs: Any
     ) -> None:
         self._reports: queue.SimpleQueue[tuple[float, str]] = queue.SimpleQueue()
+        self._latest: tuple[float, str] | None = None
         self._abandoned = threading.Event()
         self._outcome: list[tuple[bool, Any]] = []
 
@@ -62,7 +64,13 @@ class Background:
         self._thread.start()
 
     def _record(self, fraction: float, message: str) -> None:
-        self._reports.put((float(fraction), str(message)))
+        self._latest = (float(fraction), str(message))
+        self._reports.put(self._latest)
+
+    def latest(self) -> str | None:
+        """Return the call's last progress message so far (None before its first)."""
+        latest = self._latest
+        return None if latest is None else latest[1]
 
     def _replay(self, progress: ProgressCallback | None) -> None:
         while True:
@@ -74,13 +82,13 @@ class Background:
                 progress(fraction, message)
 
     def result(self, progress: ProgressCallback | None = None) -> Any:
-        """Wait for the call, replaying its progress reports in order; its result.
+        """Wait for the call, reporting where it is as it goes; its result.
 
         Parameters
         ----------
         progress
             The caller's callback, called from the caller's thread with every report the
-            call made (first those queued so far, then new ones as they come).
+            call made, in order (first those queued so far, then new ones as they come).
 
         Returns
         -------

@@ -44,8 +44,7 @@ __all__ = [
 ]
 
 #: Stages of :func:`build_reference` and their shares of its progress bar, in order.
-#: The map is fitted in a thread beside the label stages (one core each, see
-#: :func:`build_reference`); its reports are replayed in its own stage, last.
+#: The map is fitted beside the label stages (see :func:`build_reference`), its stage last.
 BUILD_STAGES = {
     "embed": (0.05, "Embedding the reference cells"),
     "index": (0.05, "Building the kNN index"),
@@ -372,7 +371,15 @@ def build_reference(
 
     keys = _label_keys(adata, label_key)
     genome = genome or model.metadata.get("genome") or "unknown"
-    stages = Stages(progress, BUILD_STAGES)
+    map_job = None  # the map's thread, once started: its progress shown beside the labels'
+
+    def report(fraction: float, message: str) -> None:
+        if map_job and map_job.latest() and not message.startswith(BUILD_STAGES["map"][1]):
+            message = f"{message} · map: {map_job.latest()}"
+        if progress is not None:
+            progress(fraction, message)
+
+    stages = Stages(report, BUILD_STAGES)
     stages.stage("embed", f"{adata.n_obs:,} cells")
     coverage = compute_coverage(adata, model)
     embedding = embed_cells(coverage, model)
@@ -406,14 +413,12 @@ def build_reference(
     table = knn_query_all_threads(
         index, space, k + 1, progress=lambda f, m: index_step(0.8 + 0.2 * f, m)
     )
-    map_job = None
     if fit_umap and keep.sum() > 16:
         from ._background import Background
         from .refmap import fit_reference_map
 
-        # The map needs nothing of the label stages, nor they of it: it is fitted in a
-        # thread meanwhile (its serial layout on one core, the labels on another), the
-        # same map as alone; its progress is replayed in its stage once the labels are done.
+        # Map and labels need nothing of each other: the map is fitted in a thread (one core
+        # each), the same map; its progress shows beside theirs, then in its own stage.
         map_job = Background(fit_reference_map, space, neighbors=table, name="scembed-map")
     try:
         if keys:  # each type's open fraction per region (the clusters' second opinion): here,
@@ -474,7 +479,9 @@ def build_reference(
                 trust = calibrate_trust(reference, coverage.cell_regions[keep], seed=seed)
         map_params = None
         if map_job is not None:
-            coords, map_params = map_job.result(stages.stage("map", "fitted meanwhile"))
+            coords, map_params = map_job.result(
+                stages.stage("map", "running since the index was built")
+            )
             cells.obsm["X_umap"] = coords
         stages.done("Reference ready")
         return dataclasses.replace(

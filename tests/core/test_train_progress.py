@@ -40,12 +40,23 @@ def test_progress_moves_forward_through_every_stage(trained_with_progress):
 
 def test_map_fitting_reports_its_layout_epochs(trained_with_progress):
     _, calls = trained_with_progress
-    layout = [(f, m) for f, m in calls if "layout epoch" in m]
+    title = BUILD_STAGES["map"][1]
+    layout = [(f, m) for f, m in calls if m.startswith(title) and "layout epoch" in m]
     assert len({f for f, _ in layout}) >= 2, "the bar moves during the map's epochs"
     last = re.search(r"layout epoch (\d+)/(\d+)", layout[-1][1])
     assert last.group(1) == last.group(2), "the last epoch is reported"
     start, span, _ = Stages(None, BUILD_STAGES).spans["map"]
     assert all(0.6 + 0.4 * start <= f <= 0.6 + 0.4 * (start + span) + 1e-9 for f, _ in layout)
+
+
+def test_the_maps_progress_shows_beside_the_label_stages(trained_with_progress):
+    """The map is fitted in a thread meanwhile: the label stages' messages say where it is."""
+    _, calls = trained_with_progress
+    labels = [m for _, m in calls if m.startswith(("Label classifier", "Calibrating"))]
+    beside = [m.split(" · map: ", 1)[1] for m in labels if " · map: " in m]
+    assert beside, labels
+    in_stage = [m for _, m in calls if m.startswith("Fitting the reference map")]
+    assert not any(" · map: " in m for m in in_stage), "its own stage has no suffix"
 
 
 def test_classifier_calibration_reports_its_steps(trained_with_progress):
