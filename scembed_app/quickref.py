@@ -76,11 +76,11 @@ def start_projection_warmup() -> threading.Thread | None:
     Called by the router after the first page is drawn; the thread waits
     :data:`~scembed_app.state.WARMUP_DELAY_S`, then loads the full built-in reference into
     the shared cache (:func:`scembed_app.cached.cached_reference`: the landing page draws
-    from the compact map and never loads it) and runs the first projection's path on a few
-    demo cells (:func:`scembed_core.warm.warm_projection`: the pooling kernels come from
-    numba's disk cache, igraph is imported), then projects the built-in demo under a new
-    tab's settings (:func:`scembed_app.pipeline.warm_demo`), before anyone clicks "Project
-    cells".
+    from the compact map and never loads it) and runs the first projection's path on the
+    whole demo, under a new tab's settings (:func:`scembed_app.pipeline.warm_demo`:
+    the kernels come from numba's disk cache, igraph is imported, the reference's label
+    statistics are computed, and every result the demo's click reads is cached) before
+    anyone clicks "Project cells".
     Best effort: a failure changes nothing but the first click's time. Nothing waits for it.
     """
     from scembed_app import cached, memory, pipeline
@@ -90,12 +90,9 @@ def start_projection_warmup() -> threading.Thread | None:
         logger.addFilter(_WarmThreads())
 
     def warm() -> None:
-        from scembed_core.warm import warm_projection
-
         time.sleep(state.WARMUP_DELAY_S)
         with contextlib.suppress(Exception):  # a warm-up must never break the server
             reference = cached.cached_reference("default", False)
-            warm_projection(reference)
             # the demo projected as a new tab would: its "Project cells" only draws
             pipeline.warm_demo(cached.reference_key("default", reference), reference)
         # What is loaded now (the libraries, the built-in reference) lives as long as the

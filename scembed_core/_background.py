@@ -48,6 +48,7 @@ class Background:
     ) -> None:
         self._reports: queue.SimpleQueue[tuple[float, str]] = queue.SimpleQueue()
         self._latest: tuple[float, str] | None = None
+        self._outcome_read = False
         self._abandoned = threading.Event()
         self._outcome: list[tuple[bool, Any]] = []
 
@@ -68,9 +69,13 @@ class Background:
         self._reports.put(self._latest)
 
     def latest(self) -> str | None:
-        """Return the call's last progress message so far (None before its first)."""
+        """Return the call's last progress message (None before its first, and once collected).
+
+        Once :meth:`result` has returned, the caller has had every report, so there is
+        nothing more to show beside its own work.
+        """
         latest = self._latest
-        return None if latest is None else latest[1]
+        return None if latest is None or self._outcome_read else latest[1]
 
     def _replay(self, progress: ProgressCallback | None) -> None:
         while True:
@@ -104,6 +109,7 @@ class Background:
             self._replay(progress)
             self._thread.join(_POLL_S)
         self._replay(progress)
+        self._outcome_read = True
         ok, value = self._outcome[0]
         if not ok:
             raise value

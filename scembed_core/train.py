@@ -371,11 +371,12 @@ def build_reference(
 
     keys = _label_keys(adata, label_key)
     genome = genome or model.metadata.get("genome") or "unknown"
-    map_job = None  # the map's thread, once started: its progress shown beside the labels'
+    map_job = None  # the map's thread, once started (its progress shown beside the labels')
 
     def report(fraction: float, message: str) -> None:
-        if map_job and map_job.latest() and not message.startswith(BUILD_STAGES["map"][1]):
-            message = f"{message} · map: {map_job.latest()}"
+        beside = map_job.latest() if map_job else None
+        if beside and not message.startswith(BUILD_STAGES["map"][1]):
+            message = f"{message} · map: {beside}"
         if progress is not None:
             progress(fraction, message)
 
@@ -417,8 +418,7 @@ def build_reference(
         from ._background import Background
         from .refmap import fit_reference_map
 
-        # Map and labels need nothing of each other: the map is fitted in a thread (one core
-        # each), the same map; its progress shows beside theirs, then in its own stage.
+        # map and labels need nothing of each other: the map is fitted in a thread, one core each
         map_job = Background(fit_reference_map, space, neighbors=table, name="scembed-map")
     try:
         if keys:  # each type's open fraction per region (the clusters' second opinion): here,

@@ -57,6 +57,7 @@ def test_the_maps_progress_shows_beside_the_label_stages(trained_with_progress):
     assert beside, labels
     in_stage = [m for _, m in calls if m.startswith("Fitting the reference map")]
     assert not any(" · map: " in m for m in in_stage), "its own stage has no suffix"
+    assert " · map: " not in calls[-1][1], "nothing beside the end: the map is done"
 
 
 def test_classifier_calibration_reports_its_steps(trained_with_progress):
